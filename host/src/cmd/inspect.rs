@@ -1,0 +1,47 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use edgefit::import::ImportOptions;
+use edgefit::inspect::{inspect_onnx, render_side_by_side, render_text};
+
+#[derive(Args)]
+pub struct InspectCmd {
+    /// ONNX model(s) to inspect; with several, a side-by-side summary follows
+    #[arg(required = true, value_name = "MODEL.onnx")]
+    models: Vec<PathBuf>,
+    /// Print the stable machine-readable report (schema edgefit.inspect.v1; an array for several models)
+    #[arg(long)]
+    json: bool,
+    /// Override the input shape, e.g. 1,3,224,224
+    #[arg(long, value_name = "N,C,H,W", value_delimiter = ',', num_args = 1)]
+    input_shape: Option<Vec<usize>>,
+}
+
+impl InspectCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let options = ImportOptions {
+            input_shape: self.input_shape,
+        };
+        let reports = self
+            .models
+            .iter()
+            .map(|m| inspect_onnx(m, &options).with_context(|| format!("inspect {}", m.display())))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if self.json {
+            let json = match reports.as_slice() {
+                [one] => serde_json::to_string_pretty(one)?,
+                many => serde_json::to_string_pretty(many)?,
+            };
+            println!("{json}");
+            return Ok(());
+        }
+        for r in &reports {
+            println!("{}", render_text(r));
+        }
+        if reports.len() > 1 {
+            print!("{}", render_side_by_side(&reports));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! edgefit's graph IR: the small set of CNN operators a plan can carry.
+//!
+//! Activations are described in ONNX's logical NCHW order here; the plan compiler
+//! chooses the on-device layout. Parameters keep their ONNX layout (conv OIHW, dense
+//! `[out, in]`). BatchNorm never appears: the importer folds it into the conv before.
+
+use serde::Serialize;
+
+/// Index into [`Graph::tensors`].
+pub type TensorId = usize;
+
+/// An activation tensor (never a weight).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tensor {
+    /// The ONNX value name this tensor came from.
+    pub name: String,
+    /// Logical NCHW (or `[N, features]`) shape.
+    pub shape: Vec<usize>,
+}
+
+impl Tensor {
+    pub fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A weight or bias tensor. `data` is `None` for graph-only exports, whose weights
+/// arrive as graph inputs with a shape but no values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    pub shape: Vec<usize>,
+    pub data: Option<Vec<f32>>,
+}
+
+impl Param {
+    pub fn new(shape: Vec<usize>, data: Option<Vec<f32>>) -> Param {
+        Param { shape, data }
+    }
+
+    pub fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// An activation function fused into the op that produces the tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+    /// Clip(min, max), e.g. ReLU6.
+    Clip {
+        min: f32,
+        max: f32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// `[kh, kw]`
+    pub kernel: [usize; 2],
+    /// `[sh, sw]`
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`
+    pub pads: [usize; 4],
+    /// `[dh, dw]`
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    /// OIHW: `[out_channels, in_channels / groups, kh, kw]`.
+    pub weight: Param,
+    pub bias: Option<Param>,
+    pub activation: Activation,
+    /// True where a BatchNormalization was folded into this conv.
+    pub folded_batchnorm: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    pub in_features: usize,
+    pub out_features: usize,
+    /// `[out_features, in_features]`.
+    pub weight: Param,
+    pub bias: Option<Param>,
+    pub activation: Activation,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// `[kh, kw]`
+    pub kernel: [usize; 2],
+    /// `[sh, sw]`
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`
+    pub pads: [usize; 4],
+    /// Average pooling only: whether padded cells count in the divisor.
+    pub count_include_pad: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Conv(Conv),
+    Dense(Dense),
+    MaxPool(Pool),
+    AvgPool(Pool),
+    GlobalAvgPool,
+    /// Element-wise sum of two same-shape activations (a residual addition).
+    Add {
+        activation: Activation,
+    },
+    /// A standalone activation that could not be fused into its producer.
+    Activation(Activation),
+    /// Flatten / Reshape: same elements, new shape, no copy.
+    Reshape,
+    /// Softmax over the last axis.
+    Softmax,
+    /// Concatenation along the channel axis.
+    Concat,
+}
+
+impl Op {
+    /// Short operator name used in reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Conv(c)
+                if c.groups == c.in_channels && c.groups == c.out_channels && c.groups > 1 =>
+            {
+                "DepthwiseConv"
+            }
+            Op::Conv(_) => "Conv",
+            Op::Dense(_) => "Dense",
+            Op::MaxPool(_) => "MaxPool",
+            Op::AvgPool(_) => "AvgPool",
+            Op::GlobalAvgPool => "GlobalAvgPool",
+            Op::Add { .. } => "Add",
+            Op::Activation(Activation::Relu) => "Relu",
+            Op::Activation(_) => "Clip",
+            Op::Reshape => "Reshape",
+            Op::Softmax => "Softmax",
+            Op::Concat => "Concat",
+        }
+    }
+
+    /// The fused activation, if this op carries one.
+    pub fn activation(&self) -> Option<Activation> {
+        match self {
+            Op::Conv(c) => Some(c.activation),
+            Op::Dense(d) => Some(d.activation),
+            Op::Add { activation } => Some(*activation),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn activation_mut(&mut self) -> Option<&mut Activation> {
+        match self {
+            Op::Conv(c) => Some(&mut c.activation),
+            Op::Dense(d) => Some(&mut d.activation),
+            Op::Add { activation } => Some(activation),
+            _ => None,
+        }
+    }
+
+    /// Whether the output is only a view of the (single) input: no copy, no new buffer.
+    pub fn is_view(&self) -> bool {
+        matches!(self, Op::Reshape)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The ONNX node name (of the first ONNX node this IR node was lowered from).
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<TensorId>,
+    pub output: TensorId,
+    /// ONNX ops folded or fused into this node (BatchNormalization, Relu, bias Add...).
+    pub fused: Vec<String>,
+    /// Parameters as the ONNX file stores them for this layer (BatchNorm's scale and
+    /// shift counted, as torchvision counts them).
+    pub exported_params: usize,
+}
+
+/// A lowered model: nodes in execution order, one input, one output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graph {
+    pub tensors: Vec<Tensor>,
+    pub nodes: Vec<Node>,
+    pub input: TensorId,
+    pub output: TensorId,
+}
+
+impl Graph {
+    pub fn tensor(&self, id: TensorId) -> &Tensor {
+        &self.tensors[id]
+    }
+
+    /// Whether every weight in the graph has values (false for graph-only exports).
+    pub fn has_weight_values(&self) -> bool {
+        self.nodes.iter().all(|n| match &n.op {
+            Op::Conv(c) => {
+                c.weight.data.is_some() && c.bias.as_ref().is_none_or(|b| b.data.is_some())
+            }
+            Op::Dense(d) => {
+                d.weight.data.is_some() && d.bias.as_ref().is_none_or(|b| b.data.is_some())
+            }
+            _ => true,
+        })
+    }
+
+    /// Indices of the nodes that read `tensor`.
+    pub fn consumers(&self, tensor: TensorId) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.inputs.contains(&tensor))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}

@@ -1,0 +1,13 @@
+//! edgefit: fit VGG- and ResNet-family CNNs to small devices.
+//!
+//! The host library: ONNX import into edgefit's IR ([`import`]), static analysis
+//! ([`analysis`]), activation memory planning ([`memory`]) and the reports built
+//! on them ([`inspect`]). The `edgefit` binary is a thin CLI over these modules.
+
+pub mod analysis;
+pub mod data;
+pub mod import;
+pub mod inspect;
+pub mod ir;
+pub mod memory;
+pub mod table;

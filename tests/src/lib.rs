@@ -1,0 +1,44 @@
+//! Helpers for edgefit's end-to-end tests, which drive the real `edgefit` binary
+//! on the bundled models (see `tests/tests/`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_owned()
+}
+
+/// A path under `models/`.
+pub fn model(rel: &str) -> PathBuf {
+    repo_root().join("models").join(rel)
+}
+
+/// The `edgefit` binary built next to this test executable
+/// (`cargo build --workspace --bins` puts it there; `cargo test --workspace` too).
+pub fn edgefit_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/edgefit
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = dir.join(format!("edgefit{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p edgefit` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `edgefit ARGS...` and captures its output.
+pub fn edgefit(args: &[&str]) -> Output {
+    Command::new(edgefit_bin())
+        .args(args)
+        .output()
+        .expect("run edgefit")
+}
