@@ -1,0 +1,617 @@
+//! Plan file layout: constants, enums and fixed-size record encodings.
+//!
+//! Everything is little-endian and read with `from_le_bytes`, so a plan can be
+//! parsed from any byte slice (flash, a file, a network buffer) whatever its
+//! alignment. `docs/plan-format.md` is the normative description; the offsets
+//! below must match it.
+
+use crate::error::PlanError;
+
+/// `b"EFPL"`: the first four bytes of every plan.
+pub const MAGIC: [u8; 4] = *b"EFPL";
+/// The only format version this engine reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Size of the version-1 header in bytes.
+pub const HEADER_SIZE: usize = 64;
+/// Size of one tensor-table record in bytes.
+pub const TENSOR_RECORD_SIZE: usize = 40;
+/// Size of one op-table record in bytes.
+pub const OP_RECORD_SIZE: usize = 96;
+/// Alignment of the sections, of the weight blob and of every array inside it.
+pub const SECTION_ALIGN: usize = 16;
+/// Highest tensor rank.
+pub const MAX_RANK: usize = 4;
+/// "No tensor" in optional tensor-index fields (second input, weights, bias).
+pub const NONE: u32 = u32::MAX;
+
+/// Reads a little-endian u16 at `at`; `None` if out of bounds.
+pub(crate) fn rd_u16(b: &[u8], at: usize) -> Option<u16> {
+    let s = b.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes([s[0], s[1]]))
+}
+
+/// Reads a little-endian u32 at `at`; `None` if out of bounds.
+pub(crate) fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+pub(crate) fn rd_i32(b: &[u8], at: usize) -> Option<i32> {
+    rd_u32(b, at).map(|v| v as i32)
+}
+
+pub(crate) fn rd_f32(b: &[u8], at: usize) -> Option<f32> {
+    rd_u32(b, at).map(f32::from_bits)
+}
+
+/// Element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DType {
+    I8 = 0,
+    I32 = 1,
+    F16 = 2,
+    F32 = 3,
+}
+
+impl DType {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::I8),
+            1 => Some(Self::I32),
+            2 => Some(Self::F16),
+            3 => Some(Self::F32),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::I8 => 1,
+            Self::F16 => 2,
+            Self::I32 | Self::F32 => 4,
+        }
+    }
+}
+
+/// Where a tensor's bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Location {
+    /// In the caller's arena; the offset is an arena offset.
+    Arena = 0,
+    /// In the plan's weight blob; the offset is relative to the blob start.
+    Weights = 1,
+}
+
+impl Location {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Arena),
+            1 => Some(Self::Weights),
+            _ => None,
+        }
+    }
+}
+
+/// Numeric scheme of a whole plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Precision {
+    /// int8 activations and weights, i32 bias, integer-only arithmetic.
+    Int8 = 0,
+    /// f16 weights (converted on use), f32 activations and bias.
+    F16 = 1,
+    /// f32 everywhere.
+    F32 = 2,
+}
+
+impl Precision {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Int8),
+            1 => Some(Self::F16),
+            2 => Some(Self::F32),
+            _ => None,
+        }
+    }
+
+    /// dtype of activations (arena tensors).
+    pub fn activation_dtype(self) -> DType {
+        match self {
+            Self::Int8 => DType::I8,
+            Self::F16 | Self::F32 => DType::F32,
+        }
+    }
+
+    /// dtype of conv/dense weight tensors.
+    pub fn weight_dtype(self) -> DType {
+        match self {
+            Self::Int8 => DType::I8,
+            Self::F16 => DType::F16,
+            Self::F32 => DType::F32,
+        }
+    }
+
+    /// dtype of conv/dense bias tensors.
+    pub fn bias_dtype(self) -> DType {
+        match self {
+            Self::Int8 => DType::I32,
+            Self::F16 | Self::F32 => DType::F32,
+        }
+    }
+}
+
+/// Operator kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OpKind {
+    Conv2d = 0,
+    Dense = 1,
+    MaxPool = 2,
+    AvgPool = 3,
+    GlobalAvgPool = 4,
+    Add = 5,
+    Reshape = 6,
+    Softmax = 7,
+}
+
+impl OpKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Conv2d),
+            1 => Some(Self::Dense),
+            2 => Some(Self::MaxPool),
+            3 => Some(Self::AvgPool),
+            4 => Some(Self::GlobalAvgPool),
+            5 => Some(Self::Add),
+            6 => Some(Self::Reshape),
+            7 => Some(Self::Softmax),
+            _ => None,
+        }
+    }
+}
+
+/// Activation fused into an op's output.
+///
+/// Float plans apply it literally (`Clip` uses `clip_min`/`clip_max`). Int8
+/// plans always clamp to `act_min..=act_max`, which the host has already set
+/// from the activation, so there the code is informational.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Activation {
+    None = 0,
+    Relu = 1,
+    Clip = 2,
+}
+
+impl Activation {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::None),
+            1 => Some(Self::Relu),
+            2 => Some(Self::Clip),
+            _ => None,
+        }
+    }
+}
+
+/// Decoded plan header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub version: u16,
+    pub flags: u16,
+    pub header_size: u32,
+    pub total_size: u32,
+    pub crc32: u32,
+    pub arena_size: u32,
+    pub plan_id: u32,
+    pub precision: u8,
+    pub tensor_count: u32,
+    pub tensor_table_offset: u32,
+    pub op_count: u32,
+    pub op_table_offset: u32,
+    pub weights_offset: u32,
+    pub weights_size: u32,
+    pub input: u32,
+    pub output: u32,
+}
+
+// Header field offsets.
+const H_MAGIC: usize = 0;
+const H_VERSION: usize = 4;
+const H_FLAGS: usize = 6;
+const H_HEADER_SIZE: usize = 8;
+const H_TOTAL_SIZE: usize = 12;
+const H_CRC: usize = 16;
+const H_ARENA: usize = 20;
+const H_PLAN_ID: usize = 24;
+const H_PRECISION: usize = 28;
+// 29..32 reserved, zero.
+const H_TENSOR_COUNT: usize = 32;
+const H_TENSOR_OFF: usize = 36;
+const H_OP_COUNT: usize = 40;
+const H_OP_OFF: usize = 44;
+const H_WEIGHTS_OFF: usize = 48;
+const H_WEIGHTS_SIZE: usize = 52;
+const H_INPUT: usize = 56;
+const H_OUTPUT: usize = 60;
+
+impl Header {
+    /// Decodes the header. Checks magic and version first so that a foreign
+    /// or newer file gets the most useful error; everything else is checked
+    /// by [`crate::Plan::parse`].
+    pub fn decode(b: &[u8]) -> Result<Self, PlanError> {
+        let truncated = PlanError::Truncated {
+            needed: HEADER_SIZE,
+            available: b.len(),
+        };
+        let magic = b.get(H_MAGIC..H_MAGIC + 4).ok_or(truncated.clone())?;
+        if magic != MAGIC {
+            return Err(PlanError::BadMagic {
+                found: [magic[0], magic[1], magic[2], magic[3]],
+            });
+        }
+        let version = rd_u16(b, H_VERSION).ok_or(truncated.clone())?;
+        if version != FORMAT_VERSION {
+            return Err(PlanError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let h = b.get(..HEADER_SIZE).ok_or(truncated)?;
+        let u = |at| rd_u32(h, at).unwrap_or(0);
+        if h[29..32] != [0, 0, 0] {
+            return Err(PlanError::ReservedNotZero {
+                record: "header",
+                index: 0,
+            });
+        }
+        Ok(Self {
+            version,
+            flags: rd_u16(h, H_FLAGS).unwrap_or(0),
+            header_size: u(H_HEADER_SIZE),
+            total_size: u(H_TOTAL_SIZE),
+            crc32: u(H_CRC),
+            arena_size: u(H_ARENA),
+            plan_id: u(H_PLAN_ID),
+            precision: h[H_PRECISION],
+            tensor_count: u(H_TENSOR_COUNT),
+            tensor_table_offset: u(H_TENSOR_OFF),
+            op_count: u(H_OP_COUNT),
+            op_table_offset: u(H_OP_OFF),
+            weights_offset: u(H_WEIGHTS_OFF),
+            weights_size: u(H_WEIGHTS_SIZE),
+            input: u(H_INPUT),
+            output: u(H_OUTPUT),
+        })
+    }
+
+    pub fn encode(&self) -> [u8; HEADER_SIZE] {
+        let mut h = [0u8; HEADER_SIZE];
+        h[H_MAGIC..H_MAGIC + 4].copy_from_slice(&MAGIC);
+        h[H_VERSION..H_VERSION + 2].copy_from_slice(&self.version.to_le_bytes());
+        h[H_FLAGS..H_FLAGS + 2].copy_from_slice(&self.flags.to_le_bytes());
+        let mut put = |at: usize, v: u32| h[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        put(H_HEADER_SIZE, self.header_size);
+        put(H_TOTAL_SIZE, self.total_size);
+        put(H_CRC, self.crc32);
+        put(H_ARENA, self.arena_size);
+        put(H_PLAN_ID, self.plan_id);
+        put(H_TENSOR_COUNT, self.tensor_count);
+        put(H_TENSOR_OFF, self.tensor_table_offset);
+        put(H_OP_COUNT, self.op_count);
+        put(H_OP_OFF, self.op_table_offset);
+        put(H_WEIGHTS_OFF, self.weights_offset);
+        put(H_WEIGHTS_SIZE, self.weights_size);
+        put(H_INPUT, self.input);
+        put(H_OUTPUT, self.output);
+        h[H_PRECISION] = self.precision;
+        h
+    }
+
+    /// Byte offset of the CRC field, for tools that patch plans.
+    pub const CRC_OFFSET: usize = H_CRC;
+}
+
+/// Quantisation parameters of a tensor.
+///
+/// `scale` is informational (the host uses it to quantise inputs and
+/// dequantise outputs); integer kernels never read it. `zero_point` is used by
+/// the int8 kernels and must be 0 for weights and for float tensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quant {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+impl Quant {
+    /// scale 1, zero point 0: what float tensors and int8 weights carry.
+    pub const NONE: Quant = Quant {
+        scale: 1.0,
+        zero_point: 0,
+    };
+
+    pub fn new(scale: f32, zero_point: i32) -> Self {
+        Self { scale, zero_point }
+    }
+}
+
+/// One tensor-table record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorDesc {
+    pub dtype: DType,
+    /// 1..=4 dims are used; the rest are stored as 0.
+    pub rank: u8,
+    /// Activations: NHWC with N = 1.
+    pub dims: [u32; MAX_RANK],
+    pub location: Location,
+    /// Arena offset, or offset inside the weight blob.
+    pub offset: u32,
+    /// Byte length; equals product(dims) * dtype size.
+    pub length: u32,
+    pub quant: Quant,
+}
+
+impl TensorDesc {
+    /// The used dims.
+    pub fn shape(&self) -> &[u32] {
+        self.dims.get(..self.rank as usize).unwrap_or(&[])
+    }
+
+    /// product(dims); `None` on overflow.
+    pub fn elements(&self) -> Option<u64> {
+        self.shape()
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+    }
+
+    /// Byte range of the tensor inside its region (arena or blob).
+    pub fn range(&self) -> core::ops::Range<usize> {
+        let start = self.offset as usize;
+        start..start.saturating_add(self.length as usize)
+    }
+
+    /// Decodes record `index`. Enum fields are checked here; everything that
+    /// depends on other records is checked by [`crate::Plan::parse`].
+    pub fn decode(r: &[u8], index: u32) -> Result<Self, PlanError> {
+        let r = r.get(..TENSOR_RECORD_SIZE).ok_or(PlanError::Truncated {
+            needed: TENSOR_RECORD_SIZE,
+            available: r.len(),
+        })?;
+        let dtype = DType::from_u8(r[0]).ok_or(PlanError::BadEnum {
+            what: "tensor dtype",
+            index,
+            value: r[0],
+        })?;
+        let location = Location::from_u8(r[2]).ok_or(PlanError::BadEnum {
+            what: "tensor location",
+            index,
+            value: r[2],
+        })?;
+        if r[3] != 0 || r[36..40] != [0; 4] {
+            return Err(PlanError::ReservedNotZero {
+                record: "tensor",
+                index,
+            });
+        }
+        let u = |at| rd_u32(r, at).unwrap_or(0);
+        Ok(Self {
+            dtype,
+            rank: r[1],
+            dims: [u(4), u(8), u(12), u(16)],
+            location,
+            offset: u(20),
+            length: u(24),
+            quant: Quant {
+                scale: rd_f32(r, 28).unwrap_or(0.0),
+                zero_point: rd_i32(r, 32).unwrap_or(0),
+            },
+        })
+    }
+
+    pub fn encode(&self) -> [u8; TENSOR_RECORD_SIZE] {
+        let mut r = [0u8; TENSOR_RECORD_SIZE];
+        r[0] = self.dtype as u8;
+        r[1] = self.rank;
+        r[2] = self.location as u8;
+        let mut put = |at: usize, v: u32| r[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        for (i, d) in self.dims.iter().enumerate() {
+            put(4 + 4 * i, *d);
+        }
+        put(20, self.offset);
+        put(24, self.length);
+        put(28, self.quant.scale.to_bits());
+        put(32, self.quant.zero_point as u32);
+        r
+    }
+}
+
+/// Fixed-point parameters of an int8 Add (TFLite's scheme).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddParams {
+    pub input1_multiplier: i32,
+    pub input1_shift: i32,
+    pub input2_multiplier: i32,
+    pub input2_shift: i32,
+    pub output_multiplier: i32,
+    pub output_shift: i32,
+    /// Usually 20 for int8.
+    pub left_shift: i32,
+}
+
+/// One op-table record. Fields an op kind does not use are ignored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpDesc {
+    pub kind: OpKind,
+    pub activation: Activation,
+    pub input: u32,
+    /// Add: the second input. Otherwise [`NONE`].
+    pub input2: u32,
+    pub output: u32,
+    /// Conv2d/Dense: weight tensor.
+    pub weights: u32,
+    /// Conv2d/Dense: bias tensor or [`NONE`].
+    pub bias: u32,
+    pub kernel_h: u16,
+    pub kernel_w: u16,
+    pub stride_h: u16,
+    pub stride_w: u16,
+    pub pad_top: u16,
+    pub pad_left: u16,
+    pub pad_bottom: u16,
+    pub pad_right: u16,
+    /// Conv2d: 1 = regular, == channels = depthwise.
+    pub groups: u32,
+    /// int8: output clamp in quantised units, within -128..=127.
+    pub act_min: i32,
+    pub act_max: i32,
+    /// Float plans, `Activation::Clip`: clamp range.
+    pub clip_min: f32,
+    pub clip_max: f32,
+    /// int8 Conv2d/Dense: blob offset of `i32[out_channels]` Q31 multipliers.
+    pub multipliers: u32,
+    /// int8 Conv2d/Dense: blob offset of `i32[out_channels]` shifts
+    /// (positive = left).
+    pub shifts: u32,
+    /// int8 Add.
+    pub add: AddParams,
+}
+
+impl OpDesc {
+    /// An op with neutral parameters: 1x1 kernel, stride 1, no padding,
+    /// groups 1, no activation, int8 clamp -128..=127, no weights or bias.
+    pub fn new(kind: OpKind, input: u32, output: u32) -> Self {
+        Self {
+            kind,
+            activation: Activation::None,
+            input,
+            input2: NONE,
+            output,
+            weights: NONE,
+            bias: NONE,
+            kernel_h: 1,
+            kernel_w: 1,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: 0,
+            pad_left: 0,
+            pad_bottom: 0,
+            pad_right: 0,
+            groups: 1,
+            act_min: -128,
+            act_max: 127,
+            clip_min: 0.0,
+            clip_max: 0.0,
+            multipliers: NONE,
+            shifts: NONE,
+            add: AddParams::default(),
+        }
+    }
+
+    pub fn decode(r: &[u8], index: u32) -> Result<Self, PlanError> {
+        let r = r.get(..OP_RECORD_SIZE).ok_or(PlanError::Truncated {
+            needed: OP_RECORD_SIZE,
+            available: r.len(),
+        })?;
+        let kind = OpKind::from_u8(r[0]).ok_or(PlanError::BadEnum {
+            what: "op kind",
+            index,
+            value: r[0],
+        })?;
+        let activation = Activation::from_u8(r[1]).ok_or(PlanError::BadEnum {
+            what: "op activation",
+            index,
+            value: r[1],
+        })?;
+        if r[2..4] != [0, 0] {
+            return Err(PlanError::ReservedNotZero {
+                record: "op",
+                index,
+            });
+        }
+        let u = |at| rd_u32(r, at).unwrap_or(0);
+        let h = |at| rd_u16(r, at).unwrap_or(0);
+        let i = |at| rd_i32(r, at).unwrap_or(0);
+        Ok(Self {
+            kind,
+            activation,
+            input: u(4),
+            input2: u(8),
+            output: u(12),
+            weights: u(16),
+            bias: u(20),
+            kernel_h: h(24),
+            kernel_w: h(26),
+            stride_h: h(28),
+            stride_w: h(30),
+            pad_top: h(32),
+            pad_left: h(34),
+            pad_bottom: h(36),
+            pad_right: h(38),
+            groups: u(40),
+            act_min: i(44),
+            act_max: i(48),
+            clip_min: rd_f32(r, 52).unwrap_or(0.0),
+            clip_max: rd_f32(r, 56).unwrap_or(0.0),
+            multipliers: u(60),
+            shifts: u(64),
+            add: AddParams {
+                input1_multiplier: i(68),
+                input1_shift: i(72),
+                input2_multiplier: i(76),
+                input2_shift: i(80),
+                output_multiplier: i(84),
+                output_shift: i(88),
+                left_shift: i(92),
+            },
+        })
+    }
+
+    pub fn encode(&self) -> [u8; OP_RECORD_SIZE] {
+        let mut r = [0u8; OP_RECORD_SIZE];
+        r[0] = self.kind as u8;
+        r[1] = self.activation as u8;
+        let mut put = |at: usize, b: &[u8]| r[at..at + b.len()].copy_from_slice(b);
+        put(4, &self.input.to_le_bytes());
+        put(8, &self.input2.to_le_bytes());
+        put(12, &self.output.to_le_bytes());
+        put(16, &self.weights.to_le_bytes());
+        put(20, &self.bias.to_le_bytes());
+        let halves = [
+            self.kernel_h,
+            self.kernel_w,
+            self.stride_h,
+            self.stride_w,
+            self.pad_top,
+            self.pad_left,
+            self.pad_bottom,
+            self.pad_right,
+        ];
+        for (k, v) in halves.iter().enumerate() {
+            put(24 + 2 * k, &v.to_le_bytes());
+        }
+        put(40, &self.groups.to_le_bytes());
+        put(44, &self.act_min.to_le_bytes());
+        put(48, &self.act_max.to_le_bytes());
+        put(52, &self.clip_min.to_le_bytes());
+        put(56, &self.clip_max.to_le_bytes());
+        put(60, &self.multipliers.to_le_bytes());
+        put(64, &self.shifts.to_le_bytes());
+        let a = &self.add;
+        let ints = [
+            a.input1_multiplier,
+            a.input1_shift,
+            a.input2_multiplier,
+            a.input2_shift,
+            a.output_multiplier,
+            a.output_shift,
+            a.left_shift,
+        ];
+        for (k, v) in ints.iter().enumerate() {
+            put(68 + 4 * k, &v.to_le_bytes());
+        }
+        r
+    }
+}

@@ -1,0 +1,164 @@
+//! Pooling, NHWC: max, average and global average.
+//!
+//! Only in-bounds cells take part: max ignores padding, and the average
+//! divides by the number of in-bounds cells (`count_include_pad = false`).
+//! The validator guarantees every window has at least one in-bounds cell;
+//! an empty window would give the clamp of 0 (int8: of the zero point's
+//! offset 0) rather than a division by zero.
+
+use super::requant::rounding_average;
+use super::{ld_f32, st_f32, FloatAct, Geom, KResult, ShapeError};
+
+/// Channels per block of stack accumulators.
+const BLOCK: usize = 64;
+
+/// int8 output clamp shared by the pools.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolClamp {
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+impl PoolClamp {
+    #[inline]
+    fn apply(&self, v: i64) -> u8 {
+        (v.max(self.act_min as i64)
+            .min(self.act_max as i64)
+            .clamp(-128, 127) as i8) as u8
+    }
+}
+
+fn check(g: &Geom, x: &[u8], out: &[u8], size: usize) -> KResult {
+    let ok = g.in_c == g.out_c
+        && g.stride_h > 0
+        && g.stride_w > 0
+        && g.input_len().and_then(|v| v.checked_mul(size)) == Some(x.len())
+        && g.output_len().and_then(|v| v.checked_mul(size)) == Some(out.len());
+    if ok {
+        Ok(())
+    } else {
+        Err(ShapeError)
+    }
+}
+
+/// The geometry of a global average pool over an `h x w x c` input.
+pub fn global_geom(h: usize, w: usize, c: usize) -> Geom {
+    Geom {
+        in_h: h,
+        in_w: w,
+        in_c: c,
+        out_h: 1,
+        out_w: 1,
+        out_c: c,
+        kernel_h: h,
+        kernel_w: w,
+        stride_h: 1,
+        stride_w: 1,
+        pad_top: 0,
+        pad_left: 0,
+    }
+}
+
+/// int8 max pool.
+pub fn max_pool_i8(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]) -> KResult {
+    pool_i8::<true>(g, x, clamp, out)
+}
+
+/// int8 average pool (also global average pool with [`global_geom`]).
+/// Input and output share scale and zero point, so no requantisation.
+pub fn avg_pool_i8(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]) -> KResult {
+    pool_i8::<false>(g, x, clamp, out)
+}
+
+fn pool_i8<const MAX: bool>(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]) -> KResult {
+    check(g, x, out, 1)?;
+    let c = g.in_c;
+    let mut pixels = out.chunks_exact_mut(c);
+    for oy in 0..g.out_h {
+        let rows = g.rows(oy);
+        for ox in 0..g.out_w {
+            let cols = g.cols(ox);
+            let count = (rows.len() * cols.len()) as i64;
+            let px = pixels.next().ok_or(ShapeError)?;
+            for (blk, opx) in px.chunks_mut(BLOCK).enumerate() {
+                let c0 = blk * BLOCK;
+                let nb = opx.len();
+                // Sums in i64: a window can hold up to 65535^2 cells.
+                let mut acc = [if MAX { i64::MIN } else { 0 }; BLOCK];
+                for r in 0..rows.len() {
+                    for s in 0..cols.len() {
+                        let xs = ((rows.i0 + r) * g.in_w + cols.i0 + s) * c + c0;
+                        let xr = x.get(xs..xs + nb).ok_or(ShapeError)?;
+                        for (a, &v) in acc.iter_mut().zip(xr) {
+                            let v = v as i8 as i64;
+                            *a = if MAX { (*a).max(v) } else { *a + v };
+                        }
+                    }
+                }
+                for (o, &a) in opx.iter_mut().zip(acc.iter()) {
+                    let v = if MAX {
+                        if count == 0 {
+                            0
+                        } else {
+                            a
+                        }
+                    } else {
+                        rounding_average(a, count)
+                    };
+                    *o = clamp.apply(v);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// f32 max pool.
+pub fn max_pool_f32(g: &Geom, x: &[u8], act: FloatAct, out: &mut [u8]) -> KResult {
+    pool_f32::<true>(g, x, act, out)
+}
+
+/// f32 average pool (also global average pool with [`global_geom`]).
+pub fn avg_pool_f32(g: &Geom, x: &[u8], act: FloatAct, out: &mut [u8]) -> KResult {
+    pool_f32::<false>(g, x, act, out)
+}
+
+fn pool_f32<const MAX: bool>(g: &Geom, x: &[u8], act: FloatAct, out: &mut [u8]) -> KResult {
+    check(g, x, out, 4)?;
+    let c = g.in_c;
+    let mut pixels = out.chunks_exact_mut(c * 4);
+    for oy in 0..g.out_h {
+        let rows = g.rows(oy);
+        for ox in 0..g.out_w {
+            let cols = g.cols(ox);
+            let count = rows.len() * cols.len();
+            let px = pixels.next().ok_or(ShapeError)?;
+            for (blk, opx) in px.chunks_mut(BLOCK * 4).enumerate() {
+                let c0 = blk * BLOCK;
+                let nb = opx.len() / 4;
+                let mut acc = [if MAX { f32::NEG_INFINITY } else { 0.0 }; BLOCK];
+                for r in 0..rows.len() {
+                    for s in 0..cols.len() {
+                        let xs = (((rows.i0 + r) * g.in_w + cols.i0 + s) * c + c0) * 4;
+                        let xr = x.get(xs..xs + nb * 4).ok_or(ShapeError)?;
+                        for (a, v) in acc.iter_mut().zip(xr.chunks_exact(4)) {
+                            let v = ld_f32(v);
+                            *a = if MAX { a.max(v) } else { *a + v };
+                        }
+                    }
+                }
+                for (o, &a) in opx.chunks_exact_mut(4).zip(acc.iter()) {
+                    let v = if count == 0 {
+                        0.0
+                    } else if MAX {
+                        a
+                    } else {
+                        a / count as f32
+                    };
+                    st_f32(o, act.apply(v));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! TFLite/gemmlowp fixed-point helpers for the int8 path.
+//!
+//! These are the exact integer recipes TFLite uses, so every target produces
+//! the same bits. No float is used. All i32 arithmetic that the C++ reference
+//! leaves to the hardware (and that valid host-computed parameters never
+//! overflow) wraps, as two's-complement hardware does.
+
+/// Largest left shift accepted by [`multiply_by_quantized_multiplier`].
+pub const MAX_LEFT_SHIFT: i32 = 30;
+/// Largest right shift accepted by [`multiply_by_quantized_multiplier`].
+pub const MAX_RIGHT_SHIFT: i32 = 31;
+
+/// `(a * b * 2) >> 32`, rounded, saturating the single overflow case.
+pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = a as i64 * b as i64;
+    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    // `/` truncates toward zero, as gemmlowp's C++ division does.
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+/// `x / 2^exponent` rounded to nearest, ties away from zero.
+///
+/// `exponent` is clamped to `0..=31` so the function is total.
+pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
+    let e = exponent.clamp(0, 31);
+    let mask = ((1i64 << e) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + i32::from(x < 0);
+    (x >> e) + i32::from(remainder > threshold)
+}
+
+/// TFLite `MultiplyByQuantizedMultiplier`: `x * m / 2^31 * 2^shift`, rounded.
+///
+/// `m` is a Q31 multiplier (normally in `[2^30, 2^31)`), `shift` is positive
+/// for a left shift. Shifts are clamped to `-31..=30`; the plan validator
+/// rejects anything outside that range, so the clamp never changes a result.
+pub fn multiply_by_quantized_multiplier(x: i32, m: i32, shift: i32) -> i32 {
+    let left = shift.clamp(0, MAX_LEFT_SHIFT);
+    let right = (-shift).clamp(0, MAX_RIGHT_SHIFT);
+    rounding_divide_by_pot(
+        saturating_rounding_doubling_high_mul(x.wrapping_mul(1i32 << left), m),
+        right,
+    )
+}
+
+/// Requantises an i32 accumulator to an int8 value stored as a byte:
+/// multiplier, then `+ out_zp`, then clamp to `act_min..=act_max`.
+#[inline]
+pub fn requantize(acc: i32, m: i32, shift: i32, out_zp: i32, act_min: i32, act_max: i32) -> u8 {
+    let v = multiply_by_quantized_multiplier(acc, m, shift).wrapping_add(out_zp);
+    // max/min rather than clamp: clamp panics when act_min > act_max. The
+    // validator keeps act_min..=act_max inside -128..=127; the final clamp
+    // keeps the cast exact even for a caller that does not.
+    (v.max(act_min).min(act_max).clamp(-128, 127) as i8) as u8
+}
+
+/// Divides an int8 pool sum by `count`, rounding half away from zero
+/// (TFLite's average pool). `count == 0` gives 0 rather than a panic.
+#[inline]
+pub fn rounding_average(sum: i64, count: i64) -> i64 {
+    if count <= 0 {
+        0
+    } else if sum >= 0 {
+        (sum + count / 2) / count
+    } else {
+        (sum - count / 2) / count
+    }
+}
+
+/// TFLite `QuantizeMultiplier`: splits a positive real multiplier into a Q31
+/// multiplier and a shift so that `real ≈ m * 2^(shift - 31)`.
+///
+/// For the host compiler. `real` must be finite and `>= 0`; anything else
+/// (and anything below 2^-32) gives `(0, 0)`. Values that need a shift above
+/// 30 saturate to `(i32::MAX, 30)` as current TFLite does.
+#[cfg(feature = "std")]
+pub fn quantize_multiplier(real: f64) -> (i32, i32) {
+    if !(real.is_finite() && real > 0.0) {
+        return (0, 0);
+    }
+    let bits = real.to_bits();
+    let exp_bits = ((bits >> 52) & 0x7ff) as i32;
+    if exp_bits == 0 {
+        // Subnormal: far below 2^-31, TFLite flushes it to zero too.
+        return (0, 0);
+    }
+    // frexp: real = q * 2^shift with q in [0.5, 1).
+    let mut shift = exp_bits - 1022;
+    let q = f64::from_bits((bits & !(0x7ffu64 << 52)) | (1022u64 << 52));
+    let mut q_fixed = (q * (1i64 << 31) as f64).round() as i64;
+    if q_fixed == 1i64 << 31 {
+        q_fixed /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return (0, 0);
+    }
+    if shift > 30 {
+        return (i32::MAX, 30);
+    }
+    (q_fixed as i32, shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubling_high_mul_hand_values() {
+        // 1.5 -> 2 but -1.5 -> -1: gemmlowp's nudge then truncating division.
+        assert_eq!(saturating_rounding_doubling_high_mul(3, 1 << 30), 2);
+        assert_eq!(saturating_rounding_doubling_high_mul(-3, 1 << 30), -1);
+        assert_eq!(saturating_rounding_doubling_high_mul(-5, 1 << 30), -2);
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(1 << 30, 1 << 30),
+            1 << 29
+        );
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MAX, i32::MAX),
+            2147483646
+        );
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MAX),
+            -2147483647
+        );
+        // The one overflow case saturates.
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN),
+            i32::MAX
+        );
+    }
+
+    #[test]
+    fn rounding_divide_hand_values() {
+        assert_eq!(rounding_divide_by_pot(5, 1), 3); // 2.5 -> 3
+        assert_eq!(rounding_divide_by_pot(-5, 1), -3); // -2.5 -> -3
+        assert_eq!(rounding_divide_by_pot(-3, 1), -2); // -1.5 -> -2
+        assert_eq!(rounding_divide_by_pot(-7, 2), -2); // -1.75 -> -2
+        assert_eq!(rounding_divide_by_pot(7, 2), 2); // 1.75 -> 2
+        assert_eq!(rounding_divide_by_pot(-6, 2), -2); // -1.5 -> -2
+        assert_eq!(rounding_divide_by_pot(-5, 2), -1); // -1.25 -> -1
+        assert_eq!(rounding_divide_by_pot(6, 2), 2); // 1.5 -> 2
+        assert_eq!(rounding_divide_by_pot(123, 0), 123);
+        assert_eq!(rounding_divide_by_pot(i32::MIN, 31), -1);
+        assert_eq!(rounding_divide_by_pot(i32::MAX, 31), 1);
+        // Out-of-range exponents are clamped, not a panic.
+        assert_eq!(rounding_divide_by_pot(-8, -4), -8);
+        assert_eq!(rounding_divide_by_pot(i32::MIN, 99), -1);
+    }
+
+    #[test]
+    fn multiply_by_quantized_multiplier_hand_values() {
+        // 1/sqrt(2) in Q31, shift -3: 12345 * 0.70710678 / 8 = 1091.15.
+        assert_eq!(
+            multiply_by_quantized_multiplier(12345, 1518500250, -3),
+            1091
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier(-12345, 1518500250, -3),
+            -1091
+        );
+        // 0.5 * 2^1 = 1.
+        assert_eq!(multiply_by_quantized_multiplier(1000, 1 << 30, 1), 1000);
+        // -75 * 0.5 = -37.5 -> -37 (high mul), then / 2 = -18.5 -> -19.
+        assert_eq!(multiply_by_quantized_multiplier(-75, 1 << 30, -1), -19);
+        assert_eq!(
+            multiply_by_quantized_multiplier(i32::MIN, i32::MIN, 0),
+            i32::MAX
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier(-123456789, 1395864371, -9),
+            -156732
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier(123456789, i32::MAX, -31),
+            0
+        );
+    }
+
+    #[test]
+    fn requantize_clamps() {
+        assert_eq!(requantize(1000, 1 << 30, 0, 10, -128, 127) as i8, 127);
+        assert_eq!(requantize(-1000, 1 << 30, 0, 10, -128, 127) as i8, -128);
+        assert_eq!(requantize(20, 1 << 30, 0, -5, -5, 127) as i8, 5);
+        assert_eq!(requantize(-20, 1 << 30, 0, -5, -5, 127) as i8, -5);
+    }
+
+    #[test]
+    fn rounding_average_half_away() {
+        assert_eq!(rounding_average(5, 2), 3);
+        assert_eq!(rounding_average(-5, 2), -3);
+        assert_eq!(rounding_average(4, 3), 1);
+        assert_eq!(rounding_average(-4, 3), -1);
+        assert_eq!(rounding_average(7, 0), 0);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn quantize_multiplier_matches_tflite() {
+        assert_eq!(quantize_multiplier(0.5), (1 << 30, 0));
+        assert_eq!(quantize_multiplier(1.0), (1 << 30, 1));
+        assert_eq!(quantize_multiplier(0.75), (1610612736, 0));
+        assert_eq!(quantize_multiplier(2.5), (1342177280, 2));
+        assert_eq!(quantize_multiplier(0.0037), (2034096511, -8));
+        assert_eq!(quantize_multiplier(1e-12), (0, 0));
+        assert_eq!(quantize_multiplier(0.0), (0, 0));
+        assert_eq!(quantize_multiplier(-1.0), (0, 0));
+        assert_eq!(quantize_multiplier(f64::NAN), (0, 0));
+        // Rounding up to 2^31 renormalises.
+        assert_eq!(quantize_multiplier(1.0 - 1e-12), (1 << 30, 1));
+        assert_eq!(quantize_multiplier(1e12), (i32::MAX, 30));
+    }
+}

@@ -1,0 +1,46 @@
+//! edgefit's on-device inference engine.
+//!
+//! A host compiler turns a CNN into a *plan* (see `docs/plan-format.md`):
+//! a versioned, CRC-checked byte image holding a tensor table, an op table
+//! and a weight blob, with every activation's arena offset precomputed.
+//! [`Plan::parse`] validates it once, zero-copy; [`Engine`] then runs it over
+//! a caller-owned arena without allocating.
+//!
+//! ```ignore
+//! let plan = Plan::parse(flash_bytes)?;
+//! let engine = Engine::new(&plan);
+//! let mut arena = [0u8; ARENA]; // at least engine.arena_size()
+//! engine.input_mut(&mut arena)?.copy_from_slice(&image);
+//! engine.run(&mut arena)?;
+//! let logits = engine.output(&arena)?;
+//! ```
+//!
+//! Numerics: int8 plans follow TFLite's integer-only scheme exactly (see
+//! [`requant`]), so every target gives the same bytes; f32 plans compute in
+//! f32; f16 plans store weights as IEEE half and compute in f32.
+//!
+//! Without the `std` feature the crate is `no_std` and uses no allocator.
+//! `std` adds `PlanBuilder` (module `writer`), `std::error::Error` impls and run-time
+//! AVX2 detection.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
+#![deny(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+mod error;
+pub mod exec;
+pub mod format;
+pub mod kernels;
+pub mod plan;
+#[cfg(feature = "std")]
+pub mod writer;
+
+pub use error::{ExecError, PlanError};
+pub use exec::Engine;
+pub use format::{
+    Activation, AddParams, DType, Header, Location, OpDesc, OpKind, Precision, Quant, TensorDesc,
+    FORMAT_VERSION, MAGIC, NONE,
+};
+pub use kernels::requant;
+pub use plan::Plan;
+#[cfg(feature = "std")]
+pub use writer::PlanBuilder;

@@ -1,0 +1,266 @@
+//! Plan writer for the host compiler (feature `std`).
+//!
+//! ```
+//! use edgefit_engine::{OpDesc, OpKind, Plan, PlanBuilder, Precision, Quant, DType};
+//!
+//! let mut b = PlanBuilder::new(Precision::F32);
+//! let x = b.add_activation(DType::F32, &[1, 4], 0, Quant::NONE);
+//! let w = b.add_weights_f32(&[2, 4], &[1.0; 8]);
+//! let y = b.add_activation(DType::F32, &[1, 2], 16, Quant::NONE);
+//! let mut op = OpDesc::new(OpKind::Dense, x, y);
+//! op.weights = w;
+//! b.add_op(op);
+//! b.set_input(x).set_output(y).set_arena_size(24).set_plan_id(7);
+//! let bytes = b.finish_checked().unwrap();
+//! assert_eq!(Plan::parse(&bytes).unwrap().plan_id(), 7);
+//! ```
+//!
+//! The builder does not validate as it goes; [`PlanBuilder::finish_checked`]
+//! parses the result with the device's own validator, so the host sees
+//! exactly the error a device would report.
+
+use crate::format::{
+    DType, Header, Location, OpDesc, Precision, Quant, TensorDesc, FORMAT_VERSION, HEADER_SIZE,
+    MAX_RANK, OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE,
+};
+use crate::plan::{crc32, Plan};
+use crate::PlanError;
+
+/// Builds a plan in memory. Indices returned by the `add_*` methods are the
+/// tensor and op indices in the plan.
+#[derive(Debug, Clone)]
+pub struct PlanBuilder {
+    precision: Precision,
+    plan_id: u32,
+    arena_size: u32,
+    input: u32,
+    output: u32,
+    tensors: Vec<TensorDesc>,
+    ops: Vec<OpDesc>,
+    blob: Vec<u8>,
+}
+
+/// Saturates sizes that do not fit the format, so that parsing rejects them
+/// instead of the writer panicking or silently wrapping.
+fn u32_sat(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn dims4(dims: &[u32]) -> (u8, [u32; MAX_RANK]) {
+    let mut d = [0u32; MAX_RANK];
+    for (slot, v) in d.iter_mut().zip(dims) {
+        *slot = *v;
+    }
+    (u8::try_from(dims.len()).unwrap_or(u8::MAX), d)
+}
+
+impl PlanBuilder {
+    /// An empty plan. Input and output default to tensor 0, arena size and
+    /// plan id to 0.
+    pub fn new(precision: Precision) -> Self {
+        PlanBuilder {
+            precision,
+            plan_id: 0,
+            arena_size: 0,
+            input: 0,
+            output: 0,
+            tensors: Vec::new(),
+            ops: Vec::new(),
+            blob: Vec::new(),
+        }
+    }
+
+    pub fn set_precision(&mut self, precision: Precision) -> &mut Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The host-chosen 32-bit id stored in the header.
+    pub fn set_plan_id(&mut self, id: u32) -> &mut Self {
+        self.plan_id = id;
+        self
+    }
+
+    /// Bytes of arena the device must provide (the planner's peak).
+    pub fn set_arena_size(&mut self, bytes: u32) -> &mut Self {
+        self.arena_size = bytes;
+        self
+    }
+
+    /// The graph input tensor (an arena tensor of the activation dtype).
+    pub fn set_input(&mut self, tensor: u32) -> &mut Self {
+        self.input = tensor;
+        self
+    }
+
+    /// The graph output tensor (an arena tensor of the activation dtype).
+    pub fn set_output(&mut self, tensor: u32) -> &mut Self {
+        self.output = tensor;
+        self
+    }
+
+    /// Adds an activation tensor living in the arena at `arena_offset`.
+    /// `dims` are NHWC for 4-D activations (N = 1). Returns its index.
+    pub fn add_activation(
+        &mut self,
+        dtype: DType,
+        dims: &[u32],
+        arena_offset: u32,
+        quant: Quant,
+    ) -> u32 {
+        let (rank, d) = dims4(dims);
+        let elements = dims.iter().map(|&v| v as usize).product::<usize>();
+        self.push_tensor(TensorDesc {
+            dtype,
+            rank,
+            dims: d,
+            location: Location::Arena,
+            offset: arena_offset,
+            length: u32_sat(elements.saturating_mul(dtype.size())),
+            quant,
+        })
+    }
+
+    /// Adds a tensor whose little-endian `bytes` go into the weight blob
+    /// (16-byte aligned). Returns its index.
+    pub fn add_weights(&mut self, dtype: DType, dims: &[u32], bytes: &[u8], quant: Quant) -> u32 {
+        let (rank, d) = dims4(dims);
+        let offset = self.push_blob(bytes);
+        self.push_tensor(TensorDesc {
+            dtype,
+            rank,
+            dims: d,
+            location: Location::Weights,
+            offset,
+            length: u32_sat(bytes.len()),
+            quant,
+        })
+    }
+
+    /// int8 weights (symmetric: zero point 0; the scale is informational).
+    pub fn add_weights_i8(&mut self, dims: &[u32], values: &[i8]) -> u32 {
+        let bytes: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+        self.add_weights(DType::I8, dims, &bytes, Quant::NONE)
+    }
+
+    pub fn add_weights_f32(&mut self, dims: &[u32], values: &[f32]) -> u32 {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.add_weights(DType::F32, dims, &bytes, Quant::NONE)
+    }
+
+    /// f16 weights, converted from f32 with round-to-nearest-even.
+    pub fn add_weights_f16(&mut self, dims: &[u32], values: &[f32]) -> u32 {
+        let bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_bits().to_le_bytes())
+            .collect();
+        self.add_weights(DType::F16, dims, &bytes, Quant::NONE)
+    }
+
+    /// An int8 plan's i32 bias, `[values.len()]`.
+    pub fn add_bias_i32(&mut self, values: &[i32]) -> u32 {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.add_weights(DType::I32, &[u32_sat(values.len())], &bytes, Quant::NONE)
+    }
+
+    /// A float plan's f32 bias, `[values.len()]`.
+    pub fn add_bias_f32(&mut self, values: &[f32]) -> u32 {
+        self.add_weights_f32(&[u32_sat(values.len())], values)
+    }
+
+    /// Puts a raw i32 array in the blob and returns its blob offset: use it
+    /// for an int8 conv/dense op's `multipliers` and `shifts` fields.
+    pub fn add_i32_array(&mut self, values: &[i32]) -> u32 {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push_blob(&bytes)
+    }
+
+    /// Appends an op (ops run in the order added). Returns its index.
+    pub fn add_op(&mut self, op: OpDesc) -> u32 {
+        self.ops.push(op);
+        u32_sat(self.ops.len() - 1)
+    }
+
+    pub fn tensors(&self) -> &[TensorDesc] {
+        &self.tensors
+    }
+
+    pub fn ops(&self) -> &[OpDesc] {
+        &self.ops
+    }
+
+    fn push_tensor(&mut self, t: TensorDesc) -> u32 {
+        self.tensors.push(t);
+        u32_sat(self.tensors.len() - 1)
+    }
+
+    fn push_blob(&mut self, bytes: &[u8]) -> u32 {
+        let offset = self.blob.len();
+        self.blob.extend_from_slice(bytes);
+        self.blob.resize(align(self.blob.len()), 0);
+        u32_sat(offset)
+    }
+
+    /// Serialises the plan and computes its CRC. Does not validate: use
+    /// [`PlanBuilder::finish_checked`] unless you want an invalid plan.
+    pub fn finish(&self) -> Vec<u8> {
+        let tensor_off = HEADER_SIZE;
+        let op_off = align(tensor_off + self.tensors.len() * TENSOR_RECORD_SIZE);
+        let weights_off = align(op_off + self.ops.len() * OP_RECORD_SIZE);
+        let total = weights_off + self.blob.len();
+        let mut out = vec![0u8; total];
+        for (i, t) in self.tensors.iter().enumerate() {
+            let at = tensor_off + i * TENSOR_RECORD_SIZE;
+            out[at..at + TENSOR_RECORD_SIZE].copy_from_slice(&t.encode());
+        }
+        for (i, op) in self.ops.iter().enumerate() {
+            let at = op_off + i * OP_RECORD_SIZE;
+            out[at..at + OP_RECORD_SIZE].copy_from_slice(&op.encode());
+        }
+        out[weights_off..].copy_from_slice(&self.blob);
+        let header = Header {
+            version: FORMAT_VERSION,
+            flags: 0,
+            header_size: HEADER_SIZE as u32,
+            total_size: u32_sat(total),
+            crc32: crc32(&out[HEADER_SIZE..]),
+            arena_size: self.arena_size,
+            plan_id: self.plan_id,
+            precision: self.precision as u8,
+            tensor_count: u32_sat(self.tensors.len()),
+            tensor_table_offset: u32_sat(tensor_off),
+            op_count: u32_sat(self.ops.len()),
+            op_table_offset: u32_sat(op_off),
+            weights_offset: u32_sat(weights_off),
+            weights_size: u32_sat(self.blob.len()),
+            input: self.input,
+            output: self.output,
+        };
+        out[..HEADER_SIZE].copy_from_slice(&header.encode());
+        out
+    }
+
+    /// [`PlanBuilder::finish`], then [`Plan::parse`] on the result: the plan
+    /// is returned only if a device would accept it.
+    pub fn finish_checked(&self) -> Result<Vec<u8>, PlanError> {
+        let bytes = self.finish();
+        Plan::parse(&bytes)?;
+        Ok(bytes)
+    }
+}
+
+fn align(v: usize) -> usize {
+    v.div_ceil(SECTION_ALIGN) * SECTION_ALIGN
+}
+
+/// Recomputes and stores the CRC of a plan image, e.g. after patching it.
+/// Does nothing if `plan` is shorter than a header.
+pub fn fix_crc(plan: &mut [u8]) {
+    let total = crate::format::rd_u32(plan, 12).map_or(0, |v| v as usize);
+    let end = total.min(plan.len()).max(HEADER_SIZE);
+    if let Some(body) = plan.get(HEADER_SIZE..end) {
+        let crc = crc32(body);
+        let at = Header::CRC_OFFSET;
+        plan[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+}
