@@ -5,9 +5,14 @@
 //! on them ([`inspect`]). The `edgefit` binary is a thin CLI over these modules.
 
 pub mod analysis;
+pub mod compile;
 pub mod data;
+pub mod evaluate;
 pub mod import;
 pub mod inspect;
 pub mod ir;
 pub mod memory;
+pub mod quant;
+pub mod reference;
+pub mod runner;
 pub mod table;

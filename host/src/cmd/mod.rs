@@ -1,6 +1,9 @@
 //! One module per subcommand; each has an args struct with `run`.
 
+mod compile;
+mod evaluate;
 mod inspect;
+mod progress;
 
 use clap::Subcommand;
 
@@ -8,12 +11,18 @@ use clap::Subcommand;
 pub enum Command {
     /// Per-layer parameters, MACs, weight and activation bytes, and planned activation RAM
     Inspect(inspect::InspectCmd),
+    /// Quantise (int8, f16) and compile a model into a memory-planned plan (.efp)
+    Compile(compile::CompileCmd),
+    /// Top-1 accuracy, latency and confusion matrix of a plan (edgefit engine) or an ONNX model (tract)
+    Evaluate(evaluate::EvaluateCmd),
 }
 
 impl Command {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
             Command::Inspect(c) => c.run(),
+            Command::Compile(c) => c.run(),
+            Command::Evaluate(c) => c.run(),
         }
     }
 }

@@ -1,0 +1,156 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use edgefit::compile::compile;
+use edgefit::data::{bundled_data_dir, load_idx_dataset};
+use edgefit::import::{import_onnx, ImportOptions};
+use edgefit::quant::calibrate::CalibrationMethod;
+use edgefit::quant::{calibrate_graph, synthetic_samples};
+use edgefit::table::bytes;
+use edgefit_engine::Precision;
+
+use super::progress;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PrecisionArg {
+    Int8,
+    F16,
+    F32,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum MethodArg {
+    Minmax,
+    Percentile,
+    Entropy,
+}
+
+#[derive(Args)]
+pub struct CompileCmd {
+    /// ONNX model to compile
+    model: PathBuf,
+    /// Weight and activation precision of the plan
+    #[arg(long, value_enum, default_value = "int8")]
+    precision: PrecisionArg,
+    /// Calibration images: a folder with calib-images-idx3-ubyte[.gz] and labels
+    /// (default: the bundled subset of the training split), or `synthetic` for
+    /// seeded random inputs (plans then only serve size, memory and speed work)
+    #[arg(long, value_name = "DIR|synthetic")]
+    calib: Option<String>,
+    /// Calibration samples to use
+    #[arg(long, default_value_t = 500)]
+    calib_samples: usize,
+    /// How activation ranges are chosen from the calibration run
+    #[arg(long, value_enum, default_value = "minmax")]
+    calib_method: MethodArg,
+    /// Override the input shape, e.g. 1,3,224,224
+    #[arg(long, value_name = "N,C,H,W", value_delimiter = ',', num_args = 1)]
+    input_shape: Option<Vec<usize>>,
+    /// Output plan file
+    #[arg(short, long, value_name = "VARIANT.efp")]
+    output: PathBuf,
+}
+
+/// FNV-1a: a stable plan id from the model bytes and the precision.
+fn plan_id(model: &[u8], precision: u8) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in model.iter().chain(std::iter::once(&precision)) {
+        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+impl CompileCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let model = import_onnx(
+            &self.model,
+            &ImportOptions {
+                input_shape: self.input_shape.clone(),
+            },
+        )
+        .with_context(|| format!("compile {}", self.model.display()))?;
+        let graph = &model.graph;
+        let precision = match self.precision {
+            PrecisionArg::Int8 => Precision::Int8,
+            PrecisionArg::F16 => Precision::F16,
+            PrecisionArg::F32 => Precision::F32,
+        };
+        let ranges = if precision == Precision::Int8 {
+            let shape = graph.tensor(graph.input).shape.clone();
+            let (samples, what) = match self.calib.as_deref() {
+                Some("synthetic") => (
+                    synthetic_samples(&shape, self.calib_samples, 0x5EED),
+                    "synthetic (seeded random)".to_owned(),
+                ),
+                dir => {
+                    let dir = dir.map(PathBuf::from).unwrap_or_else(bundled_data_dir);
+                    let mut data = load_idx_dataset(&dir, "calib").context("calibration data")?;
+                    if shape != [1, 1, data.rows, data.cols] {
+                        bail!(
+                            "calibration images are {}x{} grayscale but {} takes {:?}: use --calib synthetic (size/speed only) or matching data",
+                            data.rows, data.cols, self.model.display(), shape
+                        );
+                    }
+                    if self.calib_samples == 0 {
+                        bail!("--calib-samples must be at least 1");
+                    }
+                    data.truncate(self.calib_samples);
+                    let samples = (0..data.len()).map(|i| data.image_f32(i)).collect();
+                    (
+                        samples,
+                        format!("{} images from {}", data.len(), dir.display()),
+                    )
+                }
+            };
+            let method = match self.calib_method {
+                MethodArg::Minmax => CalibrationMethod::MinMax,
+                MethodArg::Percentile => CalibrationMethod::Percentile(99.999),
+                MethodArg::Entropy => CalibrationMethod::Entropy,
+            };
+            eprintln!("calibrating with {what}, method {}", method.name());
+            let bar = progress::bar("calibrate");
+            let ranges = calibrate_graph(
+                &self.model,
+                graph,
+                &samples,
+                method,
+                &mut progress::callback(&bar),
+            )
+            .context("calibration")?;
+            bar.finish_and_clear();
+            Some(ranges)
+        } else {
+            None
+        };
+        let source =
+            std::fs::read(&self.model).with_context(|| format!("read {}", self.model.display()))?;
+        let plan = compile(
+            graph,
+            precision,
+            ranges.as_deref(),
+            plan_id(&source, precision as u8),
+        )
+        .with_context(|| format!("compile {}", self.model.display()))?;
+        std::fs::write(&self.output, &plan.bytes)
+            .with_context(|| format!("write {}", self.output.display()))?;
+        let s = &plan.summary;
+        println!(
+            "wrote {}: {} plan, {} ({} weights), arena {} (lower bound {}), {} ops",
+            self.output.display(),
+            s.precision,
+            bytes(s.plan_bytes),
+            bytes(s.weight_bytes),
+            bytes(s.arena_bytes),
+            bytes(s.arena_lower_bound_bytes),
+            s.ops
+        );
+        for note in &s.notes {
+            println!("note: {note}");
+        }
+        if self.calib.as_deref() == Some("synthetic") {
+            println!("note: calibrated on synthetic inputs: for size, memory and speed only, not accuracy");
+        }
+        Ok(())
+    }
+}

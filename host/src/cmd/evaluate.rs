@@ -1,0 +1,97 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use edgefit::compile::precision_name;
+use edgefit::data::{bundled_data_dir, load_idx_dataset};
+use edgefit::evaluate::{agreement, evaluate, render_text};
+use edgefit::reference::TractReference;
+use edgefit::runner::{PlanRunner, Runner};
+use edgefit_engine::MAGIC;
+
+use super::progress;
+
+#[derive(Args)]
+pub struct EvaluateCmd {
+    /// A compiled plan (.efp, run by the edgefit engine) or an ONNX model (run by tract, the f32 reference)
+    target: PathBuf,
+    /// Folder with t10k-images-idx3-ubyte[.gz] and labels (default: the bundled test split)
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Evaluate only the first N images
+    #[arg(long)]
+    limit: Option<usize>,
+    /// The ONNX model a plan was compiled from, to report agreement with its f32 predictions
+    #[arg(long, value_name = "MODEL.onnx")]
+    reference: Option<PathBuf>,
+    /// Print the report as JSON (schema edgefit.evaluate.v1)
+    #[arg(long)]
+    json: bool,
+}
+
+fn tract_for(path: &Path, shape: &[usize]) -> anyhow::Result<TractReference> {
+    TractReference::load(path, shape, &[]).with_context(|| format!("load {}", path.display()))
+}
+
+impl EvaluateCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let dir = self.data.clone().unwrap_or_else(bundled_data_dir);
+        let mut data = load_idx_dataset(&dir, "t10k").context("test data")?;
+        if let Some(n) = self.limit {
+            data.truncate(n);
+        }
+        let shape = vec![1, 1, data.rows, data.cols];
+        let bytes = std::fs::read(&self.target)
+            .with_context(|| format!("read {}", self.target.display()))?;
+        let is_plan = bytes.starts_with(&MAGIC);
+        let mut runner = if is_plan {
+            let plan = PlanRunner::new(&bytes)
+                .with_context(|| format!("load {}", self.target.display()))?;
+            Runner::Plan(Box::new(plan))
+        } else {
+            Runner::Tract(tract_for(&self.target, &shape)?)
+        };
+        let engine = match &runner {
+            Runner::Plan(p) => format!("edgefit-engine {} plan", precision_name(p.precision())),
+            Runner::Tract(_) => "tract f32".to_owned(),
+        };
+        let name = self.target.display().to_string();
+        let bar = progress::bar("evaluate");
+        let mut report = evaluate(
+            &mut runner,
+            engine,
+            name,
+            &data,
+            &mut progress::callback(&bar),
+        )
+        .with_context(|| format!("evaluate {}", self.target.display()))?;
+        bar.finish_and_clear();
+        if let Some(reference) = &self.reference {
+            if !is_plan {
+                bail!(
+                    "--reference compares a plan with its ONNX model; {} is already the model",
+                    self.target.display()
+                );
+            }
+            let mut tract = Runner::Tract(tract_for(reference, &shape)?);
+            let bar = progress::bar("reference");
+            let base = evaluate(
+                &mut tract,
+                "tract f32".into(),
+                reference.display().to_string(),
+                &data,
+                &mut progress::callback(&bar),
+            )?;
+            bar.finish_and_clear();
+            report.agreement_with_reference =
+                Some(agreement(&report.predictions, &base.predictions));
+            report.reference = Some(format!("tract f32 on {}", reference.display()));
+        }
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", render_text(&report));
+        }
+        Ok(())
+    }
+}

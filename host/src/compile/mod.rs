@@ -1,0 +1,554 @@
+//! The plan compiler: edgefit IR (+ calibrated ranges for int8) -> an `.efp` plan.
+//!
+//! * Activations move from ONNX's NCHW to NHWC; conv weights from OIHW to OHWI
+//!   (depthwise to `[kh, kw, C]`); a dense layer fed by a flattened feature map gets
+//!   its columns permuted so the NHWC flatten order gives the same result.
+//! * int8: weights symmetric per output channel, activations asymmetric per tensor
+//!   from the calibrated ranges, int32 biases, Q31 multipliers and shifts; pooling
+//!   and reshape keep their input's parameters; a trailing Softmax is dropped (the
+//!   int8 plan ends at the logits: argmax is the same).
+//! * f16: weights stored as IEEE half, activations and biases f32. f32: all f32.
+//! * Activation memory comes from [`crate::memory::plan_activations`]; Reshape is a
+//!   view sharing its input's buffer.
+
+use edgefit_engine::{
+    Activation as EngineActivation, AddParams, DType, OpDesc, OpKind, PlanBuilder, PlanError,
+    Precision, Quant, NONE,
+};
+use serde::Serialize;
+
+use crate::ir::{Activation, Graph, Op, Param, TensorId};
+use crate::memory::plan_activations;
+use crate::quant::params::{quantize_multiplier, quantize_weights_per_channel, QuantParams};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("layer `{layer}` ({op}): {reason}")]
+    Unsupported {
+        layer: String,
+        op: &'static str,
+        reason: String,
+    },
+    #[error("the model has no weight values (a graph-only export): it can be inspected but not compiled")]
+    NoWeights,
+    #[error(
+        "int8 needs a calibrated range for every tensor ({got} ranges for {expected} tensors)"
+    )]
+    MissingRanges { got: usize, expected: usize },
+    #[error("the compiled plan does not validate: {0}")]
+    Invalid(String),
+}
+
+/// Figures about a compiled plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanSummary {
+    pub precision: &'static str,
+    pub plan_bytes: usize,
+    pub weight_bytes: usize,
+    pub arena_bytes: usize,
+    pub arena_lower_bound_bytes: usize,
+    pub ops: usize,
+    /// Input quantisation (int8 plans) so a host can quantise samples.
+    pub input_quant: Option<QuantParams>,
+    pub output_quant: Option<QuantParams>,
+    /// Notes on what the compiler changed (dropped softmax, ...).
+    pub notes: Vec<String>,
+}
+
+pub struct CompiledPlan {
+    pub bytes: Vec<u8>,
+    pub summary: PlanSummary,
+}
+
+pub fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::Int8 => "int8",
+        Precision::F16 => "f16",
+        Precision::F32 => "f32",
+    }
+}
+
+/// NCHW (or `[N, F]`) -> the engine's dims (NHWC).
+fn engine_dims(shape: &[usize]) -> Vec<u32> {
+    match shape {
+        [n, c, h, w] => vec![*n as u32, *h as u32, *w as u32, *c as u32],
+        other => other.iter().map(|&d| d as u32).collect(),
+    }
+}
+
+fn data(p: &Param) -> Result<&[f32], CompileError> {
+    p.data.as_deref().ok_or(CompileError::NoWeights)
+}
+
+/// Index permutation for OIHW -> OHWI (regular) or OIHW -> [kh, kw, C] (depthwise).
+fn conv_layout(o: usize, i: usize, kh: usize, kw: usize, depthwise: bool) -> Vec<usize> {
+    let mut order = Vec::with_capacity(o * i * kh * kw);
+    if depthwise {
+        for y in 0..kh {
+            for x in 0..kw {
+                for c in 0..o {
+                    order.push(((c * i) * kh + y) * kw + x);
+                }
+            }
+        }
+    } else {
+        for oc in 0..o {
+            for y in 0..kh {
+                for x in 0..kw {
+                    for ic in 0..i {
+                        order.push(((oc * i + ic) * kh + y) * kw + x);
+                    }
+                }
+            }
+        }
+    }
+    order
+}
+
+/// Column permutation for a dense layer whose input is an NCHW map flattened:
+/// NHWC position `(h, w, c)` reads NCHW column `c*H*W + h*W + w`.
+fn flatten_permutation(c: usize, h: usize, w: usize) -> Vec<usize> {
+    let mut order = Vec::with_capacity(c * h * w);
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                order.push(ch * h * w + y * w + x);
+            }
+        }
+    }
+    order
+}
+
+fn permute<T: Copy>(values: &[T], order: &[usize]) -> Vec<T> {
+    order.iter().map(|&i| values[i]).collect()
+}
+
+/// The 4-D source a tensor is a flattened view of, following Reshape chains.
+fn flattened_source(graph: &Graph, mut t: TensorId) -> Option<Vec<usize>> {
+    loop {
+        let producer = graph.nodes.iter().find(|n| n.output == t)?;
+        if !matches!(producer.op, Op::Reshape) {
+            return None;
+        }
+        t = producer.inputs[0];
+        let shape = &graph.tensor(t).shape;
+        if shape.len() == 4 {
+            return Some(shape.clone());
+        }
+    }
+}
+
+fn int8_clamp(act: Activation, q: &QuantParams) -> (i32, i32) {
+    match act {
+        Activation::None => (-128, 127),
+        Activation::Relu => (q.zero_point.clamp(-128, 127), 127),
+        Activation::Clip { min, max } => {
+            let (lo, hi) = q.clamp_range(min, max);
+            (lo as i32, hi as i32)
+        }
+    }
+}
+
+fn float_activation(op: &mut OpDesc, act: Activation) {
+    match act {
+        Activation::None => op.activation = EngineActivation::None,
+        Activation::Relu => op.activation = EngineActivation::Relu,
+        Activation::Clip { min, max } => {
+            op.activation = EngineActivation::Clip;
+            op.clip_min = min;
+            op.clip_max = max;
+        }
+    }
+}
+
+/// Compiles `graph` at `precision`. `ranges` (one per graph tensor, from
+/// calibration) is required for int8.
+pub fn compile(
+    graph: &Graph,
+    precision: Precision,
+    ranges: Option<&[(f32, f32)]>,
+    plan_id: u32,
+) -> Result<CompiledPlan, CompileError> {
+    if !graph.has_weight_values() {
+        return Err(CompileError::NoWeights);
+    }
+    let mut notes = vec![];
+    // An int8 plan ends at the logits.
+    let mut nodes: Vec<usize> = (0..graph.nodes.len()).collect();
+    let mut output = graph.output;
+    if precision == Precision::Int8 {
+        if let Some(&last) = nodes.last() {
+            if matches!(graph.nodes[last].op, Op::Softmax)
+                && graph.nodes[last].output == graph.output
+            {
+                output = graph.nodes[last].inputs[0];
+                nodes.pop();
+                notes.push(
+                    "int8: the final Softmax is left out; the plan outputs logits (same argmax)"
+                        .into(),
+                );
+            }
+        }
+    }
+    let trimmed = Graph {
+        nodes: nodes.iter().map(|&i| graph.nodes[i].clone()).collect(),
+        output,
+        ..graph.clone()
+    };
+    let graph = &trimmed;
+
+    let elem = if precision == Precision::Int8 { 1 } else { 4 };
+    let memory = plan_activations(graph, elem);
+
+    // Activation quantisation per tensor (int8): calibrated, or inherited through
+    // ops that keep their input's scale.
+    let mut quant: Vec<Option<QuantParams>> = vec![None; graph.tensors.len()];
+    if precision == Precision::Int8 {
+        let ranges = ranges.ok_or(CompileError::MissingRanges {
+            got: 0,
+            expected: graph.tensors.len(),
+        })?;
+        if ranges.len() != graph.tensors.len() {
+            return Err(CompileError::MissingRanges {
+                got: ranges.len(),
+                expected: graph.tensors.len(),
+            });
+        }
+        quant[graph.input] = Some(QuantParams::from_range(
+            ranges[graph.input].0,
+            ranges[graph.input].1,
+        ));
+        for node in &graph.nodes {
+            let q = match node.op {
+                Op::MaxPool(_) | Op::AvgPool(_) | Op::GlobalAvgPool | Op::Reshape => {
+                    quant[node.inputs[0]]
+                }
+                _ => {
+                    let (lo, hi) = ranges[node.output];
+                    Some(QuantParams::from_range(lo, hi))
+                }
+            };
+            quant[node.output] = q;
+        }
+    }
+    let q_of = |t: TensorId| {
+        quant[t].unwrap_or(QuantParams {
+            scale: 1.0,
+            zero_point: 0,
+        })
+    };
+    let engine_quant = |t: TensorId| {
+        let q = q_of(t);
+        if precision == Precision::Int8 {
+            Quant::new(q.scale, q.zero_point)
+        } else {
+            Quant::NONE
+        }
+    };
+    let act_dtype = if precision == Precision::Int8 {
+        DType::I8
+    } else {
+        DType::F32
+    };
+
+    let mut b = PlanBuilder::new(precision);
+    b.set_plan_id(plan_id)
+        .set_arena_size(memory.plan.arena_size as u32);
+    // Activation tensors in graph order; unused tensors (the dropped softmax output) are skipped.
+    let mut engine_tensor = vec![NONE; graph.tensors.len()];
+    let used = |t: TensorId| {
+        t == graph.input
+            || graph
+                .nodes
+                .iter()
+                .any(|n| n.output == t || n.inputs.contains(&t))
+    };
+    for (t, tensor) in graph.tensors.iter().enumerate() {
+        if used(t) {
+            engine_tensor[t] = b.add_activation(
+                act_dtype,
+                &engine_dims(&tensor.shape),
+                memory.offset_of(t) as u32,
+                engine_quant(t),
+            );
+        }
+    }
+    b.set_input(engine_tensor[graph.input])
+        .set_output(engine_tensor[graph.output]);
+
+    let mut weight_bytes = 0usize;
+    for node in &graph.nodes {
+        let unsupported = |reason: String| CompileError::Unsupported {
+            layer: node.name.clone(),
+            op: node.op.kind(),
+            reason,
+        };
+        let (input, output) = (engine_tensor[node.inputs[0]], engine_tensor[node.output]);
+        match &node.op {
+            Op::Conv(c) => {
+                let depthwise =
+                    c.groups > 1 && c.groups == c.in_channels && c.groups == c.out_channels;
+                if c.groups != 1 && !depthwise {
+                    return Err(unsupported(format!(
+                        "grouped convolution with {} groups",
+                        c.groups
+                    )));
+                }
+                if c.dilation != [1, 1] {
+                    return Err(unsupported("dilated convolution".into()));
+                }
+                let w = data(&c.weight)?;
+                let (o, i, kh, kw) = (
+                    c.out_channels,
+                    c.in_channels / c.groups,
+                    c.kernel[0],
+                    c.kernel[1],
+                );
+                let order = conv_layout(o, i, kh, kw, depthwise);
+                let dims: Vec<u32> = if depthwise {
+                    vec![kh as u32, kw as u32, o as u32]
+                } else {
+                    vec![o as u32, kh as u32, kw as u32, i as u32]
+                };
+                let mut op = OpDesc::new(OpKind::Conv2d, input, output);
+                op.kernel_h = kh as u16;
+                op.kernel_w = kw as u16;
+                op.stride_h = c.stride[0] as u16;
+                op.stride_w = c.stride[1] as u16;
+                op.pad_top = c.pads[0] as u16;
+                op.pad_left = c.pads[1] as u16;
+                op.pad_bottom = c.pads[2] as u16;
+                op.pad_right = c.pads[3] as u16;
+                op.groups = c.groups as u32;
+                let bias = match &c.bias {
+                    Some(p) => Some(data(p)?),
+                    None => None,
+                };
+                weight_bytes += emit_weights(
+                    &mut b,
+                    &mut op,
+                    precision,
+                    w,
+                    o,
+                    &order,
+                    &dims,
+                    bias,
+                    node.inputs[0],
+                    node.output,
+                    &q_of,
+                    c.activation,
+                )?;
+                b.add_op(op);
+            }
+            Op::Dense(d) => {
+                let w = data(&d.weight)?;
+                let order: Vec<usize> = match flattened_source(graph, node.inputs[0]) {
+                    Some(s) if s[2] * s[3] > 1 => {
+                        let cols = flatten_permutation(s[1], s[2], s[3]);
+                        (0..d.out_features)
+                            .flat_map(|r| cols.iter().map(move |&c| r * d.in_features + c))
+                            .collect()
+                    }
+                    _ => (0..w.len()).collect(),
+                };
+                let dims = vec![d.out_features as u32, d.in_features as u32];
+                let mut op = OpDesc::new(OpKind::Dense, input, output);
+                let bias = match &d.bias {
+                    Some(p) => Some(data(p)?),
+                    None => None,
+                };
+                weight_bytes += emit_weights(
+                    &mut b,
+                    &mut op,
+                    precision,
+                    w,
+                    d.out_features,
+                    &order,
+                    &dims,
+                    bias,
+                    node.inputs[0],
+                    node.output,
+                    &q_of,
+                    d.activation,
+                )?;
+                b.add_op(op);
+            }
+            Op::MaxPool(p) | Op::AvgPool(p) => {
+                let kind = if matches!(node.op, Op::MaxPool(_)) {
+                    OpKind::MaxPool
+                } else {
+                    OpKind::AvgPool
+                };
+                if kind == OpKind::AvgPool && p.count_include_pad && p.pads.iter().any(|&x| x > 0) {
+                    return Err(unsupported(
+                        "average pooling that counts padding (count_include_pad=1)".into(),
+                    ));
+                }
+                let mut op = OpDesc::new(kind, input, output);
+                op.kernel_h = p.kernel[0] as u16;
+                op.kernel_w = p.kernel[1] as u16;
+                op.stride_h = p.stride[0] as u16;
+                op.stride_w = p.stride[1] as u16;
+                op.pad_top = p.pads[0] as u16;
+                op.pad_left = p.pads[1] as u16;
+                op.pad_bottom = p.pads[2] as u16;
+                op.pad_right = p.pads[3] as u16;
+                b.add_op(op);
+            }
+            Op::GlobalAvgPool => {
+                b.add_op(OpDesc::new(OpKind::GlobalAvgPool, input, output));
+            }
+            Op::Reshape => {
+                let (from, to) = (
+                    &graph.tensor(node.inputs[0]).shape,
+                    &graph.tensor(node.output).shape,
+                );
+                let same_order = from.len() != 4 || from[2] * from[3] == 1 || to == from;
+                if !same_order && to.len() != 2 {
+                    return Err(unsupported(format!(
+                        "reshape {from:?} -> {to:?} (only flattening to 2-D)"
+                    )));
+                }
+                b.add_op(OpDesc::new(OpKind::Reshape, input, output));
+            }
+            Op::Add { activation } => {
+                let mut op = OpDesc::new(OpKind::Add, input, output);
+                op.input2 = engine_tensor[node.inputs[1]];
+                if precision == Precision::Int8 {
+                    let (q1, q2, qo) = (
+                        q_of(node.inputs[0]),
+                        q_of(node.inputs[1]),
+                        q_of(node.output),
+                    );
+                    let left_shift = 20;
+                    let twice_max = 2.0 * q1.scale.max(q2.scale) as f64;
+                    let (m1, s1) = quantize_multiplier(q1.scale as f64 / twice_max);
+                    let (m2, s2) = quantize_multiplier(q2.scale as f64 / twice_max);
+                    let (mo, so) = quantize_multiplier(
+                        twice_max / ((1u64 << left_shift) as f64 * qo.scale as f64),
+                    );
+                    op.add = AddParams {
+                        input1_multiplier: m1,
+                        input1_shift: s1,
+                        input2_multiplier: m2,
+                        input2_shift: s2,
+                        output_multiplier: mo,
+                        output_shift: so,
+                        left_shift,
+                    };
+                    (op.act_min, op.act_max) = int8_clamp(*activation, &qo);
+                }
+                float_activation(&mut op, *activation);
+                b.add_op(op);
+            }
+            Op::Softmax => {
+                if precision == Precision::Int8 {
+                    return Err(unsupported(
+                        "softmax inside an int8 plan (only a final softmax is dropped)".into(),
+                    ));
+                }
+                b.add_op(OpDesc::new(OpKind::Softmax, input, output));
+            }
+            Op::Activation(_) => {
+                return Err(unsupported(
+                    "a standalone activation (not after a conv, dense or add)".into(),
+                ));
+            }
+            Op::Concat => return Err(unsupported("concatenation is not in the engine yet".into())),
+        }
+    }
+    let bytes = b
+        .finish_checked()
+        .map_err(|e: PlanError| CompileError::Invalid(e.to_string()))?;
+    let summary = PlanSummary {
+        precision: precision_name(precision),
+        plan_bytes: bytes.len(),
+        weight_bytes,
+        arena_bytes: memory.plan.arena_size,
+        arena_lower_bound_bytes: memory.plan.lower_bound,
+        ops: graph.nodes.len(),
+        input_quant: quant[graph.input],
+        output_quant: quant[graph.output],
+        notes,
+    };
+    Ok(CompiledPlan { bytes, summary })
+}
+
+/// Adds a conv/dense layer's weights, bias and (int8) requantisation to the plan;
+/// returns the weight bytes added. `w` is in ONNX layout with `rows` output
+/// channels contiguous; `order` maps the engine layout to ONNX indices.
+#[allow(clippy::too_many_arguments)]
+fn emit_weights(
+    b: &mut PlanBuilder,
+    op: &mut OpDesc,
+    precision: Precision,
+    w: &[f32],
+    rows: usize,
+    order: &[usize],
+    dims: &[u32],
+    bias: Option<&[f32]>,
+    input: TensorId,
+    output: TensorId,
+    q_of: &dyn Fn(TensorId) -> QuantParams,
+    act: Activation,
+) -> Result<usize, CompileError> {
+    match precision {
+        Precision::Int8 => {
+            let (qw, scales) = quantize_weights_per_channel(w, rows);
+            op.weights = b.add_weights_i8(dims, &permute(&qw, order));
+            let (qi, qo) = (q_of(input), q_of(output));
+            let mut multipliers = Vec::with_capacity(rows);
+            let mut shifts = Vec::with_capacity(rows);
+            let mut qbias = Vec::with_capacity(rows);
+            for (c, &sw) in scales.iter().enumerate() {
+                let s_acc = qi.scale as f64 * sw as f64;
+                let bv = bias.map_or(0.0, |b| b[c]) as f64;
+                qbias.push((bv / s_acc).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32);
+                let (m, s) = quantize_multiplier(s_acc / qo.scale as f64);
+                multipliers.push(m);
+                shifts.push(s);
+            }
+            op.bias = b.add_bias_i32(&qbias);
+            op.multipliers = b.add_i32_array(&multipliers);
+            op.shifts = b.add_i32_array(&shifts);
+            (op.act_min, op.act_max) = int8_clamp(act, &qo);
+            float_activation(op, act);
+            Ok(qw.len() + 4 * rows + 8 * rows)
+        }
+        Precision::F16 | Precision::F32 => {
+            let pw = permute(w, order);
+            op.weights = if precision == Precision::F16 {
+                b.add_weights_f16(dims, &pw)
+            } else {
+                b.add_weights_f32(dims, &pw)
+            };
+            if let Some(bias) = bias {
+                op.bias = b.add_bias_f32(bias);
+            }
+            float_activation(op, act);
+            let per = if precision == Precision::F16 { 2 } else { 4 };
+            Ok(pw.len() * per + bias.map_or(0, |b| 4 * b.len()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_layouts_move_channels_last() {
+        // OIHW [2, 1, 1, 2] -> OHWI [2, 1, 2, 1]: unchanged order for one input channel.
+        assert_eq!(conv_layout(2, 1, 1, 2, false), vec![0, 1, 2, 3]);
+        // OIHW [1, 2, 1, 2] (o=1, i=2, kw=2): OHWI reads (kw0,i0),(kw0,i1),(kw1,i0),(kw1,i1).
+        assert_eq!(conv_layout(1, 2, 1, 2, false), vec![0, 2, 1, 3]);
+        // Depthwise [C=2, 1, 1, 2] -> [kh, kw, C]: (kw0,c0),(kw0,c1),(kw1,c0),(kw1,c1).
+        assert_eq!(conv_layout(2, 1, 1, 2, true), vec![0, 2, 1, 3]);
+    }
+
+    #[test]
+    fn flatten_permutation_reads_nchw_columns_in_nhwc_order() {
+        // C=2, H=1, W=2: NHWC order (w0,c0),(w0,c1),(w1,c0),(w1,c1) = NCHW 0,2,1,3.
+        assert_eq!(flatten_permutation(2, 1, 2), vec![0, 2, 1, 3]);
+    }
+}

@@ -1,0 +1,121 @@
+//! tract as edgefit's f32 reference: runs an ONNX model on f32 inputs, optionally
+//! exposing intermediate values (by ONNX name) for calibration.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("tract cannot load {path}: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("value `{0}` is not in the ONNX graph")]
+    UnknownValue(String),
+    #[error("input holds {got} values, the model takes {expected} ({shape:?})")]
+    InputSize {
+        got: usize,
+        expected: usize,
+        shape: Vec<usize>,
+    },
+    #[error("tract failed to run the model: {0}")]
+    Run(String),
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// A loaded, optimised tract model with its input shape and the values it returns.
+pub struct TractReference {
+    plan: Plan,
+    input_shape: Vec<usize>,
+    outputs: Vec<String>,
+}
+
+impl TractReference {
+    /// Loads `path` with a fixed f32 `input_shape`; returns the model's output, then
+    /// each of `extra_outputs` (ONNX value names) in that order.
+    pub fn load(
+        path: &Path,
+        input_shape: &[usize],
+        extra_outputs: &[String],
+    ) -> Result<Self, ReferenceError> {
+        let load = |reason: String| ReferenceError::Load {
+            path: path.to_owned(),
+            reason,
+        };
+        let mut model = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(|e| load(format!("{e:#}")))?;
+        model
+            .set_input_fact(0, f32::fact(input_shape).into())
+            .map_err(|e| load(format!("{e:#}")))?;
+        let mut outlets = model
+            .output_outlets()
+            .map_err(|e| load(format!("{e:#}")))?
+            .to_vec();
+        outlets.truncate(1);
+        let mut outputs = vec![model
+            .outlet_label(outlets[0])
+            .unwrap_or("output")
+            .to_owned()];
+        for name in extra_outputs {
+            let outlet = model
+                .find_outlet_label(name)
+                .ok_or_else(|| ReferenceError::UnknownValue(name.clone()))?;
+            outlets.push(outlet);
+            outputs.push(name.clone());
+        }
+        model
+            .select_output_outlets(&outlets)
+            .map_err(|e| load(format!("{e:#}")))?;
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| load(format!("{e:#}")))?;
+        Ok(TractReference {
+            plan,
+            input_shape: input_shape.to_vec(),
+            outputs,
+        })
+    }
+
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// Names of the returned values: the model output first, then the extras.
+    pub fn output_names(&self) -> &[String] {
+        &self.outputs
+    }
+
+    /// Runs one input (row-major in the model's input shape); returns every output, flattened.
+    pub fn run(&self, input: &[f32]) -> Result<Vec<Vec<f32>>, ReferenceError> {
+        let expected: usize = self.input_shape.iter().product();
+        if input.len() != expected {
+            return Err(ReferenceError::InputSize {
+                got: input.len(),
+                expected,
+                shape: self.input_shape.clone(),
+            });
+        }
+        let tensor = Tensor::from_shape(&self.input_shape, input)
+            .map_err(|e| ReferenceError::Run(format!("{e:#}")))?;
+        let result = self
+            .plan
+            .run(tvec!(tensor.into()))
+            .map_err(|e| ReferenceError::Run(format!("{e:#}")))?;
+        result
+            .iter()
+            .map(|t| {
+                let t = t
+                    .cast_to::<f32>()
+                    .map_err(|e| ReferenceError::Run(format!("{e:#}")))?;
+                Ok(t.to_plain_array_view::<f32>()
+                    .map_err(|e| ReferenceError::Run(format!("{e:#}")))?
+                    .iter()
+                    .copied()
+                    .collect())
+            })
+            .collect()
+    }
+}

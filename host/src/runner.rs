@@ -1,0 +1,137 @@
+//! Running one sample through a compiled plan (the edgefit engine, in process) or
+//! through tract (the f32 reference): the same f32 NCHW input either way.
+
+use edgefit_engine::{DType, Engine, Plan, Precision, TensorDesc};
+
+use crate::reference::TractReference;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid plan: {0}")]
+    Plan(String),
+    #[error("engine: {0}")]
+    Engine(String),
+    #[error("input holds {got} values, the plan takes {expected}")]
+    InputSize { got: usize, expected: usize },
+    #[error(transparent)]
+    Reference(#[from] crate::reference::ReferenceError),
+}
+
+/// A parsed plan with its arena, ready to run samples. Borrows the plan bytes,
+/// which are validated (CRC included) once, here.
+pub struct PlanRunner<'a> {
+    engine: Engine<'a>,
+    arena: Vec<u8>,
+    input: TensorDesc,
+    output: TensorDesc,
+}
+
+impl<'a> PlanRunner<'a> {
+    pub fn new(bytes: &'a [u8]) -> Result<PlanRunner<'a>, RunError> {
+        let plan = Plan::parse(bytes).map_err(|e| RunError::Plan(e.to_string()))?;
+        let input = plan.input().map_err(|e| RunError::Plan(e.to_string()))?;
+        let output = plan.output().map_err(|e| RunError::Plan(e.to_string()))?;
+        let arena = vec![0u8; plan.arena_size()];
+        Ok(PlanRunner {
+            engine: Engine::new(&plan),
+            arena,
+            input,
+            output,
+        })
+    }
+
+    pub fn plan(&self) -> &Plan<'a> {
+        self.engine.plan()
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.plan().precision()
+    }
+
+    /// Writes an f32 NCHW sample into the arena (quantised for int8, NHWC).
+    fn write_input(&mut self, nchw: &[f32]) -> Result<(), RunError> {
+        let dims: Vec<usize> = self.input.shape().iter().map(|&d| d as usize).collect();
+        let expected: usize = dims.iter().product();
+        if nchw.len() != expected {
+            return Err(RunError::InputSize {
+                got: nchw.len(),
+                expected,
+            });
+        }
+        let (dtype, q) = (self.input.dtype, self.input.quant);
+        let slot = self
+            .engine
+            .input_mut(&mut self.arena)
+            .map_err(|e| RunError::Engine(e.to_string()))?;
+        let (h, w, c) = match dims.as_slice() {
+            [_, h, w, c] => (*h, *w, *c),
+            _ => (1, 1, expected),
+        };
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    let v = nchw[(ch * h + y) * w + x];
+                    let at = (y * w + x) * c + ch;
+                    match dtype {
+                        DType::I8 => {
+                            slot[at] = ((v / q.scale).round() + q.zero_point as f32)
+                                .clamp(-128.0, 127.0) as i8
+                                as u8
+                        }
+                        _ => slot[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one sample; returns the outputs dequantised to f32.
+    pub fn run(&mut self, nchw: &[f32]) -> Result<Vec<f32>, RunError> {
+        self.write_input(nchw)?;
+        self.engine
+            .run(&mut self.arena)
+            .map_err(|e| RunError::Engine(e.to_string()))?;
+        let out = self.raw_output()?;
+        let q = self.output.quant;
+        Ok(match self.output.dtype {
+            DType::I8 => out
+                .iter()
+                .map(|&b| q.scale * (b as i8 as i32 - q.zero_point) as f32)
+                .collect(),
+            _ => out
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        })
+    }
+
+    /// The raw output bytes of the last run (int8 logits for int8 plans).
+    pub fn raw_output(&self) -> Result<&[u8], RunError> {
+        self.engine
+            .output(&self.arena)
+            .map_err(|e| RunError::Engine(e.to_string()))
+    }
+}
+
+/// Either engine behind one `run`.
+pub enum Runner<'a> {
+    Plan(Box<PlanRunner<'a>>),
+    Tract(TractReference),
+}
+
+impl Runner<'_> {
+    pub fn run(&mut self, nchw: &[f32]) -> Result<Vec<f32>, RunError> {
+        match self {
+            Runner::Plan(p) => p.run(nchw),
+            Runner::Tract(t) => Ok(t.run(nchw)?.swap_remove(0)),
+        }
+    }
+}
+
+/// Index of the largest value (the first on ties).
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
