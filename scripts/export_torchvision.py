@@ -18,6 +18,12 @@ Two forms:
   embedded, BatchNorm folded by the exporter (eval mode), for speed benchmarks.
 
 Input: float32 1x3x224x224 named `input`; output `logits` 1x1000. Opset 13.
+
+`--mlperf DIR` (default `models/mlperf/`, committed) also writes MLPerf Tiny's
+image-classification ResNet-8 (CIFAR-10 32x32x3, 16/32/64 channels, 1x1 stride-2
+projections; 77,706 parameters and 12,501,632 MACs once BatchNorm is folded) with
+seeded random weights and BatchNorm folded: about 300 kB, for the memory comparison
+with TensorFlow Lite Micro (55,984-byte arena for the same model).
 """
 
 import argparse
@@ -48,7 +54,25 @@ def main():
                     help="folder for graph-only exports ('' to skip)")
     ap.add_argument("--full", default="", help="folder for full exports with weights, e.g. models/full")
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--mlperf", default=os.path.join(HERE, "..", "models", "mlperf"),
+                    help="folder for MLPerf Tiny's ResNet-8 ('' to skip)")
     args = ap.parse_args()
+    if args.mlperf:
+        import sys
+        sys.path.insert(0, HERE)
+        from train_fmnist import ResnetFmnist
+        torch.manual_seed(8)
+        model = ResnetFmnist(in_channels=3, classes=10).eval()
+        # Non-trivial BatchNorm statistics, so folding changes the weights.
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        os.makedirs(args.mlperf, exist_ok=True)
+        path = os.path.join(args.mlperf, "resnet8.onnx")
+        torch.onnx.export(model, torch.zeros(1, 3, 32, 32), path, opset_version=13, dynamo=False,
+                          input_names=["input"], output_names=["logits"])
+        print(f"wrote {path} ({os.path.getsize(path):,} bytes)", flush=True)
     for name in args.models.split(","):
         model = build(name)
         params = sum(p.numel() for p in model.parameters())

@@ -19,6 +19,16 @@ pub enum PrecisionArg {
     F32,
 }
 
+impl PrecisionArg {
+    pub fn precision(self) -> Precision {
+        match self {
+            PrecisionArg::Int8 => Precision::Int8,
+            PrecisionArg::F16 => Precision::F16,
+            PrecisionArg::F32 => Precision::F32,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum MethodArg {
     Minmax,
@@ -71,11 +81,7 @@ impl CompileCmd {
         )
         .with_context(|| format!("compile {}", self.model.display()))?;
         let graph = &model.graph;
-        let precision = match self.precision {
-            PrecisionArg::Int8 => Precision::Int8,
-            PrecisionArg::F16 => Precision::F16,
-            PrecisionArg::F32 => Precision::F32,
-        };
+        let precision = self.precision.precision();
         let ranges = if precision == Precision::Int8 {
             let shape = graph.tensor(graph.input).shape.clone();
             let (samples, what) = match self.calib.as_deref() {

@@ -4,10 +4,11 @@ use anyhow::Context;
 use clap::Args;
 use edgefit::import::ImportOptions;
 use edgefit::inspect::{inspect_onnx, render_side_by_side, render_text};
+use edgefit::inspect_plan::{inspect_plan, render_plan_text};
 
 #[derive(Args)]
 pub struct InspectCmd {
-    /// ONNX model(s) to inspect; with several, a side-by-side summary follows
+    /// ONNX model(s) or compiled plans (.efp) to inspect; with several models, a side-by-side summary follows
     #[arg(required = true, value_name = "MODEL.onnx")]
     models: Vec<PathBuf>,
     /// Print the stable machine-readable report (schema edgefit.inspect.v1; an array for several models)
@@ -23,9 +24,27 @@ impl InspectCmd {
         let options = ImportOptions {
             input_shape: self.input_shape,
         };
-        let reports = self
-            .models
-            .iter()
+        // Plans are reported on their own; models can be compared side by side.
+        let (plans, models): (Vec<&PathBuf>, Vec<&PathBuf>) = self.models.iter().partition(|m| {
+            std::fs::read(m)
+                .map(|b| b.starts_with(&edgefit_engine::MAGIC))
+                .unwrap_or(false)
+        });
+        for p in &plans {
+            let data = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+            let report = inspect_plan(&p.display().to_string(), &data)
+                .with_context(|| format!("inspect {}: invalid plan", p.display()))?;
+            if self.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", render_plan_text(&report));
+            }
+        }
+        if models.is_empty() {
+            return Ok(());
+        }
+        let reports = models
+            .into_iter()
             .map(|m| inspect_onnx(m, &options).with_context(|| format!("inspect {}", m.display())))
             .collect::<anyhow::Result<Vec<_>>>()?;
         if self.json {

@@ -4,6 +4,7 @@ mod compile;
 mod evaluate;
 mod inspect;
 mod progress;
+mod speed;
 
 use clap::Subcommand;
 
@@ -15,6 +16,8 @@ pub enum Command {
     Compile(compile::CompileCmd),
     /// Top-1 accuracy, latency and confusion matrix of a plan (edgefit engine) or an ONNX model (tract)
     Evaluate(evaluate::EvaluateCmd),
+    /// Time the edgefit engine (int8, f16, f32) next to tract f32 on this host (a benchmark)
+    Speed(speed::SpeedCmd),
 }
 
 impl Command {
@@ -23,6 +26,7 @@ impl Command {
             Command::Inspect(c) => c.run(),
             Command::Compile(c) => c.run(),
             Command::Evaluate(c) => c.run(),
+            Command::Speed(c) => c.run(),
         }
     }
 }
