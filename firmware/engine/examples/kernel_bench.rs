@@ -1,90 +1,209 @@
-//! Rough kernel timings on the host: an int8 3x3 conv (56x56x64 -> 64, a
-//! ResNet stage-1 layer) through a real plan, and the int8 dot product with
-//! and without SIMD.
+//! Kernel throughput on the host, through real single-op plans: the
+//! representative ResNet-50 layers in int8 (SIMD and portable kernels), plus
+//! the f32 and f16 float paths of the 3x3 layer and the classifier.
 //!
-//! `cargo run --release -p edgefit-engine --features std --example kernel_bench`
+//! `cargo run --release -p edgefit-engine --features std --example kernel_bench [filter]`
+//!
+//! `filter` (optional) keeps only the lines whose label contains it.
 
 use std::time::Instant;
 
 use edgefit_engine::kernels::dot;
-use edgefit_engine::{DType, Engine, OpDesc, OpKind, Plan, PlanBuilder, Precision, Quant};
+use edgefit_engine::{
+    DType, Engine, KernelPath, OpDesc, OpKind, Plan, PlanBuilder, Precision, Quant,
+};
 
-fn main() {
-    let mut seed = 0x1234_5678_9abc_def0u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed as u8
-    };
-    let (h, w, c, oc) = (56u32, 56u32, 64u32, 64u32);
-    let n_in = (h * w * c) as usize;
-    for precision in [Precision::Int8, Precision::F32] {
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u8 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 as u8
+    }
+}
+
+/// One benchmark layer: a conv `(h, w, c) -> oc` with a square kernel, or a
+/// dense layer when `dense` is set (`c` inputs, `oc` outputs).
+struct Layer {
+    name: &'static str,
+    h: u32,
+    w: u32,
+    c: u32,
+    oc: u32,
+    k: u32,
+    stride: u32,
+    pad: u32,
+    dense: bool,
+}
+
+impl Layer {
+    fn out_hw(&self) -> (u32, u32) {
+        (
+            (self.h + 2 * self.pad - self.k) / self.stride + 1,
+            (self.w + 2 * self.pad - self.k) / self.stride + 1,
+        )
+    }
+
+    fn macs(&self) -> f64 {
+        let (oh, ow) = self.out_hw();
+        (oh as f64) * (ow as f64) * (self.oc as f64) * (self.k * self.k * self.c) as f64
+    }
+
+    fn plan(&self, precision: Precision, rng: &mut Rng) -> Vec<u8> {
         let act = precision.activation_dtype();
+        let (oh, ow) = self.out_hw();
+        let n_in = (self.h * self.w * self.c) as usize * act.size();
         let mut b = PlanBuilder::new(precision);
-        let x = b.add_activation(act, &[1, h, w, c], 0, Quant::NONE);
-        let y = b.add_activation(act, &[1, h, w, oc], (n_in * act.size()) as u32, Quant::NONE);
-        let weights = (oc * 9 * c) as usize;
-        let mut op = OpDesc::new(OpKind::Conv2d, x, y);
+        let q_in = Quant::new(0.05, 3);
+        let q_out = Quant::new(0.1, -2);
+        let (qi, qo) = if act == DType::I8 {
+            (q_in, q_out)
+        } else {
+            (Quant::NONE, Quant::NONE)
+        };
+        let x = if self.dense {
+            b.add_activation(act, &[1, self.c], 0, qi)
+        } else {
+            b.add_activation(act, &[1, self.h, self.w, self.c], 0, qi)
+        };
+        let out_off = n_in.div_ceil(16) * 16;
+        let y_dims: Vec<u32> = if self.dense {
+            vec![1, self.oc]
+        } else {
+            vec![1, oh, ow, self.oc]
+        };
+        let y = b.add_activation(act, &y_dims, out_off as u32, qo);
+        let n_out: usize = y_dims.iter().map(|&d| d as usize).product::<usize>() * act.size();
+        let w_dims: Vec<u32> = if self.dense {
+            vec![self.oc, self.c]
+        } else {
+            vec![self.oc, self.k, self.k, self.c]
+        };
+        let n_w: usize = w_dims.iter().map(|&d| d as usize).product();
+        let kind = if self.dense {
+            OpKind::Dense
+        } else {
+            OpKind::Conv2d
+        };
+        let mut op = OpDesc::new(kind, x, y);
         op.weights = match precision {
             Precision::Int8 => {
-                let v: Vec<i8> = (0..weights).map(|_| (next() as i8).max(-127)).collect();
-                b.add_weights_i8(&[oc, 3, 3, c], &v)
+                let v: Vec<i8> = (0..n_w).map(|_| (rng.next() as i8).max(-127)).collect();
+                b.add_weights_i8(&w_dims, &v)
             }
-            _ => {
-                let v: Vec<f32> = (0..weights).map(|_| next() as f32 / 255.0 - 0.5).collect();
-                b.add_weights_f32(&[oc, 3, 3, c], &v)
+            Precision::F16 => {
+                let v: Vec<f32> = (0..n_w).map(|_| rng.next() as f32 / 255.0 - 0.5).collect();
+                b.add_weights_f16(&w_dims, &v)
+            }
+            Precision::F32 => {
+                let v: Vec<f32> = (0..n_w).map(|_| rng.next() as f32 / 255.0 - 0.5).collect();
+                b.add_weights_f32(&w_dims, &v)
             }
         };
-        (op.kernel_h, op.kernel_w) = (3, 3);
-        (op.pad_top, op.pad_left, op.pad_bottom, op.pad_right) = (1, 1, 1, 1);
+        if !self.dense {
+            (op.kernel_h, op.kernel_w) = (self.k as u16, self.k as u16);
+            (op.stride_h, op.stride_w) = (self.stride as u16, self.stride as u16);
+            let p = self.pad as u16;
+            (op.pad_top, op.pad_left, op.pad_bottom, op.pad_right) = (p, p, p, p);
+        }
         if precision == Precision::Int8 {
-            op.multipliers = b.add_i32_array(&vec![1 << 30; oc as usize]);
-            op.shifts = b.add_i32_array(&vec![-10; oc as usize]);
+            let taps = (self.k * self.k * self.c) as f64;
+            let m = edgefit_engine::requant::quantize_multiplier(0.5 / taps.sqrt() / 60.0);
+            op.multipliers = b.add_i32_array(&vec![m.0; self.oc as usize]);
+            op.shifts = b.add_i32_array(&vec![m.1; self.oc as usize]);
+            op.bias = b.add_bias_i32(&vec![100; self.oc as usize]);
         }
         b.add_op(op);
         b.set_input(x)
             .set_output(y)
-            .set_arena_size((2 * n_in * act.size()) as u32);
-        let bytes = b.finish_checked().expect("valid plan");
-        let plan = Plan::parse(&bytes).expect("parses");
-        let engine = Engine::new(&plan);
-        let mut arena = vec![0u8; engine.arena_size()];
-        for v in engine.input_mut(&mut arena).unwrap().iter_mut() {
-            *v = if act == DType::I8 { next() } else { 0 };
-        }
-        let runs = 5;
-        let t = Instant::now();
-        for _ in 0..runs {
-            engine.run(&mut arena).unwrap();
-        }
-        let per = t.elapsed().as_secs_f64() / runs as f64;
-        let macs = (h * w * oc * 9 * c) as f64;
-        println!(
-            "{precision:?} conv3x3 56x56x64->64: {:.1} ms, {:.2} GMAC/s",
-            per * 1e3,
-            macs / per / 1e9
-        );
+            .set_arena_size((out_off + n_out) as u32);
+        b.finish_checked().expect("valid plan")
     }
+}
 
-    let xs: Vec<u8> = (0..576).map(|_| next()).collect();
-    let ws: Vec<u8> = (0..576).map(|_| next()).collect();
-    let iters = 200_000;
-    let mut sink = 0i32;
-    let t = Instant::now();
-    for i in 0..iters {
-        sink = sink.wrapping_add(dot::dot_i8_portable(&xs, &ws, i & 7));
+fn bench(label: &str, layer: &Layer, bytes: &[u8], kernels: KernelPath, rng: &mut Rng) {
+    let plan = Plan::parse(bytes).expect("parses");
+    let engine = Engine::with_kernels(&plan, kernels);
+    let mut arena = vec![0u8; engine.arena_size()];
+    let float = plan.precision() != Precision::Int8;
+    for (i, v) in engine.input_mut(&mut arena).unwrap().iter_mut().enumerate() {
+        *v = if float {
+            // Small finite f32 values, byte by byte.
+            [0x00, 0x00, 0x80, 0x3e][i % 4] ^ (rng.next() & 0x0f)
+        } else {
+            rng.next()
+        };
     }
-    let portable = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    for i in 0..iters {
-        sink = sink.wrapping_add(dot::dot_i8(&xs, &ws, i & 7));
+    engine.run(&mut arena).unwrap(); // warm-up
+    let mut best = f64::MAX;
+    let start = Instant::now();
+    let mut runs = 0;
+    while runs < 3 || (start.elapsed().as_secs_f64() < 1.0 && runs < 200) {
+        let t = Instant::now();
+        engine.run(&mut arena).unwrap();
+        best = best.min(t.elapsed().as_secs_f64());
+        runs += 1;
     }
-    let dispatched = t.elapsed().as_secs_f64();
     println!(
-        "dot_i8 len 576: portable {:.0} ns, dispatched {:.0} ns (SIMD: {}) [{sink}]",
-        portable / iters as f64 * 1e9,
-        dispatched / iters as f64 * 1e9,
-        dot::simd_available()
+        "{label:<44} {:>9.3} ms  {:>7.2} GMAC/s  (best of {runs}, scratch {} KiB)",
+        best * 1e3,
+        layer.macs() / best / 1e9,
+        plan.scratch_bytes() / 1024,
     );
+}
+
+fn main() {
+    let filter = std::env::args().nth(1).unwrap_or_default();
+    let mut rng = Rng(0x1234_5678_9abc_def0);
+    let conv = |name, h, c, oc, k, stride, pad| Layer {
+        name,
+        h,
+        w: h,
+        c,
+        oc,
+        k,
+        stride,
+        pad,
+        dense: false,
+    };
+    let layers = [
+        conv("conv3x3 56x56x64->64", 56, 64, 64, 3, 1, 1),
+        conv("conv1x1 56x56x64->256", 56, 64, 256, 1, 1, 0),
+        conv("conv3x3/2 56x56x128->128", 56, 128, 128, 3, 2, 1),
+        conv("conv7x7/2 stem 224x224x3->64", 224, 3, 64, 7, 2, 3),
+        Layer {
+            name: "dense 2048->1000",
+            h: 1,
+            w: 1,
+            c: 2048,
+            oc: 1000,
+            k: 1,
+            stride: 1,
+            pad: 0,
+            dense: true,
+        },
+    ];
+    println!("SIMD available: {}", dot::simd_available());
+    for layer in &layers {
+        let bytes = layer.plan(Precision::Int8, &mut rng);
+        for (path, kp) in [
+            ("simd", KernelPath::Auto),
+            ("portable", KernelPath::Portable),
+        ] {
+            let label = format!("int8 {path:<8} {}", layer.name);
+            if label.contains(&filter) {
+                bench(&label, layer, &bytes, kp, &mut rng);
+            }
+        }
+    }
+    for layer in [&layers[0], &layers[4]] {
+        for precision in [Precision::F32, Precision::F16] {
+            let label = format!("{precision:?} {}", layer.name);
+            if label.contains(&filter) {
+                let bytes = layer.plan(precision, &mut rng);
+                bench(&label, layer, &bytes, KernelPath::Auto, &mut rng);
+            }
+        }
+    }
 }

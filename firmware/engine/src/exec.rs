@@ -11,15 +11,18 @@ use core::ops::Range;
 use crate::error::ExecError;
 use crate::format::{Activation, OpDesc, OpKind, Precision, TensorDesc, NONE};
 use crate::kernels::{
-    add, conv, dense, pool, softmax, FloatAct, Geom, I32s, QuantParams, ShapeError, F16W, F32W,
+    add, conv, dense, pool, softmax, FloatAct, FuseI8, Geom, I32s, KernelPath, Kx, Out8, OutF,
+    QuantParams, Residual, ShapeError, F16W, F32W,
 };
 use crate::plan::Plan;
 
-/// Runs one plan. Holds no state besides the plan, so it is cheap to create
-/// and can be shared; all mutable state is in the arena.
+/// Runs one plan. Holds no state besides the plan and the kernel choice, so
+/// it is cheap to create and can be shared; all mutable state is in the
+/// arena.
 #[derive(Debug, Clone, Copy)]
 pub struct Engine<'a> {
     plan: Plan<'a>,
+    kernels: KernelPath,
 }
 
 /// The arena split around one op's output range.
@@ -59,15 +62,40 @@ impl<'x> Io<'x> {
 }
 
 impl<'a> Engine<'a> {
+    /// An engine using the fastest kernels available ([`KernelPath::Auto`]).
     pub fn new(plan: &Plan<'a>) -> Self {
-        Engine { plan: *plan }
+        Self::with_kernels(plan, KernelPath::Auto)
+    }
+
+    /// An engine restricted to `kernels`: [`KernelPath::Portable`] runs the
+    /// portable reference kernels only, to compare against `Auto` byte for
+    /// byte.
+    pub fn with_kernels(plan: &Plan<'a>, kernels: KernelPath) -> Self {
+        Engine {
+            plan: *plan,
+            kernels,
+        }
+    }
+
+    /// The kernel path this engine runs.
+    pub fn kernels(&self) -> KernelPath {
+        self.kernels
+    }
+
+    /// Whether this engine runs SIMD kernels on this machine (`Auto` on a
+    /// CPU with AVX2); when false, `Auto` and `Portable` run the same code.
+    pub fn uses_simd(&self) -> bool {
+        self.kernels.uses_simd()
     }
 
     pub fn plan(&self) -> &Plan<'a> {
         &self.plan
     }
 
-    /// Bytes the arena passed to [`Engine::run`] must have at least.
+    /// Bytes the arena passed to [`Engine::run`] must have at least: the
+    /// plan's activation arena plus its kernel scratch
+    /// ([`Plan::arena_size`]). The scratch is the tail
+    /// `[activation_arena_size, arena_size)`.
     pub fn arena_size(&self) -> usize {
         self.plan.arena_size()
     }
@@ -136,13 +164,20 @@ impl<'a> Engine<'a> {
         }
         let internal = ExecError::Internal { op: index };
         let op = self.plan.op(index as u32).map_err(|_| internal.clone())?;
+        let (acts, rest) = arena.split_at_mut(self.plan.activation_arena_size());
+        let scratch = rest.get_mut(..self.plan.scratch_bytes()).unwrap_or(&mut []);
+        let mut kx = Kx {
+            simd: self.kernels.uses_simd(),
+            use_scratch: self.kernels == KernelPath::Auto,
+            scratch,
+        };
         let cx = OpCx {
             plan: &self.plan,
             op,
             x: self.plan.tensor(op.input).map_err(|_| internal.clone())?,
             y: self.plan.tensor(op.output).map_err(|_| internal.clone())?,
         };
-        cx.run(arena).ok_or(internal)
+        cx.run(acts, &mut kx).ok_or(internal)
     }
 }
 
@@ -160,23 +195,39 @@ fn ok(r: Result<(), ShapeError>) -> Option<()> {
 }
 
 impl<'a> OpCx<'_, 'a> {
-    fn run(&self, arena: &mut [u8]) -> Option<()> {
+    fn run(&self, arena: &mut [u8], kx: &mut Kx<'_>) -> Option<()> {
         match self.op.kind {
             OpKind::Reshape => self.reshape(arena),
             OpKind::Add => self.add(arena),
             _ => {
                 let io = Io::split(arena, self.y.range())?;
                 let x = io.input(self.x.range())?;
-                self.unary(x, io.out)
+                let residual = if self.op.has_residual() {
+                    let r = self.tensor(self.op.residual)?;
+                    Some(if r.range() == self.y.range() {
+                        (r, Residual::InPlace)
+                    } else {
+                        (r, Residual::Separate(io.input(r.range())?))
+                    })
+                } else {
+                    None
+                };
+                self.unary(x, residual, io.out, kx)
             }
         }
     }
 
-    fn unary(&self, x: &[u8], out: &mut [u8]) -> Option<()> {
+    fn unary(
+        &self,
+        x: &[u8],
+        residual: Option<(TensorDesc, Residual<'_>)>,
+        out: &mut [u8],
+        kx: &mut Kx<'_>,
+    ) -> Option<()> {
         let int8 = self.plan.precision() == Precision::Int8;
         match self.op.kind {
-            OpKind::Conv2d => self.conv(x, out),
-            OpKind::Dense => self.dense(x, out),
+            OpKind::Conv2d => self.conv(x, residual, out, kx),
+            OpKind::Dense => self.dense(x, out, kx),
             OpKind::MaxPool | OpKind::AvgPool | OpKind::GlobalAvgPool => {
                 let g = self.pool_geom()?;
                 let max = self.op.kind == OpKind::MaxPool;
@@ -242,21 +293,7 @@ impl<'a> OpCx<'_, 'a> {
     }
 
     fn geom(&self) -> Geom {
-        let (x, y, op) = (&self.x.dims, &self.y.dims, &self.op);
-        Geom {
-            in_h: x[1] as usize,
-            in_w: x[2] as usize,
-            in_c: x[3] as usize,
-            out_h: y[1] as usize,
-            out_w: y[2] as usize,
-            out_c: y[3] as usize,
-            kernel_h: op.kernel_h as usize,
-            kernel_w: op.kernel_w as usize,
-            stride_h: op.stride_h as usize,
-            stride_w: op.stride_w as usize,
-            pad_top: op.pad_top as usize,
-            pad_left: op.pad_left as usize,
-        }
+        Geom::of_op(&self.op, &self.x.dims, &self.y.dims)
     }
 
     fn pool_geom(&self) -> Option<Geom> {
@@ -272,36 +309,69 @@ impl<'a> OpCx<'_, 'a> {
         }
     }
 
-    fn conv(&self, x: &[u8], out: &mut [u8]) -> Option<()> {
+    fn conv(
+        &self,
+        x: &[u8],
+        residual: Option<(TensorDesc, Residual<'_>)>,
+        out: &mut [u8],
+        kx: &mut Kx<'_>,
+    ) -> Option<()> {
         let g = self.geom();
         // Validated: rank 3 is depthwise, rank 4 regular.
         let depthwise = self.tensor(self.op.weights)?.rank == 3;
         let w = self.weights(self.op.weights)?;
         let bias = self.bias()?;
+        let act = self.float_act();
+        let float_out = OutF {
+            act,
+            residual: residual.map(|(_, r)| r),
+        };
         ok(match self.plan.precision() {
             Precision::Int8 => {
-                let q = self.quant(g.out_c)?;
-                conv::conv2d_i8(&g, depthwise, x, w, bias.map(I32s), &q, out)
+                let mut q = self.quant(g.out_c)?;
+                let fuse = match residual {
+                    Some((rt, r)) => {
+                        // The conv result is requantised as the tensor an
+                        // unfused Conv2d would have written, then added.
+                        q.out_zp = self.op.conv_out.zero_point;
+                        q.act_min = self.op.conv_act_min;
+                        q.act_max = self.op.conv_act_max;
+                        Some(FuseI8 {
+                            residual: r,
+                            add: add::AddQuant {
+                                params: self.op.add,
+                                zp1: self.op.conv_out.zero_point,
+                                zp2: rt.quant.zero_point,
+                                out_zp: self.y.quant.zero_point,
+                                act_min: self.op.act_min,
+                                act_max: self.op.act_max,
+                            },
+                        })
+                    }
+                    None => None,
+                };
+                let o = Out8 { q: &q, fuse };
+                conv::conv2d_i8_ex(&g, depthwise, x, w, bias.map(I32s), &o, out, kx)
             }
             Precision::F32 => {
-                conv::conv2d_f::<F32W>(&g, depthwise, x, w, bias, self.float_act(), out)
+                conv::conv2d_f_ex::<F32W>(&g, depthwise, x, w, bias, &float_out, out, kx)
             }
             Precision::F16 => {
-                conv::conv2d_f::<F16W>(&g, depthwise, x, w, bias, self.float_act(), out)
+                conv::conv2d_f_ex::<F16W>(&g, depthwise, x, w, bias, &float_out, out, kx)
             }
         })
     }
 
-    fn dense(&self, x: &[u8], out: &mut [u8]) -> Option<()> {
+    fn dense(&self, x: &[u8], out: &mut [u8], kx: &mut Kx<'_>) -> Option<()> {
         let w = self.weights(self.op.weights)?;
         let bias = self.bias()?;
         ok(match self.plan.precision() {
             Precision::Int8 => {
                 let q = self.quant(out.len())?;
-                dense::dense_i8(x, w, bias.map(I32s), &q, out)
+                dense::dense_i8_ex(x, w, bias.map(I32s), &q, out, kx)
             }
-            Precision::F32 => dense::dense_f::<F32W>(x, w, bias, self.float_act(), out),
-            Precision::F16 => dense::dense_f::<F16W>(x, w, bias, self.float_act(), out),
+            Precision::F32 => dense::dense_f_ex::<F32W>(x, w, bias, self.float_act(), out, kx),
+            Precision::F16 => dense::dense_f_ex::<F16W>(x, w, bias, self.float_act(), out, kx),
         })
     }
 

@@ -19,6 +19,10 @@ pub const TENSOR_RECORD_SIZE: usize = 40;
 pub const OP_RECORD_SIZE: usize = 96;
 /// Alignment of the sections, of the weight blob and of every array inside it.
 pub const SECTION_ALIGN: usize = 16;
+/// Granularity of the header's scratch size.
+pub const SCRATCH_UNIT: usize = 16;
+/// Largest scratch size the header can express: (2^24 - 1) units.
+pub const MAX_SCRATCH_BYTES: u32 = 0xFF_FFFF * SCRATCH_UNIT as u32;
 /// Highest tensor rank.
 pub const MAX_RANK: usize = 4;
 /// "No tensor" in optional tensor-index fields (second input, weights, bias).
@@ -208,6 +212,11 @@ pub struct Header {
     pub arena_size: u32,
     pub plan_id: u32,
     pub precision: u8,
+    /// Bytes of kernel scratch the executor needs after the activation
+    /// arena (a multiple of 16; stored in bytes 29..32 as a 24-bit count of
+    /// 16-byte units). 0 = none: every kernel then runs its portable
+    /// scratch-free path.
+    pub scratch_bytes: u32,
     pub tensor_count: u32,
     pub tensor_table_offset: u32,
     pub op_count: u32,
@@ -228,7 +237,8 @@ const H_CRC: usize = 16;
 const H_ARENA: usize = 20;
 const H_PLAN_ID: usize = 24;
 const H_PRECISION: usize = 28;
-// 29..32 reserved, zero.
+/// 29..32: scratch size, u24 little-endian, in units of [`SCRATCH_UNIT`].
+const H_SCRATCH: usize = 29;
 const H_TENSOR_COUNT: usize = 32;
 const H_TENSOR_OFF: usize = 36;
 const H_OP_COUNT: usize = 40;
@@ -262,12 +272,8 @@ impl Header {
         }
         let h = b.get(..HEADER_SIZE).ok_or(truncated)?;
         let u = |at| rd_u32(h, at).unwrap_or(0);
-        if h[29..32] != [0, 0, 0] {
-            return Err(PlanError::ReservedNotZero {
-                record: "header",
-                index: 0,
-            });
-        }
+        let scratch_units =
+            u32::from_le_bytes([h[H_SCRATCH], h[H_SCRATCH + 1], h[H_SCRATCH + 2], 0]);
         Ok(Self {
             version,
             flags: rd_u16(h, H_FLAGS).unwrap_or(0),
@@ -277,6 +283,7 @@ impl Header {
             arena_size: u(H_ARENA),
             plan_id: u(H_PLAN_ID),
             precision: h[H_PRECISION],
+            scratch_bytes: scratch_units * SCRATCH_UNIT as u32,
             tensor_count: u(H_TENSOR_COUNT),
             tensor_table_offset: u(H_TENSOR_OFF),
             op_count: u(H_OP_COUNT),
@@ -308,6 +315,13 @@ impl Header {
         put(H_INPUT, self.input);
         put(H_OUTPUT, self.output);
         h[H_PRECISION] = self.precision;
+        // Rounded up to whole units; saturates at MAX_SCRATCH_BYTES (the
+        // writer refuses larger values before it gets here).
+        let units = self
+            .scratch_bytes
+            .div_ceil(SCRATCH_UNIT as u32)
+            .min(MAX_SCRATCH_BYTES / SCRATCH_UNIT as u32);
+        h[H_SCRATCH..H_SCRATCH + 3].copy_from_slice(&units.to_le_bytes()[..3]);
         h
     }
 
@@ -475,8 +489,22 @@ pub struct OpDesc {
     /// int8 Conv2d/Dense: blob offset of `i32[out_channels]` shifts
     /// (positive = left).
     pub shifts: u32,
-    /// int8 Add.
+    /// int8 Add, and int8 Conv2d with a residual (the fused Add).
     pub add: AddParams,
+    /// Conv2d only: a residual tensor (same shape as the output) added to
+    /// the convolution, `out = act(add(conv(x), residual))`, or [`NONE`].
+    /// Stored in the record's `input2` slot. The output may be exactly the
+    /// residual's region (in place).
+    pub residual: u32,
+    /// int8 Conv2d with a residual: quantisation of the convolution result
+    /// before the fused Add (the tensor an unfused Conv2d would have
+    /// written). The zero point is used; the scale is informational.
+    pub conv_out: Quant,
+    /// int8 Conv2d with a residual: clamp of the convolution result
+    /// (quantised units, -128..=127), as an unfused Conv2d's `act_min`/
+    /// `act_max`. `act_min`/`act_max` are then the fused Add's clamp.
+    pub conv_act_min: i32,
+    pub conv_act_max: i32,
 }
 
 impl OpDesc {
@@ -507,7 +535,24 @@ impl OpDesc {
             multipliers: NONE,
             shifts: NONE,
             add: AddParams::default(),
+            residual: NONE,
+            conv_out: Quant::NONE,
+            conv_act_min: -128,
+            conv_act_max: 127,
         }
+    }
+
+    /// Whether this is a Conv2d with a fused residual Add.
+    pub fn has_residual(&self) -> bool {
+        self.kind == OpKind::Conv2d && self.residual != NONE
+    }
+
+    /// Whether the record stores `conv_out` in bytes 52..60 instead of the
+    /// float clip range: a Conv2d with a residual whose activation is not
+    /// `Clip` (int8 plans reject `Clip` on such an op; float plans need
+    /// `conv_out` not at all).
+    fn stores_conv_out(&self) -> bool {
+        self.has_residual() && self.activation != Activation::Clip
     }
 
     pub fn decode(r: &[u8], index: u32) -> Result<Self, PlanError> {
@@ -525,20 +570,39 @@ impl OpDesc {
             index,
             value: r[1],
         })?;
-        if r[2..4] != [0, 0] {
+        let u = |at| rd_u32(r, at).unwrap_or(0);
+        let h = |at| rd_u16(r, at).unwrap_or(0);
+        let i = |at| rd_i32(r, at).unwrap_or(0);
+        // Bytes 8..12: Add's second input, or a Conv2d's residual.
+        let (input2, residual) = if kind == OpKind::Conv2d {
+            (NONE, u(8))
+        } else {
+            (u(8), NONE)
+        };
+        let fused = kind == OpKind::Conv2d && residual != NONE;
+        // Bytes 2..4: a fused conv's intermediate clamp, else reserved.
+        let (conv_act_min, conv_act_max) = if fused {
+            (r[2] as i8 as i32, r[3] as i8 as i32)
+        } else if r[2..4] != [0, 0] {
             return Err(PlanError::ReservedNotZero {
                 record: "op",
                 index,
             });
-        }
-        let u = |at| rd_u32(r, at).unwrap_or(0);
-        let h = |at| rd_u16(r, at).unwrap_or(0);
-        let i = |at| rd_i32(r, at).unwrap_or(0);
+        } else {
+            (-128, 127)
+        };
+        let f = |at| rd_f32(r, at).unwrap_or(0.0);
+        // Bytes 52..60: the float clip range, or a fused conv's conv_out.
+        let (clip_min, clip_max, conv_out) = if fused && activation != Activation::Clip {
+            (0.0, 0.0, Quant::new(f(52), i(56)))
+        } else {
+            (f(52), f(56), Quant::NONE)
+        };
         Ok(Self {
             kind,
             activation,
             input: u(4),
-            input2: u(8),
+            input2,
             output: u(12),
             weights: u(16),
             bias: u(20),
@@ -553,8 +617,8 @@ impl OpDesc {
             groups: u(40),
             act_min: i(44),
             act_max: i(48),
-            clip_min: rd_f32(r, 52).unwrap_or(0.0),
-            clip_max: rd_f32(r, 56).unwrap_or(0.0),
+            clip_min,
+            clip_max,
             multipliers: u(60),
             shifts: u(64),
             add: AddParams {
@@ -566,6 +630,10 @@ impl OpDesc {
                 output_shift: i(88),
                 left_shift: i(92),
             },
+            residual,
+            conv_out,
+            conv_act_min,
+            conv_act_max,
         })
     }
 
@@ -575,7 +643,16 @@ impl OpDesc {
         r[1] = self.activation as u8;
         let mut put = |at: usize, b: &[u8]| r[at..at + b.len()].copy_from_slice(b);
         put(4, &self.input.to_le_bytes());
-        put(8, &self.input2.to_le_bytes());
+        let slot8 = if self.kind == OpKind::Conv2d {
+            self.residual
+        } else {
+            self.input2
+        };
+        put(8, &slot8.to_le_bytes());
+        if self.has_residual() {
+            let sat = |v: i32| v.clamp(-128, 127) as i8 as u8;
+            put(2, &[sat(self.conv_act_min), sat(self.conv_act_max)]);
+        }
         put(12, &self.output.to_le_bytes());
         put(16, &self.weights.to_le_bytes());
         put(20, &self.bias.to_le_bytes());
@@ -595,8 +672,13 @@ impl OpDesc {
         put(40, &self.groups.to_le_bytes());
         put(44, &self.act_min.to_le_bytes());
         put(48, &self.act_max.to_le_bytes());
-        put(52, &self.clip_min.to_le_bytes());
-        put(56, &self.clip_max.to_le_bytes());
+        if self.stores_conv_out() {
+            put(52, &self.conv_out.scale.to_le_bytes());
+            put(56, &self.conv_out.zero_point.to_le_bytes());
+        } else {
+            put(52, &self.clip_min.to_le_bytes());
+            put(56, &self.clip_max.to_le_bytes());
+        }
         put(60, &self.multipliers.to_le_bytes());
         put(64, &self.shifts.to_le_bytes());
         let a = &self.add;

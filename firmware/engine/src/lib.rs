@@ -9,7 +9,7 @@
 //! ```ignore
 //! let plan = Plan::parse(flash_bytes)?;
 //! let engine = Engine::new(&plan);
-//! let mut arena = [0u8; ARENA]; // at least engine.arena_size()
+//! let mut arena = [0u8; ARENA]; // at least engine.arena_size() (activations + scratch)
 //! engine.input_mut(&mut arena)?.copy_from_slice(&image);
 //! engine.run(&mut arena)?;
 //! let logits = engine.output(&arena)?;
@@ -18,6 +18,10 @@
 //! Numerics: int8 plans follow TFLite's integer-only scheme exactly (see
 //! [`requant`]), so every target gives the same bytes; f32 plans compute in
 //! f32; f16 plans store weights as IEEE half and compute in f32.
+//!
+//! Kernels: [`Engine::new`] uses SIMD (AVX2) kernels and the plan's scratch
+//! where available; [`Engine::with_kernels`] with [`KernelPath::Portable`]
+//! forces the portable reference kernels. Both give identical bytes.
 //!
 //! Without the `std` feature the crate is `no_std` and uses no allocator.
 //! `std` adds `PlanBuilder` (module `writer`), `std::error::Error` impls and run-time
@@ -40,7 +44,7 @@ pub use format::{
     Activation, AddParams, DType, Header, Location, OpDesc, OpKind, Precision, Quant, TensorDesc,
     FORMAT_VERSION, MAGIC, NONE,
 };
-pub use kernels::requant;
+pub use kernels::{requant, KernelPath};
 pub use plan::Plan;
 #[cfg(feature = "std")]
 pub use writer::PlanBuilder;

@@ -92,6 +92,14 @@ impl<'a> Plan<'a> {
             },
         ];
         check_sections(&sections, total as u64)?;
+        if h.arena_size as u64 + h.scratch_bytes as u64 > u32::MAX as u64 {
+            return Err(PlanError::BadSection {
+                section: "arena",
+                offset: h.arena_size,
+                size: h.scratch_bytes as u64,
+                reason: "arena plus scratch exceeds 4 GiB",
+            });
+        }
         if h.tensor_count == 0 || h.op_count == 0 {
             return Err(PlanError::BadSection {
                 section: if h.tensor_count == 0 {
@@ -136,9 +144,21 @@ impl<'a> Plan<'a> {
         self.header.plan_id
     }
 
-    /// Bytes of arena the plan needs.
+    /// Bytes of RAM the caller must pass to the executor: the activation
+    /// arena (`arena_size` in the header) plus the kernel scratch
+    /// (`scratch_bytes`), which follows it.
     pub fn arena_size(&self) -> usize {
+        self.activation_arena_size() + self.scratch_bytes()
+    }
+
+    /// The header's `arena_size`: the bytes holding activation tensors.
+    pub fn activation_arena_size(&self) -> usize {
         self.header.arena_size as usize
+    }
+
+    /// Bytes of kernel scratch after the activation arena (0 = none).
+    pub fn scratch_bytes(&self) -> usize {
+        self.header.scratch_bytes as usize
     }
 
     /// The plan's size in bytes (`total_size`).

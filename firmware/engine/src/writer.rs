@@ -20,9 +20,10 @@
 //! exactly the error a device would report.
 
 use crate::format::{
-    DType, Header, Location, OpDesc, Precision, Quant, TensorDesc, FORMAT_VERSION, HEADER_SIZE,
-    MAX_RANK, OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE,
+    DType, Header, Location, OpDesc, OpKind, Precision, Quant, TensorDesc, FORMAT_VERSION,
+    HEADER_SIZE, MAX_RANK, MAX_SCRATCH_BYTES, OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE,
 };
+use crate::kernels::{scratch, Geom};
 use crate::plan::{crc32, Plan};
 use crate::PlanError;
 
@@ -33,6 +34,8 @@ pub struct PlanBuilder {
     precision: Precision,
     plan_id: u32,
     arena_size: u32,
+    /// Explicit scratch size; `None` = computed from the ops.
+    scratch: Option<u32>,
     input: u32,
     output: u32,
     tensors: Vec<TensorDesc>,
@@ -62,6 +65,7 @@ impl PlanBuilder {
             precision,
             plan_id: 0,
             arena_size: 0,
+            scratch: None,
             input: 0,
             output: 0,
             tensors: Vec::new(),
@@ -85,6 +89,56 @@ impl PlanBuilder {
     pub fn set_arena_size(&mut self, bytes: u32) -> &mut Self {
         self.arena_size = bytes;
         self
+    }
+
+    /// Overrides the kernel scratch size (rounded up to 16 bytes). By
+    /// default the builder stores [`PlanBuilder::required_scratch_bytes`],
+    /// which enables every fast kernel path; a smaller value (0 for a
+    /// RAM-starved microcontroller) makes the kernels that would need more
+    /// fall back to their scratch-free portable loops, with identical
+    /// results.
+    pub fn set_scratch_bytes(&mut self, bytes: u32) -> &mut Self {
+        self.scratch = Some(bytes);
+        self
+    }
+
+    /// Goes back to the computed scratch size (the default).
+    pub fn set_auto_scratch(&mut self) -> &mut Self {
+        self.scratch = None;
+        self
+    }
+
+    /// The scratch size the plan will carry: the override if set, else
+    /// [`PlanBuilder::required_scratch_bytes`].
+    pub fn scratch_bytes(&self) -> u32 {
+        self.scratch
+            .map(|v| u32_sat(scratch::round(v as usize)))
+            .unwrap_or_else(|| self.required_scratch_bytes())
+    }
+
+    /// The scratch every op's fastest kernel needs: the maximum over the
+    /// ops (they run one at a time), a multiple of 16. Ops whose tensors
+    /// are not (yet) valid count as 0.
+    pub fn required_scratch_bytes(&self) -> u32 {
+        let t = |i: u32| self.tensors.get(i as usize);
+        let need = |op: &OpDesc| -> usize {
+            let (Some(x), Some(y), Some(w)) = (t(op.input), t(op.output), t(op.weights)) else {
+                return 0;
+            };
+            match op.kind {
+                OpKind::Conv2d => {
+                    let g = Geom::of_op(op, &x.dims, &y.dims);
+                    scratch::conv(self.precision, &g, w.rank == 3)
+                }
+                OpKind::Dense => {
+                    let n = |d: &TensorDesc| d.elements().unwrap_or(0) as usize;
+                    scratch::dense(self.precision, n(x), n(y))
+                }
+                _ => 0,
+            }
+        };
+        let max = self.ops.iter().map(need).max().unwrap_or(0);
+        u32_sat(scratch::round(max))
     }
 
     /// The graph input tensor (an arena tensor of the activation dtype).
@@ -225,6 +279,7 @@ impl PlanBuilder {
             total_size: u32_sat(total),
             crc32: crc32(&out[HEADER_SIZE..]),
             arena_size: self.arena_size,
+            scratch_bytes: self.scratch_bytes(),
             plan_id: self.plan_id,
             precision: self.precision as u8,
             tensor_count: u32_sat(self.tensors.len()),
@@ -243,6 +298,33 @@ impl PlanBuilder {
     /// [`PlanBuilder::finish`], then [`Plan::parse`] on the result: the plan
     /// is returned only if a device would accept it.
     pub fn finish_checked(&self) -> Result<Vec<u8>, PlanError> {
+        // Values the record cannot hold, caught before encoding clamps them.
+        let scratch = self.scratch_bytes();
+        if scratch > MAX_SCRATCH_BYTES {
+            return Err(PlanError::BadSection {
+                section: "scratch",
+                offset: self.arena_size,
+                size: scratch as u64,
+                reason: "scratch larger than the header can express",
+            });
+        }
+        for (i, op) in self.ops.iter().enumerate() {
+            if !op.has_residual() {
+                continue;
+            }
+            for (what, v) in [
+                ("conv_act_min", op.conv_act_min),
+                ("conv_act_max", op.conv_act_max),
+            ] {
+                if !(-128..=127).contains(&v) {
+                    return Err(PlanError::BadParam {
+                        op: u32_sat(i),
+                        what,
+                        value: v as i64,
+                    });
+                }
+            }
+        }
         let bytes = self.finish();
         Plan::parse(&bytes)?;
         Ok(bytes)

@@ -181,7 +181,7 @@ fn int8_residual_add_in_place_run_op_by_op() {
     let bytes = b.finish_checked().unwrap();
     let plan = Plan::parse(&bytes).unwrap();
     let engine = Engine::new(&plan);
-    let mut arena = vec![0u8; 320];
+    let mut arena = vec![0u8; engine.arena_size()];
     engine
         .input_mut(&mut arena)
         .unwrap()

@@ -51,7 +51,35 @@ fn sample_plans() -> Vec<Vec<u8>> {
     b.add_op(OpDesc::new(OpKind::GlobalAvgPool, a, g));
     b.add_op(OpDesc::new(OpKind::Softmax, g, p));
     b.set_input(x).set_output(p).set_arena_size(576);
-    vec![int8, b.finish_checked().unwrap()]
+    vec![int8, b.finish_checked().unwrap(), fused_int8_plan()]
+}
+
+/// An int8 Conv2d with a fused residual Add, in place over the residual
+/// (and, with the default scratch, the SIMD GEMM path).
+fn fused_int8_plan() -> Vec<u8> {
+    let mut rng = Rng(3);
+    let mut b = PlanBuilder::new(Precision::Int8);
+    let x = b.add_activation(DType::I8, &[1, 4, 4, 5], 0, Quant::new(0.1, 3));
+    let r = b.add_activation(DType::I8, &[1, 4, 4, 6], 80, Quant::new(0.1, -2));
+    let mut op = OpDesc::new(OpKind::Conv2d, x, r);
+    op.weights = b.add_weights_i8(&[6, 3, 3, 5], &rng.weights_i8(270));
+    (op.kernel_h, op.kernel_w) = (3, 3);
+    (op.pad_top, op.pad_left, op.pad_bottom, op.pad_right) = (1, 1, 1, 1);
+    op.multipliers = b.add_i32_array(&[qm(0.01).0; 6]);
+    op.shifts = b.add_i32_array(&[qm(0.01).1; 6]);
+    op.residual = r;
+    op.conv_out = Quant::new(0.2, -3);
+    (op.conv_act_min, op.conv_act_max) = (-100, 120);
+    op.add.input1_multiplier = 1 << 30;
+    op.add.input2_multiplier = 1 << 30;
+    op.add.output_multiplier = 1 << 30;
+    op.add.output_shift = -19;
+    op.add.left_shift = 20;
+    op.activation = Activation::Relu;
+    op.act_min = -2;
+    b.add_op(op);
+    b.set_input(x).set_output(r).set_arena_size(176);
+    b.finish_checked().unwrap()
 }
 
 /// Runs a plan that parsed. A plan that passed validation must run: an

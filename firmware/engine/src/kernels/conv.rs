@@ -8,8 +8,8 @@
 //! the input pixels they read, are both contiguous, so each kernel row is one
 //! dot product of `(kx1 - kx0) * in_c` values.
 
-use super::dot::dot_i8;
-use super::{FloatAct, FloatWeight, Geom, I32s, KResult, QuantParams, ShapeError};
+use super::dot::dot_i8_with;
+use super::{FloatAct, FloatWeight, Geom, I32s, KResult, Kx, Out8, OutF, QuantParams, ShapeError};
 
 /// Channels processed per block in the depthwise kernels (stack accumulators).
 const BLOCK: usize = 64;
@@ -49,6 +49,7 @@ fn check(
 }
 
 /// int8 convolution (regular or depthwise). `bias` is `i32[out_c]`.
+/// Uses the SIMD kernels where available (no scratch).
 pub fn conv2d_i8(
     g: &Geom,
     depthwise: bool,
@@ -58,32 +59,71 @@ pub fn conv2d_i8(
     q: &QuantParams<'_>,
     out: &mut [u8],
 ) -> KResult {
+    let mut kx = Kx {
+        simd: super::dot::simd_available(),
+        use_scratch: false,
+        scratch: &mut [],
+    };
+    let o = Out8 { q, fuse: None };
+    conv2d_i8_ex(g, depthwise, x, w, bias, &o, out, &mut kx)
+}
+
+/// [`conv2d_i8`] with an optional fused residual Add and explicit kernel
+/// choice and scratch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_i8_ex(
+    g: &Geom,
+    depthwise: bool,
+    x: &[u8],
+    w: &[u8],
+    bias: Option<I32s<'_>>,
+    o: &Out8<'_, '_>,
+    out: &mut [u8],
+    kx: &mut Kx<'_>,
+) -> KResult {
     check(g, depthwise, (x, w, out), 1, 1)?;
-    let n = g.out_c;
+    o.check(out.len())?;
+    let (q, n) = (o.q, g.out_c);
     if q.multipliers.len() < n || q.shifts.len() < n || bias.is_some_and(|b| b.len() < n) {
         return Err(ShapeError);
     }
     if depthwise {
-        return depthwise_i8(g, x, w, bias, q, out);
+        return depthwise_i8(g, x, w, bias, o, out);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kx.simd {
+        let k = g.kernel_h * g.kernel_w * g.in_c;
+        let avail = kx.scratch_len();
+        if let Some(lay) = super::scratch::gemm_layout(k, n, avail) {
+            let bytes = lay.panels * lay.panel_bytes + lay.tile_bytes;
+            if let Some(buf) = kx.scratch(bytes) {
+                // SAFETY: `kx.simd` is only set when AVX2 is available.
+                #[allow(unsafe_code)]
+                let done = unsafe { super::gemm_x86::conv_i8(g, x, w, bias, o, out, buf) };
+                if let Some(r) = done {
+                    return r;
+                }
+            }
+        }
     }
     let (c, kh, kw) = (g.in_c, g.kernel_h, g.kernel_w);
-    let mut pixels = out.chunks_exact_mut(n);
+    let mut i = 0;
     for oy in 0..g.out_h {
         let rows = g.rows(oy);
         for ox in 0..g.out_w {
             let cols = g.cols(ox);
             let span = cols.len() * c;
-            let px = pixels.next().ok_or(ShapeError)?;
-            for (oc, o) in px.iter_mut().enumerate() {
+            for oc in 0..n {
                 let mut acc = bias.map_or(0, |b| b.get(oc));
                 for (r, ky) in (rows.k0..rows.k1).enumerate() {
                     let xs = ((rows.i0 + r) * g.in_w + cols.i0) * c;
                     let ws = ((oc * kh + ky) * kw + cols.k0) * c;
                     let xr = x.get(xs..xs + span).ok_or(ShapeError)?;
                     let wr = w.get(ws..ws + span).ok_or(ShapeError)?;
-                    acc = acc.wrapping_add(dot_i8(xr, wr, q.in_zp));
+                    acc = acc.wrapping_add(dot_i8_with(xr, wr, q.in_zp, kx.simd));
                 }
-                *o = q.requantize(acc, oc);
+                o.store(acc, oc, i, out);
+                i += 1;
             }
         }
     }
@@ -95,19 +135,17 @@ fn depthwise_i8(
     x: &[u8],
     w: &[u8],
     bias: Option<I32s<'_>>,
-    q: &QuantParams<'_>,
+    o: &Out8<'_, '_>,
     out: &mut [u8],
 ) -> KResult {
-    let c = g.in_c;
-    let mut pixels = out.chunks_exact_mut(c);
+    let (c, q) = (g.in_c, o.q);
+    let mut base = 0;
     for oy in 0..g.out_h {
         let rows = g.rows(oy);
         for ox in 0..g.out_w {
             let cols = g.cols(ox);
-            let px = pixels.next().ok_or(ShapeError)?;
-            for (blk, opx) in px.chunks_mut(BLOCK).enumerate() {
-                let c0 = blk * BLOCK;
-                let nb = opx.len();
+            for c0 in (0..c).step_by(BLOCK) {
+                let nb = BLOCK.min(c - c0);
                 let mut acc = [0i32; BLOCK];
                 for (k, a) in acc.iter_mut().take(nb).enumerate() {
                     *a = bias.map_or(0, |b| b.get(c0 + k));
@@ -126,10 +164,11 @@ fn depthwise_i8(
                         }
                     }
                 }
-                for (k, (o, &a)) in opx.iter_mut().zip(acc.iter()).enumerate() {
-                    *o = q.requantize(a, c0 + k);
+                for (k, &a) in acc.iter().take(nb).enumerate() {
+                    o.store(a, c0 + k, base + c0 + k, out);
                 }
             }
+            base += c;
         }
     }
     Ok(())
@@ -147,24 +186,65 @@ pub fn conv2d_f<W: FloatWeight>(
     act: FloatAct,
     out: &mut [u8],
 ) -> KResult {
+    let o = OutF {
+        act,
+        residual: None,
+    };
+    conv2d_f_ex::<W>(g, depthwise, x, w, bias, &o, out, &mut Kx::portable())
+}
+
+/// [`conv2d_f`] with an optional fused residual and explicit scratch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_f_ex<W: FloatWeight>(
+    g: &Geom,
+    depthwise: bool,
+    x: &[u8],
+    w: &[u8],
+    bias: Option<&[u8]>,
+    o: &OutF<'_>,
+    out: &mut [u8],
+    kx: &mut Kx<'_>,
+) -> KResult {
     check(g, depthwise, (x, w, out), 4, W::SIZE)?;
+    o.check(out.len())?;
     let n = g.out_c;
     if bias.is_some_and(|b| b.len() < n * 4) {
         return Err(ShapeError);
     }
     let bias_at = |i: usize| bias.map_or(0.0, |b| super::f32_at(b, i));
+    if W::SIZE != 4 {
+        // f16 weights: widen them once per call into scratch (as f32
+        // bytes), then run the f32 loops on them: the same values in the
+        // same order, so the same bits.
+        let k = g.kernel_h * g.kernel_w * if depthwise { 1 } else { g.in_c };
+        let per = k
+            .checked_mul(if depthwise { g.in_c } else { 1 })
+            .ok_or(ShapeError)?
+            * 4;
+        let avail = kx.scratch_len();
+        if depthwise {
+            if let Some(buf) = kx.scratch(per) {
+                widen::<W>(w, buf)?;
+                return depthwise_f::<super::F32W>(g, x, buf, &bias_at, o, out);
+            }
+        } else if per > 0 && avail >= per {
+            let nb = (avail / per).min(n);
+            if let Some(buf) = kx.scratch(nb * per) {
+                return regular_f_widened::<W>(g, x, w, &bias_at, o, out, buf, nb);
+            }
+        }
+    }
     if depthwise {
-        return depthwise_f::<W>(g, x, w, &bias_at, act, out);
+        return depthwise_f::<W>(g, x, w, &bias_at, o, out);
     }
     let (c, kh, kw) = (g.in_c, g.kernel_h, g.kernel_w);
-    let mut pixels = out.chunks_exact_mut(n * 4);
+    let mut i = 0;
     for oy in 0..g.out_h {
         let rows = g.rows(oy);
         for ox in 0..g.out_w {
             let cols = g.cols(ox);
             let span = cols.len() * c;
-            let px = pixels.next().ok_or(ShapeError)?;
-            for (oc, o) in px.chunks_exact_mut(4).enumerate() {
+            for oc in 0..n {
                 let mut acc = bias_at(oc);
                 for (r, ky) in (rows.k0..rows.k1).enumerate() {
                     let xs = ((rows.i0 + r) * g.in_w + cols.i0) * c * 4;
@@ -173,7 +253,69 @@ pub fn conv2d_f<W: FloatWeight>(
                     let wr = w.get(ws..ws + span * W::SIZE).ok_or(ShapeError)?;
                     acc += dot_f::<W>(xr, wr);
                 }
-                super::st_f32(o, act.apply(acc));
+                o.store(acc, i, out);
+                i += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `w`'s values as little-endian f32 into `buf` (`4 / W::SIZE`
+/// times as long).
+pub(crate) fn widen<W: FloatWeight>(w: &[u8], buf: &mut [u8]) -> KResult {
+    if w.len() / W::SIZE * 4 != buf.len() {
+        return Err(ShapeError);
+    }
+    for (d, s) in buf.chunks_exact_mut(4).zip(w.chunks_exact(W::SIZE)) {
+        d.copy_from_slice(&W::decode(s).to_le_bytes());
+    }
+    Ok(())
+}
+
+/// Regular float conv with `W` weights widened to f32 `nb` output channels
+/// at a time into `buf` (each weight converted once per call), then every
+/// output pixel swept for those channels. Same sums as the direct loop.
+#[allow(clippy::too_many_arguments)]
+fn regular_f_widened<W: FloatWeight>(
+    g: &Geom,
+    x: &[u8],
+    w: &[u8],
+    bias_at: &impl Fn(usize) -> f32,
+    o: &OutF<'_>,
+    out: &mut [u8],
+    buf: &mut [u8],
+    nb: usize,
+) -> KResult {
+    let (c, kh, kw, n) = (g.in_c, g.kernel_h, g.kernel_w, g.out_c);
+    let k = kh * kw * c;
+    for ob in (0..n).step_by(nb.max(1)) {
+        let m = nb.min(n - ob);
+        let src = w
+            .get(ob * k * W::SIZE..(ob + m) * k * W::SIZE)
+            .ok_or(ShapeError)?;
+        let wb = buf.get_mut(..m * k * 4).ok_or(ShapeError)?;
+        widen::<W>(src, wb)?;
+        let wb: &[u8] = wb;
+        let mut pix = 0;
+        for oy in 0..g.out_h {
+            let rows = g.rows(oy);
+            for ox in 0..g.out_w {
+                let cols = g.cols(ox);
+                let span = cols.len() * c;
+                for j in 0..m {
+                    let oc = ob + j;
+                    let mut acc = bias_at(oc);
+                    for (r, ky) in (rows.k0..rows.k1).enumerate() {
+                        let xs = ((rows.i0 + r) * g.in_w + cols.i0) * c * 4;
+                        let ws = ((j * kh + ky) * kw + cols.k0) * c * 4;
+                        let xr = x.get(xs..xs + span * 4).ok_or(ShapeError)?;
+                        let wr = wb.get(ws..ws + span * 4).ok_or(ShapeError)?;
+                        acc += dot_f::<super::F32W>(xr, wr);
+                    }
+                    o.store(acc, pix * n + oc, out);
+                }
+                pix += 1;
             }
         }
     }
@@ -187,8 +329,17 @@ pub fn conv2d_f<W: FloatWeight>(
 /// compiler can vectorise.
 #[inline]
 pub fn dot_f<W: FloatWeight>(x: &[u8], w: &[u8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    dot_f_lanes::<W>(x, w, &mut acc);
+    combine_lanes(&acc)
+}
+
+/// The lane sums of [`dot_f`], added to `acc`: element `i` goes to lane
+/// `i % 8`. Splitting a dot product at multiples of 8 elements and feeding
+/// the pieces in order gives exactly [`dot_f`]'s lanes.
+#[inline]
+pub fn dot_f_lanes<W: FloatWeight>(x: &[u8], w: &[u8], acc: &mut [f32; 8]) {
     const LANES: usize = 8;
-    let mut acc = [0.0f32; LANES];
     let xc = x.chunks_exact(4 * LANES);
     let wc = w.chunks_exact(W::SIZE * LANES);
     let (xr, wr) = (xc.remainder(), wc.remainder());
@@ -202,6 +353,11 @@ pub fn dot_f<W: FloatWeight>(x: &[u8], w: &[u8]) -> f32 {
     for (a, (xv, wv)) in acc.iter_mut().zip(pairs) {
         *a += super::ld_f32(xv) * W::decode(wv);
     }
+}
+
+/// [`dot_f`]'s final pairwise combination of the eight lanes.
+#[inline]
+pub fn combine_lanes(acc: &[f32; 8]) -> f32 {
     ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
@@ -210,19 +366,17 @@ fn depthwise_f<W: FloatWeight>(
     x: &[u8],
     w: &[u8],
     bias_at: &impl Fn(usize) -> f32,
-    act: FloatAct,
+    o: &OutF<'_>,
     out: &mut [u8],
 ) -> KResult {
     let c = g.in_c;
-    let mut pixels = out.chunks_exact_mut(c * 4);
+    let mut base = 0;
     for oy in 0..g.out_h {
         let rows = g.rows(oy);
         for ox in 0..g.out_w {
             let cols = g.cols(ox);
-            let px = pixels.next().ok_or(ShapeError)?;
-            for (blk, opx) in px.chunks_mut(BLOCK * 4).enumerate() {
-                let c0 = blk * BLOCK;
-                let nb = opx.len() / 4;
+            for c0 in (0..c).step_by(BLOCK) {
+                let nb = BLOCK.min(c - c0);
                 let mut acc = [0f32; BLOCK];
                 for (k, a) in acc.iter_mut().take(nb).enumerate() {
                     *a = bias_at(c0 + k);
@@ -239,10 +393,11 @@ fn depthwise_f<W: FloatWeight>(
                         }
                     }
                 }
-                for (o, &a) in opx.chunks_exact_mut(4).zip(acc.iter()) {
-                    super::st_f32(o, act.apply(a));
+                for (k, &a) in acc.iter().take(nb).enumerate() {
+                    o.store(a, base + c0 + k, out);
                 }
             }
+            base += c;
         }
     }
     Ok(())

@@ -1,8 +1,8 @@
 //! Fully connected layer: `y[o] = bias[o] + Σ_i x[i] * w[o, i]`, weights
 //! `[out, in]` (row-major, one contiguous row per output).
 
-use super::dot::dot_i8;
-use super::{FloatAct, FloatWeight, I32s, KResult, QuantParams, ShapeError};
+use super::dot::dot_i8_with;
+use super::{FloatAct, FloatWeight, I32s, KResult, Kx, Out8, OutF, QuantParams, ShapeError};
 
 /// int8 dense. `x` has `in_f` values, `out` has `out_f`, `w` `out_f * in_f`.
 pub fn dense_i8(
@@ -11,6 +11,23 @@ pub fn dense_i8(
     bias: Option<I32s<'_>>,
     q: &QuantParams<'_>,
     out: &mut [u8],
+) -> KResult {
+    let mut kx = Kx {
+        simd: super::dot::simd_available(),
+        use_scratch: false,
+        scratch: &mut [],
+    };
+    dense_i8_ex(x, w, bias, q, out, &mut kx)
+}
+
+/// [`dense_i8`] with explicit kernel choice and scratch.
+pub(crate) fn dense_i8_ex(
+    x: &[u8],
+    w: &[u8],
+    bias: Option<I32s<'_>>,
+    q: &QuantParams<'_>,
+    out: &mut [u8],
+    kx: &mut Kx<'_>,
 ) -> KResult {
     let (in_f, out_f) = (x.len(), out.len());
     if in_f == 0
@@ -21,11 +38,12 @@ pub fn dense_i8(
     {
         return Err(ShapeError);
     }
-    for (o, (y, row)) in out.iter_mut().zip(w.chunks_exact(in_f)).enumerate() {
+    let o = Out8 { q, fuse: None };
+    for (i, row) in w.chunks_exact(in_f).enumerate() {
         let acc = bias
-            .map_or(0, |b| b.get(o))
-            .wrapping_add(dot_i8(x, row, q.in_zp));
-        *y = q.requantize(acc, o);
+            .map_or(0, |b| b.get(i))
+            .wrapping_add(dot_i8_with(x, row, q.in_zp, kx.simd));
+        o.store(acc, i, i, out);
     }
     Ok(())
 }
@@ -38,6 +56,18 @@ pub fn dense_f<W: FloatWeight>(
     act: FloatAct,
     out: &mut [u8],
 ) -> KResult {
+    dense_f_ex::<W>(x, w, bias, act, out, &mut Kx::portable())
+}
+
+/// [`dense_f`] with explicit kernel choice and scratch.
+pub(crate) fn dense_f_ex<W: FloatWeight>(
+    x: &[u8],
+    w: &[u8],
+    bias: Option<&[u8]>,
+    act: FloatAct,
+    out: &mut [u8],
+    kx: &mut Kx<'_>,
+) -> KResult {
     let (in_f, out_f) = (x.len() / 4, out.len() / 4);
     if in_f == 0
         || !x.len().is_multiple_of(4)
@@ -47,10 +77,34 @@ pub fn dense_f<W: FloatWeight>(
     {
         return Err(ShapeError);
     }
+    let _ = &kx;
+    let o = OutF {
+        act,
+        residual: None,
+    };
+    if W::SIZE != 4 {
+        // Each weight is used once: widen each row in stack-sized pieces
+        // (multiples of 8 elements, so the lanes are dot_f's) and run the
+        // f32 dot product on them.
+        const PIECE: usize = 256;
+        let mut buf = [0u8; PIECE * 4];
+        for (i, row) in w.chunks_exact(in_f * W::SIZE).enumerate() {
+            let mut acc = [0.0f32; 8];
+            let pieces = row.chunks(PIECE * W::SIZE).zip(x.chunks(PIECE * 4));
+            for (wp, xp) in pieces {
+                let wb = buf.get_mut(..wp.len() / W::SIZE * 4).ok_or(ShapeError)?;
+                super::conv::widen::<W>(wp, wb)?;
+                super::conv::dot_f_lanes::<super::F32W>(xp, wb, &mut acc);
+            }
+            let b = bias.map_or(0.0, |b| super::f32_at(b, i));
+            o.store(b + super::conv::combine_lanes(&acc), i, out);
+        }
+        return Ok(());
+    }
     let rows = w.chunks_exact(in_f * W::SIZE);
-    for (o, (y, row)) in out.chunks_exact_mut(4).zip(rows).enumerate() {
-        let b = bias.map_or(0.0, |b| super::f32_at(b, o));
-        super::st_f32(y, act.apply(b + super::conv::dot_f::<W>(x, row)));
+    for (i, row) in rows.enumerate() {
+        let b = bias.map_or(0.0, |b| super::f32_at(b, i));
+        o.store(b + super::conv::dot_f::<W>(x, row), i, out);
     }
     Ok(())
 }

@@ -8,6 +8,15 @@
 /// Uses the shorter of the two lengths.
 #[inline]
 pub fn dot_i8(x: &[u8], w: &[u8], zp: i32) -> i32 {
+    dot_i8_with(x, w, zp, true)
+}
+
+/// [`dot_i8`], with SIMD only if `simd` (and the CPU has it).
+#[inline]
+pub fn dot_i8_with(x: &[u8], w: &[u8], zp: i32, simd: bool) -> i32 {
+    if !simd {
+        return dot_i8_portable(x, w, zp);
+    }
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     {
         if x.len() >= 16 && std::is_x86_feature_detected!("avx2") {

@@ -9,11 +9,168 @@ pub mod dense;
 pub mod dot;
 pub mod pool;
 pub mod requant;
+pub mod scratch;
 pub mod softmax;
+
+#[cfg(target_arch = "x86_64")]
+mod gemm_x86;
+
+use add::AddQuant;
 
 /// Buffers do not match the geometry a kernel was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShapeError;
+
+/// Which kernel implementations the executor may use.
+///
+/// Every path computes the same int8 bytes (integer sums are exact) and the
+/// same float bits (the fast paths keep the reference summation order), so
+/// this is for testing and benchmarking: run a plan both ways and compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KernelPath {
+    /// The fastest kernels this CPU supports: AVX2 on x86-64 (detected at
+    /// run time with the `std` feature, else when compiled in), portable
+    /// code elsewhere. Kernels that need scratch use it when the plan
+    /// provides enough (`scratch_bytes`) and fall back otherwise.
+    #[default]
+    Auto,
+    /// The portable reference kernels only: no SIMD intrinsics, no scratch.
+    Portable,
+}
+
+impl KernelPath {
+    /// Whether this path uses SIMD kernels on this machine.
+    pub fn uses_simd(self) -> bool {
+        self == KernelPath::Auto && dot::simd_available()
+    }
+}
+
+/// What a kernel may use besides its operands: SIMD, and the plan's
+/// scratch area (after the activation arena).
+#[derive(Debug)]
+pub struct Kx<'s> {
+    /// AVX2 kernels allowed (the CPU has them and the path is `Auto`).
+    pub simd: bool,
+    /// Whether the kernels may use `scratch` (false for `Portable`).
+    pub use_scratch: bool,
+    pub scratch: &'s mut [u8],
+}
+
+impl Kx<'_> {
+    /// Portable kernels, no scratch.
+    pub fn portable() -> Kx<'static> {
+        Kx {
+            simd: false,
+            use_scratch: false,
+            scratch: &mut [],
+        }
+    }
+
+    /// Bytes of scratch kernels may use (0 for `Portable`).
+    pub(crate) fn scratch_len(&self) -> usize {
+        if self.use_scratch {
+            self.scratch.len()
+        } else {
+            0
+        }
+    }
+
+    /// The scratch area if kernels may use it and it holds `bytes`.
+    pub(crate) fn scratch(&mut self, bytes: usize) -> Option<&mut [u8]> {
+        if self.use_scratch {
+            self.scratch.get_mut(..bytes)
+        } else {
+            None
+        }
+    }
+}
+
+/// A fused residual input of a Conv2d: a separate region of the arena, or
+/// the output region itself (in place: each output element reads its own
+/// residual element just before writing it).
+#[derive(Debug, Clone, Copy)]
+pub enum Residual<'r> {
+    Separate(&'r [u8]),
+    InPlace,
+}
+
+impl Residual<'_> {
+    /// Checks a separate residual's length against the output's.
+    fn check(&self, out_len: usize) -> KResult {
+        match self {
+            Residual::Separate(r) if r.len() != out_len => Err(ShapeError),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A Conv2d's fused int8 Add: the residual and the Add's parameters
+/// (`zp1` is the conv result's zero point, `zp2` the residual's).
+#[derive(Debug, Clone, Copy)]
+pub struct FuseI8<'r> {
+    pub residual: Residual<'r>,
+    pub add: AddQuant,
+}
+
+/// How an int8 conv/dense stores one output value: requantise, then
+/// optionally the fused residual Add.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Out8<'q, 'r> {
+    pub q: &'q QuantParams<'q>,
+    pub fuse: Option<FuseI8<'r>>,
+}
+
+impl Out8<'_, '_> {
+    fn check(&self, out_len: usize) -> KResult {
+        self.fuse.map_or(Ok(()), |f| f.residual.check(out_len))
+    }
+
+    /// Stores `out[i]` for accumulator `acc` of channel `ch`.
+    #[inline(always)]
+    pub fn store(&self, acc: i32, ch: usize, i: usize, out: &mut [u8]) {
+        let v = self.q.requantize(acc, ch);
+        if let Some(o) = out.get_mut(i) {
+            *o = match &self.fuse {
+                None => v,
+                Some(f) => {
+                    let r = match f.residual {
+                        Residual::Separate(s) => s.get(i).copied().unwrap_or(0),
+                        Residual::InPlace => *o,
+                    };
+                    f.add.add(v, r)
+                }
+            };
+        }
+    }
+}
+
+/// How a float conv/dense stores one output value: optionally add the
+/// residual, then the activation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutF<'r> {
+    pub act: FloatAct,
+    pub residual: Option<Residual<'r>>,
+}
+
+impl OutF<'_> {
+    fn check(&self, out_len: usize) -> KResult {
+        self.residual.map_or(Ok(()), |r| r.check(out_len))
+    }
+
+    /// Stores f32 element `i` of `out` for accumulator `acc`.
+    #[inline(always)]
+    pub fn store(&self, acc: f32, i: usize, out: &mut [u8]) {
+        let at = i.wrapping_mul(4);
+        let v = match self.residual {
+            None => acc,
+            Some(Residual::Separate(s)) => acc + f32_at(s, i),
+            Some(Residual::InPlace) => acc + out.get(at..).map_or(0.0, ld_f32),
+        };
+        if let Some(o) = out.get_mut(at..) {
+            st_f32(o, self.act.apply(v));
+        }
+    }
+}
 
 pub type KResult = Result<(), ShapeError>;
 
@@ -52,7 +209,7 @@ pub struct QuantParams<'a> {
 
 impl QuantParams<'_> {
     #[inline]
-    fn requantize(&self, acc: i32, ch: usize) -> u8 {
+    pub(crate) fn requantize(&self, acc: i32, ch: usize) -> u8 {
         requant::requantize(
             acc,
             self.multipliers.get(ch),
@@ -91,10 +248,32 @@ impl FloatWeight for F16W {
     #[inline]
     fn decode(b: &[u8]) -> f32 {
         match b {
-            [a, c] => half::f16::from_bits(u16::from_le_bytes([*a, *c])).to_f32(),
+            [a, c] => f16_to_f32(u16::from_le_bytes([*a, *c])),
             _ => 0.0,
         }
     }
+}
+
+/// IEEE binary16 bits to f32, exactly (every half is an f32), with the same
+/// bits as `half::f16::to_f32` (NaNs get the quiet bit). Branch-light, so
+/// loops over weights vectorise.
+#[inline]
+pub fn f16_to_f32(h: u16) -> f32 {
+    let h = h as u32;
+    let sign = (h & 0x8000) << 16;
+    let em = h & 0x7fff;
+    let bits = if em >= 0x7c00 {
+        // Infinity, or NaN with the payload kept and the quiet bit set.
+        let man = em & 0x3ff;
+        0x7f80_0000 | (man << 13) | if man != 0 { 0x0040_0000 } else { 0 }
+    } else if em >= 0x0400 {
+        // Normal: rebias the exponent.
+        (em << 13) + ((127 - 15) << 23)
+    } else {
+        // Zero or subnormal: em * 2^-24, exact in f32.
+        (em as f32 * (1.0 / 16_777_216.0)).to_bits()
+    };
+    f32::from_bits(bits | sign)
 }
 
 /// Decodes an f32 from the first 4 bytes (0.0 if shorter).
@@ -165,6 +344,25 @@ pub struct Geom {
 }
 
 impl Geom {
+    /// The geometry of a Conv2d or pool `op` from its input `x` and output
+    /// `y` (NHWC; missing dims read as 0).
+    pub fn of_op(op: &crate::format::OpDesc, x: &[u32; 4], y: &[u32; 4]) -> Geom {
+        Geom {
+            in_h: x[1] as usize,
+            in_w: x[2] as usize,
+            in_c: x[3] as usize,
+            out_h: y[1] as usize,
+            out_w: y[2] as usize,
+            out_c: y[3] as usize,
+            kernel_h: op.kernel_h as usize,
+            kernel_w: op.kernel_w as usize,
+            stride_h: op.stride_h as usize,
+            stride_w: op.stride_w as usize,
+            pad_top: op.pad_top as usize,
+            pad_left: op.pad_left as usize,
+        }
+    }
+
     pub fn input_len(&self) -> Option<usize> {
         self.in_h.checked_mul(self.in_w)?.checked_mul(self.in_c)
     }
@@ -221,6 +419,14 @@ impl Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_conversion_matches_half_for_every_value() {
+        for b in 0..=u16::MAX {
+            let want = half::f16::from_bits(b).to_f32().to_bits();
+            assert_eq!(f16_to_f32(b).to_bits(), want, "{b:#06x}");
+        }
+    }
 
     #[test]
     fn span_clips_padding() {

@@ -297,7 +297,77 @@ impl OpCheck<'_, '_> {
         if self.plan.precision == Precision::Int8 {
             self.requant_arrays(oc)?;
         }
+        if op.residual != NONE {
+            self.residual(&y)?;
+        }
         self.no_overlap(&x, op.input)
+    }
+
+    /// A Conv2d's fused residual Add: the residual has the output's shape;
+    /// the output is either exactly the residual's region (in place) or
+    /// disjoint from it. int8: the Add parameters and the intermediate
+    /// quantisation of the conv result.
+    fn residual(&self, y: &TensorDesc) -> Result<(), PlanError> {
+        let op = &self.op;
+        let r = self.activation(op.residual)?;
+        if r.rank != y.rank || r.dims != y.dims {
+            return Err(PlanError::ShapeMismatch {
+                op: self.index,
+                a: op.output,
+                b: op.residual,
+            });
+        }
+        if overlaps(&r, y) && r.offset != y.offset {
+            return Err(PlanError::Overlap {
+                op: self.index,
+                input: op.residual,
+                output: op.output,
+            });
+        }
+        if self.plan.precision == Precision::Int8 {
+            if op.activation == Activation::Clip {
+                return Err(self.param(
+                    "activation (clip on an int8 conv with a residual; the clamp is act_min/act_max)",
+                    op.activation as i64,
+                ));
+            }
+            let zp = op.conv_out.zero_point;
+            if !(-128..=127).contains(&zp) {
+                return Err(self.param("conv_out zero point", zp as i64));
+            }
+            for (what, v) in [
+                ("conv_act_min", op.conv_act_min),
+                ("conv_act_max", op.conv_act_max),
+            ] {
+                if !(-128..=127).contains(&v) {
+                    return Err(self.param(what, v as i64));
+                }
+            }
+            if op.conv_act_min > op.conv_act_max {
+                return Err(self.param("conv_act_min (above conv_act_max)", op.conv_act_min as i64));
+            }
+            self.add_params()?;
+        }
+        Ok(())
+    }
+
+    /// int8 Add parameters (of an Add or a Conv2d's fused Add).
+    fn add_params(&self) -> Result<(), PlanError> {
+        let p = &self.op.add;
+        for m in [
+            p.input1_multiplier,
+            p.input2_multiplier,
+            p.output_multiplier,
+        ] {
+            self.multiplier(m)?;
+        }
+        for s in [p.input1_shift, p.input2_shift, p.output_shift] {
+            self.shift(s)?;
+        }
+        if !(0..=30).contains(&p.left_shift) {
+            return Err(self.param("left_shift", p.left_shift as i64));
+        }
+        Ok(())
     }
 
     fn dense(&self) -> Result<(), PlanError> {
@@ -391,20 +461,7 @@ impl OpCheck<'_, '_> {
             }
         }
         if self.plan.precision == Precision::Int8 {
-            let p = &op.add;
-            for m in [
-                p.input1_multiplier,
-                p.input2_multiplier,
-                p.output_multiplier,
-            ] {
-                self.multiplier(m)?;
-            }
-            for s in [p.input1_shift, p.input2_shift, p.output_shift] {
-                self.shift(s)?;
-            }
-            if !(0..=30).contains(&p.left_shift) {
-                return Err(self.param("left_shift", p.left_shift as i64));
-            }
+            self.add_params()?;
         }
         Ok(())
     }

@@ -256,3 +256,23 @@ pub fn tensor(plan: &[u8], i: u32) -> TensorDesc {
 pub fn precision_dtypes(p: Precision) -> (DType, DType) {
     (p.activation_dtype(), p.weight_dtype())
 }
+
+/// Runs `plan` on `input` with the given kernel path (aligned arena).
+pub fn run_with(plan: &[u8], input: &[u8], kernels: edgefit_engine::KernelPath) -> Vec<u8> {
+    let plan = Plan::parse(plan).expect("plan must parse");
+    let engine = Engine::with_kernels(&plan, kernels);
+    let mut arena = vec![0x5Au8; engine.arena_size()];
+    engine.input_mut(&mut arena).unwrap().copy_from_slice(input);
+    engine.run(&mut arena).unwrap();
+    engine.output(&arena).unwrap().to_vec()
+}
+
+/// Runs `plan` through the SIMD (`Auto`) and the portable kernels, asserts
+/// the outputs are byte-identical, and returns them.
+pub fn run_both(plan: &[u8], input: &[u8], what: &str) -> Vec<u8> {
+    use edgefit_engine::KernelPath;
+    let fast = run_with(plan, input, KernelPath::Auto);
+    let portable = run_with(plan, input, KernelPath::Portable);
+    assert!(fast == portable, "{what}: SIMD and portable outputs differ");
+    fast
+}
