@@ -75,6 +75,18 @@ pub struct Conv {
     pub activation: Activation,
     /// True where a BatchNormalization was folded into this conv.
     pub folded_batchnorm: bool,
+    /// A residual addition fused into this conv (see [`crate::fuse`]).
+    pub residual: Option<Residual>,
+}
+
+/// `out = activation(conv(x) + skip)`, written in place over `skip`: the node's
+/// inputs are `[x, skip]` and its output shares `skip`'s buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Residual {
+    /// The conv's own result before the addition (its quantisation is needed for int8).
+    pub conv_output: TensorId,
+    /// The activation after the addition (the conv's own `activation` applies before it).
+    pub activation: Activation,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +177,16 @@ impl Op {
     /// Whether the output is only a view of the (single) input: no copy, no new buffer.
     pub fn is_view(&self) -> bool {
         matches!(self, Op::Reshape)
+    }
+
+    /// The input whose buffer the output reuses: a view's input, or the skip
+    /// tensor a fused residual conv writes over.
+    pub fn output_aliases_input(&self) -> Option<usize> {
+        match self {
+            Op::Reshape => Some(0),
+            Op::Conv(c) if c.residual.is_some() => Some(1),
+            _ => None,
+        }
     }
 }
 

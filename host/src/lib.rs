@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod compile;
 pub mod data;
 pub mod evaluate;
+pub mod fuse;
 pub mod import;
 pub mod inspect;
 pub mod inspect_plan;

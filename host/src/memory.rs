@@ -153,14 +153,15 @@ impl ActivationPlan {
 
 /// Plans the activations of `graph` (input and output included) with
 /// `bytes_per_element` bytes per value. Steps are node indices; the input is live
-/// from step 0, the output to the last step. Reshape outputs alias their input.
+/// from step 0, the output to the last step. Reshape outputs alias their input; a
+/// fused residual conv writes over its skip input.
 pub fn plan_activations(graph: &Graph, bytes_per_element: usize) -> ActivationPlan {
     let steps = graph.nodes.len();
     // Each tensor's storage root: views resolve to the tensor they look at.
     let mut root: Vec<TensorId> = (0..graph.tensors.len()).collect();
     for node in &graph.nodes {
-        if node.op.is_view() {
-            root[node.output] = root[node.inputs[0]];
+        if let Some(i) = node.op.output_aliases_input() {
+            root[node.output] = root[node.inputs[i]];
         }
     }
     let mut first = vec![usize::MAX; graph.tensors.len()];

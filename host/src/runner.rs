@@ -1,7 +1,7 @@
 //! Running one sample through a compiled plan (the edgefit engine, in process) or
 //! through tract (the f32 reference): the same f32 NCHW input either way.
 
-use edgefit_engine::{DType, Engine, Plan, Precision, TensorDesc};
+use edgefit_engine::{DType, Engine, KernelPath, Plan, Precision, TensorDesc};
 
 use crate::reference::TractReference;
 
@@ -28,12 +28,17 @@ pub struct PlanRunner<'a> {
 
 impl<'a> PlanRunner<'a> {
     pub fn new(bytes: &'a [u8]) -> Result<PlanRunner<'a>, RunError> {
+        Self::with_kernels(bytes, KernelPath::Auto)
+    }
+
+    /// As [`PlanRunner::new`], forcing the portable kernels or allowing SIMD ones.
+    pub fn with_kernels(bytes: &'a [u8], kernels: KernelPath) -> Result<PlanRunner<'a>, RunError> {
         let plan = Plan::parse(bytes).map_err(|e| RunError::Plan(e.to_string()))?;
         let input = plan.input().map_err(|e| RunError::Plan(e.to_string()))?;
         let output = plan.output().map_err(|e| RunError::Plan(e.to_string()))?;
         let arena = vec![0u8; plan.arena_size()];
         Ok(PlanRunner {
-            engine: Engine::new(&plan),
+            engine: Engine::with_kernels(&plan, kernels),
             arena,
             input,
             output,
@@ -42,6 +47,11 @@ impl<'a> PlanRunner<'a> {
 
     pub fn plan(&self) -> &Plan<'a> {
         self.engine.plan()
+    }
+
+    /// Whether the engine runs SIMD kernels (false when forced portable or unavailable).
+    pub fn uses_simd(&self) -> bool {
+        self.engine.uses_simd()
     }
 
     pub fn precision(&self) -> Precision {

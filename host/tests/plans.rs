@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use edgefit::compile::{compile, CompiledPlan};
+use edgefit::compile::{compile, compile_with, CompileOptions, CompiledPlan};
 use edgefit::data::{bundled_data_dir, load_idx_dataset, Dataset};
 use edgefit::evaluate::{agreement, evaluate};
 use edgefit::import::{import_onnx, ImportOptions, ImportedModel};
@@ -12,7 +12,7 @@ use edgefit::quant::calibrate::CalibrationMethod;
 use edgefit::quant::{calibrate_graph, synthetic_samples};
 use edgefit::reference::TractReference;
 use edgefit::runner::{PlanRunner, Runner};
-use edgefit_engine::Precision;
+use edgefit_engine::{KernelPath, Precision};
 
 fn models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
@@ -112,13 +112,18 @@ fn resnet_plans_match_the_reference() {
     check_model("resnet-fmnist");
 }
 
-/// MLPerf Tiny's ResNet-8 (32x32x3): the int8 activation arena our planner gives
-/// without fusing the residual additions is exactly TFLite Micro's 49,152-byte head
-/// (three live 32x32x16 tensors).
+/// MLPerf Tiny's ResNet-8 (32x32x3). Without fusion our planner gives exactly
+/// TFLite Micro's 49,152-byte activation head (three live 32x32x16 tensors); with
+/// each residual addition fused into its conv and written over the skip tensor,
+/// two: 32,768 bytes. The fused plan's outputs are byte-identical to the unfused
+/// plan's.
 #[test]
 fn mlperf_resnet8_arena() {
     let path = models().join("mlperf/resnet8.onnx");
     let model = import_onnx(&path, &ImportOptions::default()).unwrap();
+    let a = edgefit::analysis::analyse(&model.graph);
+    assert_eq!(a.totals.params, 77_706);
+    assert_eq!(a.totals.macs, 12_501_632);
     let samples = synthetic_samples(&[1, 3, 32, 32], 8, 1);
     let ranges = calibrate_graph(
         &path,
@@ -128,9 +133,87 @@ fn mlperf_resnet8_arena() {
         &mut |_, _| {},
     )
     .unwrap();
-    let plan = compile(&model.graph, Precision::Int8, Some(&ranges), 1).unwrap();
-    assert_eq!(plan.summary.arena_bytes, 49_152);
-    let a = edgefit::analysis::analyse(&model.graph);
-    assert_eq!(a.totals.params, 77_706);
-    assert_eq!(a.totals.macs, 12_501_632);
+    let mcu = |fuse| CompileOptions {
+        fuse_residuals: fuse,
+        scratch: false,
+    };
+    let unfused =
+        compile_with(&model.graph, Precision::Int8, Some(&ranges), 1, mcu(false)).unwrap();
+    let fused = compile_with(&model.graph, Precision::Int8, Some(&ranges), 1, mcu(true)).unwrap();
+    assert_eq!(
+        (unfused.summary.arena_bytes, unfused.summary.scratch_bytes),
+        (49_152, 0)
+    );
+    assert_eq!(
+        (fused.summary.arena_bytes, fused.summary.scratch_bytes),
+        (32_768, 0)
+    );
+    let inputs = synthetic_samples(&[1, 3, 32, 32], 20, 99);
+    let (mut u, mut f) = (
+        PlanRunner::new(&unfused.bytes).unwrap(),
+        PlanRunner::new(&fused.bytes).unwrap(),
+    );
+    for x in &inputs {
+        u.run(x).unwrap();
+        f.run(x).unwrap();
+        assert_eq!(u.raw_output().unwrap(), f.raw_output().unwrap());
+    }
+}
+
+/// Both bundled int8 plans give byte-identical outputs through the portable
+/// kernels and the SIMD ones, and fused residuals equal the unfused plan.
+#[test]
+fn int8_plans_are_bit_exact_across_kernel_paths_and_fusion() {
+    let test = load_idx_dataset(&bundled_data_dir(), "t10k").unwrap();
+    for name in ["vgg-fmnist", "resnet-fmnist"] {
+        let path = models().join(format!("{name}.onnx"));
+        let model = import_onnx(&path, &ImportOptions::default()).unwrap();
+        let mut calib = load_idx_dataset(&bundled_data_dir(), "calib").unwrap();
+        calib.truncate(100);
+        let samples: Vec<Vec<f32>> = (0..calib.len()).map(|i| calib.image_f32(i)).collect();
+        let ranges = calibrate_graph(
+            &path,
+            &model.graph,
+            &samples,
+            CalibrationMethod::MinMax,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let fused = compile(&model.graph, Precision::Int8, Some(&ranges), 1).unwrap();
+        let unfused = compile_with(
+            &model.graph,
+            Precision::Int8,
+            Some(&ranges),
+            1,
+            CompileOptions {
+                fuse_residuals: false,
+                ..CompileOptions::default()
+            },
+        )
+        .unwrap();
+        let mut simd = PlanRunner::with_kernels(&fused.bytes, KernelPath::Auto).unwrap();
+        let mut portable = PlanRunner::with_kernels(&fused.bytes, KernelPath::Portable).unwrap();
+        assert!(
+            simd.uses_simd() || !cfg!(target_arch = "x86_64"),
+            "this test needs the AVX2 path"
+        );
+        assert!(!portable.uses_simd());
+        let mut plain = PlanRunner::with_kernels(&unfused.bytes, KernelPath::Portable).unwrap();
+        for i in 0..300 {
+            let x = test.image_f32(i);
+            simd.run(&x).unwrap();
+            portable.run(&x).unwrap();
+            plain.run(&x).unwrap();
+            assert_eq!(
+                simd.raw_output().unwrap(),
+                portable.raw_output().unwrap(),
+                "{name} image {i}: SIMD vs portable"
+            );
+            assert_eq!(
+                plain.raw_output().unwrap(),
+                portable.raw_output().unwrap(),
+                "{name} image {i}: fused vs unfused"
+            );
+        }
+    }
 }

@@ -17,6 +17,7 @@ use edgefit_engine::{
 };
 use serde::Serialize;
 
+use crate::fuse::fuse_residual_adds;
 use crate::ir::{Activation, Graph, Op, Param, TensorId};
 use crate::memory::plan_activations;
 use crate::quant::params::{quantize_multiplier, quantize_weights_per_channel, QuantParams};
@@ -47,6 +48,8 @@ pub struct PlanSummary {
     pub weight_bytes: usize,
     pub arena_bytes: usize,
     pub arena_lower_bound_bytes: usize,
+    /// Scratch the fast kernels use after the arena (0 for microcontroller plans).
+    pub scratch_bytes: usize,
     pub ops: usize,
     /// Input quantisation (int8 plans) so a host can quantise samples.
     pub input_quant: Option<QuantParams>,
@@ -161,17 +164,54 @@ fn float_activation(op: &mut OpDesc, act: Activation) {
     }
 }
 
-/// Compiles `graph` at `precision`. `ranges` (one per graph tensor, from
-/// calibration) is required for int8.
+/// How a plan is laid out in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Fuse residual additions into a conv that writes over the skip tensor
+    /// (two live activations per ResNet block instead of three).
+    pub fuse_residuals: bool,
+    /// Let the engine's fast kernels use scratch memory after the arena (im2col,
+    /// f16 weight conversion). Off for microcontrollers: same results, less RAM.
+    pub scratch: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            fuse_residuals: true,
+            scratch: true,
+        }
+    }
+}
+
+/// Compiles `graph` at `precision` with the default options. `ranges` (one per
+/// graph tensor, from calibration) is required for int8.
 pub fn compile(
     graph: &Graph,
     precision: Precision,
     ranges: Option<&[(f32, f32)]>,
     plan_id: u32,
 ) -> Result<CompiledPlan, CompileError> {
+    compile_with(graph, precision, ranges, plan_id, CompileOptions::default())
+}
+
+pub fn compile_with(
+    graph: &Graph,
+    precision: Precision,
+    ranges: Option<&[(f32, f32)]>,
+    plan_id: u32,
+    options: CompileOptions,
+) -> Result<CompiledPlan, CompileError> {
     if !graph.has_weight_values() {
         return Err(CompileError::NoWeights);
     }
+    let fused;
+    let graph = if options.fuse_residuals {
+        fused = fuse_residual_adds(graph);
+        &fused
+    } else {
+        graph
+    };
     let mut notes = vec![];
     // An int8 plan ends at the logits.
     let mut nodes: Vec<usize> = (0..graph.nodes.len()).collect();
@@ -218,6 +258,15 @@ pub fn compile(
             ranges[graph.input].0,
             ranges[graph.input].1,
         ));
+        // A fused conv's own (pre-addition) result keeps its calibrated parameters.
+        for node in &graph.nodes {
+            if let Op::Conv(c) = &node.op {
+                if let Some(r) = c.residual {
+                    let (lo, hi) = ranges[r.conv_output];
+                    quant[r.conv_output] = Some(QuantParams::from_range(lo, hi));
+                }
+            }
+        }
         for node in &graph.nodes {
             let q = match node.op {
                 Op::MaxPool(_) | Op::AvgPool(_) | Op::GlobalAvgPool | Op::Reshape => {
@@ -254,6 +303,9 @@ pub fn compile(
     let mut b = PlanBuilder::new(precision);
     b.set_plan_id(plan_id)
         .set_arena_size(memory.plan.arena_size as u32);
+    if !options.scratch {
+        b.set_scratch_bytes(0);
+    }
     // Activation tensors in graph order; unused tensors (the dropped softmax output) are skipped.
     let mut engine_tensor = vec![NONE; graph.tensors.len()];
     let used = |t: TensorId| {
@@ -334,10 +386,32 @@ pub fn compile(
                     &dims,
                     bias,
                     node.inputs[0],
-                    node.output,
+                    c.residual.map_or(node.output, |r| r.conv_output),
                     &q_of,
                     c.activation,
                 )?;
+                if let Some(r) = c.residual {
+                    if c.activation != Activation::None {
+                        return Err(unsupported(
+                            "an activation between a conv and its fused residual addition".into(),
+                        ));
+                    }
+                    op.residual = engine_tensor[node.inputs[1]];
+                    if precision == Precision::Int8 {
+                        let (qc, qs, qo) =
+                            (q_of(r.conv_output), q_of(node.inputs[1]), q_of(node.output));
+                        op.conv_out = Quant::new(qc.scale, qc.zero_point);
+                        (op.conv_act_min, op.conv_act_max) = (op.act_min, op.act_max);
+                        op.add = add_params(&qc, &qs, &qo);
+                        (op.act_min, op.act_max) = int8_clamp(r.activation, &qo);
+                        op.activation = match r.activation {
+                            Activation::Relu => EngineActivation::Relu,
+                            _ => EngineActivation::None,
+                        };
+                    } else {
+                        float_activation(&mut op, r.activation);
+                    }
+                }
                 b.add_op(op);
             }
             Op::Dense(d) => {
@@ -420,25 +494,11 @@ pub fn compile(
                         q_of(node.inputs[1]),
                         q_of(node.output),
                     );
-                    let left_shift = 20;
-                    let twice_max = 2.0 * q1.scale.max(q2.scale) as f64;
-                    let (m1, s1) = quantize_multiplier(q1.scale as f64 / twice_max);
-                    let (m2, s2) = quantize_multiplier(q2.scale as f64 / twice_max);
-                    let (mo, so) = quantize_multiplier(
-                        twice_max / ((1u64 << left_shift) as f64 * qo.scale as f64),
-                    );
-                    op.add = AddParams {
-                        input1_multiplier: m1,
-                        input1_shift: s1,
-                        input2_multiplier: m2,
-                        input2_shift: s2,
-                        output_multiplier: mo,
-                        output_shift: so,
-                        left_shift,
-                    };
+                    op.add = add_params(&q1, &q2, &qo);
                     (op.act_min, op.act_max) = int8_clamp(*activation, &qo);
+                } else {
+                    float_activation(&mut op, *activation);
                 }
-                float_activation(&mut op, *activation);
                 b.add_op(op);
             }
             Op::Softmax => {
@@ -457,6 +517,7 @@ pub fn compile(
             Op::Concat => return Err(unsupported("concatenation is not in the engine yet".into())),
         }
     }
+    let scratch = b.scratch_bytes() as usize;
     let bytes = b
         .finish_checked()
         .map_err(|e: PlanError| CompileError::Invalid(e.to_string()))?;
@@ -466,12 +527,31 @@ pub fn compile(
         weight_bytes,
         arena_bytes: memory.plan.arena_size,
         arena_lower_bound_bytes: memory.plan.lower_bound,
+        scratch_bytes: scratch,
         ops: graph.nodes.len(),
         input_quant: quant[graph.input],
         output_quant: quant[graph.output],
         notes,
     };
     Ok(CompiledPlan { bytes, summary })
+}
+
+/// TFLite's int8 Add parameters (left shift 20) for inputs `q1`, `q2` and output `qo`.
+fn add_params(q1: &QuantParams, q2: &QuantParams, qo: &QuantParams) -> AddParams {
+    let left_shift = 20;
+    let twice_max = 2.0 * q1.scale.max(q2.scale) as f64;
+    let (m1, s1) = quantize_multiplier(q1.scale as f64 / twice_max);
+    let (m2, s2) = quantize_multiplier(q2.scale as f64 / twice_max);
+    let (mo, so) = quantize_multiplier(twice_max / ((1u64 << left_shift) as f64 * qo.scale as f64));
+    AddParams {
+        input1_multiplier: m1,
+        input1_shift: s1,
+        input2_multiplier: m2,
+        input2_shift: s2,
+        output_multiplier: mo,
+        output_shift: so,
+        left_shift,
+    }
 }
 
 /// Adds a conv/dense layer's weights, bias and (int8) requantisation to the plan;
@@ -512,7 +592,12 @@ fn emit_weights(
             op.multipliers = b.add_i32_array(&multipliers);
             op.shifts = b.add_i32_array(&shifts);
             (op.act_min, op.act_max) = int8_clamp(act, &qo);
-            float_activation(op, act);
+            // int8 clamps live in act_min/act_max; the activation code is informational.
+            op.activation = if act == Activation::Relu {
+                EngineActivation::Relu
+            } else {
+                EngineActivation::None
+            };
             Ok(qw.len() + 4 * rows + 8 * rows)
         }
         Precision::F16 | Precision::F32 => {

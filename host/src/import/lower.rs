@@ -391,6 +391,7 @@ impl Lowering {
                     bias,
                     activation: Activation::None,
                     folded_batchnorm: false,
+                    residual: None,
                 };
                 self.push(name, Op::Conv(conv), vec![x], out, exported);
             }
@@ -998,6 +999,7 @@ mod tests {
             bias: bias.map(|b| Param::new(vec![c], Some(b))),
             activation: Activation::None,
             folded_batchnorm: false,
+            residual: None,
         }
     }
 
