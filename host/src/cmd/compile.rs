@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use edgefit::compile::compile;
+use edgefit::compile::{compile_with, CompileOptions};
 use edgefit::data::{bundled_data_dir, load_idx_dataset};
 use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::quant::calibrate::CalibrationMethod;
@@ -57,6 +57,14 @@ pub struct CompileCmd {
     /// Override the input shape, e.g. 1,3,224,224
     #[arg(long, value_name = "N,C,H,W", value_delimiter = ',', num_args = 1)]
     input_shape: Option<Vec<usize>>,
+    /// Keep residual additions as separate ops (by default each is fused into the
+    /// conv that writes over the skip tensor: two live activations per block, not three)
+    #[arg(long)]
+    no_fuse: bool,
+    /// No scratch memory for the fast kernels: the smallest RAM (for
+    /// microcontrollers), identical results, slower on the host
+    #[arg(long)]
+    no_scratch: bool,
     /// Output plan file
     #[arg(short, long, value_name = "VARIANT.efp")]
     output: PathBuf,
@@ -131,24 +139,30 @@ impl CompileCmd {
         };
         let source =
             std::fs::read(&self.model).with_context(|| format!("read {}", self.model.display()))?;
-        let plan = compile(
+        let options = CompileOptions {
+            fuse_residuals: !self.no_fuse,
+            scratch: !self.no_scratch,
+        };
+        let plan = compile_with(
             graph,
             precision,
             ranges.as_deref(),
             plan_id(&source, precision as u8),
+            options,
         )
         .with_context(|| format!("compile {}", self.model.display()))?;
         std::fs::write(&self.output, &plan.bytes)
             .with_context(|| format!("write {}", self.output.display()))?;
         let s = &plan.summary;
         println!(
-            "wrote {}: {} plan, {} ({} weights), arena {} (lower bound {}), {} ops",
+            "wrote {}: {} plan, {} ({} weights), arena {} (lower bound {}) + scratch {}, {} ops",
             self.output.display(),
             s.precision,
             bytes(s.plan_bytes),
             bytes(s.weight_bytes),
             bytes(s.arena_bytes),
             bytes(s.arena_lower_bound_bytes),
+            bytes(s.scratch_bytes),
             s.ops
         );
         for note in &s.notes {
