@@ -48,10 +48,11 @@ struct Case {
 }
 
 impl Case {
-    fn random(rng: &mut Rng, p: Precision, depthwise: bool) -> Case {
+    /// A random case with up to `max_c` input and output channels.
+    fn random_sized(rng: &mut Rng, p: Precision, depthwise: bool, max_c: i64) -> Case {
         let k = rng.range(1, 3) as usize * 2 - 1;
         let s = rng.range(1, 2) as usize;
-        let c = rng.range(1, 40) as usize;
+        let c = rng.range(1, max_c) as usize;
         let cv = Conv {
             h: rng.range(k as i64, 12) as usize,
             w: rng.range(k as i64, 12) as usize,
@@ -59,7 +60,7 @@ impl Case {
             oc: if depthwise {
                 c
             } else {
-                rng.range(1, 40) as usize
+                rng.range(1, max_c) as usize
             },
             kh: k,
             kw: k,
@@ -206,9 +207,13 @@ fn run_filled(plan: &[u8], seed: u64, kernels: KernelPath) -> Vec<u8> {
 }
 
 fn fused_equals_unfused(p: Precision, seed: u64, rounds: usize) {
+    fused_equals_unfused_sized(p, seed, rounds, 40);
+}
+
+fn fused_equals_unfused_sized(p: Precision, seed: u64, rounds: usize, max_c: i64) {
     let mut rng = Rng(seed);
     for i in 0..rounds {
-        let case = Case::random(&mut rng, p, i % 4 == 3);
+        let case = Case::random_sized(&mut rng, p, i % 4 == 3, max_c);
         let data = rng.next();
         let reference = run_filled(&case.plan(false, false), data, KernelPath::Portable);
         for fused in [false, true] {
@@ -242,6 +247,12 @@ fn fused_equals_unfused(p: Precision, seed: u64, rounds: usize) {
 #[test]
 fn int8_fused_residual_conv_is_bit_identical_to_conv_then_add() {
     fused_equals_unfused(Precision::Int8, 0xF05E_0001, 80);
+}
+
+/// Wide convs: several 16-channel panels, partial last panels, 1x1 stride 2.
+#[test]
+fn int8_fused_residual_wide_channels_simd_equals_portable() {
+    fused_equals_unfused_sized(Precision::Int8, 0xF05E_0101, 24, 200);
 }
 
 #[test]

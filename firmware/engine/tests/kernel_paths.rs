@@ -191,6 +191,39 @@ fn int8_conv_resnet_like_shapes() {
     }
 }
 
+/// Small images: every pixel count from 1 to 64 (the GEMM splits the
+/// pixels into tiles of nearly equal size), 1x1 (stride 1 and 2) and 3x3,
+/// channel counts around the 16-channel panel width.
+#[test]
+fn int8_conv_small_images_every_tile_split() {
+    let mut rng = Rng(0x5EED_0006);
+    for pixels in 1..=64usize {
+        let h = (1..=8)
+            .rev()
+            .find(|d| pixels.is_multiple_of(*d))
+            .unwrap_or(1);
+        let w = pixels / h;
+        let (k, s) = [(1, 1), (1, 2), (3, 1), (3, 2)][pixels % 4];
+        let (ih, iw) = ((h - 1) * s + k, (w - 1) * s + k);
+        let c = [1, 7, 16, 33, 64, 130][pixels % 6];
+        let oc = [1, 15, 16, 17, 48, 100, 257][pixels % 7];
+        let cv = Conv {
+            h: ih,
+            w: iw,
+            c,
+            oc,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            pads: [0; 4],
+            depthwise: false,
+        };
+        let zp = rng.range(-128, 127) as i32;
+        check_conv(&mut rng, cv, zp, None);
+    }
+}
+
 #[test]
 fn int8_dense_simd_equals_portable() {
     let mut rng = Rng(0x5EED_0003);

@@ -14,8 +14,13 @@
 //! against a panel: `(x - zp) · w` is at most 255 · 128 in magnitude, a pair
 //! sum at most 65280, so nothing saturates, and i32 sums are exact modulo
 //! 2^32 in any order: the result is bit-identical to the portable loop,
-//! whose sums wrap the same way. Requantisation and the fused residual go
-//! through the same scalar [`Out8::store`] as the portable kernel.
+//! whose sums wrap the same way. Requantisation and the fused residual Add
+//! run lane-wise with the spec's integer recipe ([`LaneQ`], checked against
+//! the scalar one), so they too give the portable kernel's bytes.
+//!
+//! Pixels go in tiles of nearly equal size (at most `MR`), so a 7x7 image
+//! (49 pixels) is 4 tiles of 6 and 5 of 5 rather than 8 of 6 and 1 of 1;
+//! weight panels are packed 8 tap pairs at a time by a 16-bit transpose.
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::*;
@@ -67,8 +72,15 @@ pub(crate) unsafe fn conv_i8(
             pack_panel(w, k, n, (pb + j) * NR, pw);
             pack_consts(o, bias, (pb + j) * NR, pc);
         }
-        for p0 in (0..pixels).step_by(MR) {
-            let mr = MR.min(pixels - p0);
+        // Tiles of nearly equal size (`MR` or `MR - 1` pixels, give or
+        // take), so small images waste no thin last tile.
+        let ntiles = pixels.div_ceil(MR);
+        let (small, extra) = (pixels / ntiles.max(1), pixels % ntiles.max(1));
+        let mut next = 0;
+        for tile in 0..ntiles {
+            let mr = (small + usize::from(tile < extra)).min(MR);
+            let p0 = next;
+            next += mr;
             for t in 0..mr {
                 let row = &mut xbuf[t * lay.kpairs * 4..(t + 1) * lay.kpairs * 4];
                 pack_pixel(g, x, p0 + t, in_zp, row);
@@ -102,21 +114,89 @@ pub(crate) unsafe fn conv_i8(
 
 /// Packs output channels `oc0..oc0 + 16` (zeros past `n`) as
 /// `[kpairs][16][2]` little-endian i16.
-fn pack_panel(w: &[u8], k: usize, n: usize, oc0: usize, panel: &mut [u8]) {
-    panel.fill(0);
-    for jj in 0..NR.min(n.saturating_sub(oc0)) {
-        let Some(row) = w.get((oc0 + jj) * k..(oc0 + jj + 1) * k) else {
-            return;
-        };
-        for (kk, pair) in row.chunks(2).enumerate() {
-            let at = (kk * NR + jj) * 4;
-            if let Some(d) = panel.get_mut(at..at + 4) {
-                let a = (pair[0] as i8 as i16).to_le_bytes();
-                let b = (pair.get(1).map_or(0, |&v| v as i8 as i16)).to_le_bytes();
-                d.copy_from_slice(&[a[0], a[1], b[0], b[1]]);
-            }
+#[target_feature(enable = "avx2")]
+unsafe fn pack_panel(w: &[u8], k: usize, n: usize, oc0: usize, panel: &mut [u8]) {
+    let mut rows: [&[u8]; NR] = [&[]; NR];
+    for (jj, r) in rows.iter_mut().enumerate() {
+        if oc0 + jj < n {
+            *r = w.get((oc0 + jj) * k..(oc0 + jj + 1) * k).unwrap_or(&[]);
         }
     }
+    // All 16 channels present: 8 tap pairs at a time by a 16-bit transpose.
+    let blocks = if oc0 + NR <= n { k / 16 } else { 0 };
+    for (blk, dst) in panel.chunks_exact_mut(8 * NR * 4).take(blocks).enumerate() {
+        let mut a = [_mm_setzero_si128(); NR];
+        for (v, r) in a.iter_mut().zip(rows.iter()) {
+            let Some(src) = r.get(blk * 16..blk * 16 + 16) else {
+                return;
+            };
+            // SAFETY: `src` is 16 bytes.
+            *v = _mm_loadu_si128(src.as_ptr() as *const __m128i);
+        }
+        let (lo, hi) = a.split_at(8);
+        let (tl, th) = (transpose8x16(lo), transpose8x16(hi));
+        for (kk, d) in dst.chunks_exact_mut(NR * 4).enumerate() {
+            // SAFETY: `d` is 64 bytes.
+            _mm256_storeu_si256(d.as_mut_ptr() as *mut __m256i, _mm256_cvtepi8_epi16(tl[kk]));
+            _mm256_storeu_si256(
+                d.as_mut_ptr().add(32) as *mut __m256i,
+                _mm256_cvtepi8_epi16(th[kk]),
+            );
+        }
+    }
+    for (kk, dst) in panel.chunks_exact_mut(NR * 4).enumerate().skip(blocks * 8) {
+        // The 16 channels' byte pairs of taps 2kk, 2kk + 1 (0 past the end).
+        let mut pairs = [0u8; 2 * NR];
+        for (d, r) in pairs.chunks_exact_mut(2).zip(rows.iter()) {
+            match r.get(2 * kk..2 * kk + 2) {
+                Some(&[a, b]) => {
+                    d[0] = a;
+                    d[1] = b;
+                }
+                _ => d[0] = r.get(2 * kk).copied().unwrap_or(0),
+            }
+        }
+        // SAFETY: `pairs` is 32 bytes, `dst` 64.
+        let v = _mm256_loadu_si256(pairs.as_ptr() as *const __m256i);
+        let lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
+        let hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
+        _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, lo);
+        _mm256_storeu_si256(dst.as_mut_ptr().add(32) as *mut __m256i, hi);
+    }
+}
+
+/// Transposes 8 rows of 8 16-bit words: word `i` of output `j` is word `j`
+/// of row `i` (`a` holds at least 8 rows; missing ones read as zero).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn transpose8x16(a: &[__m128i]) -> [__m128i; 8] {
+    let r = |i: usize| a.get(i).copied().unwrap_or(_mm_setzero_si128());
+    let b0 = _mm_unpacklo_epi16(r(0), r(1));
+    let b1 = _mm_unpackhi_epi16(r(0), r(1));
+    let b2 = _mm_unpacklo_epi16(r(2), r(3));
+    let b3 = _mm_unpackhi_epi16(r(2), r(3));
+    let b4 = _mm_unpacklo_epi16(r(4), r(5));
+    let b5 = _mm_unpackhi_epi16(r(4), r(5));
+    let b6 = _mm_unpacklo_epi16(r(6), r(7));
+    let b7 = _mm_unpackhi_epi16(r(6), r(7));
+    let c0 = _mm_unpacklo_epi32(b0, b2);
+    let c1 = _mm_unpackhi_epi32(b0, b2);
+    let c2 = _mm_unpacklo_epi32(b1, b3);
+    let c3 = _mm_unpackhi_epi32(b1, b3);
+    let c4 = _mm_unpacklo_epi32(b4, b6);
+    let c5 = _mm_unpackhi_epi32(b4, b6);
+    let c6 = _mm_unpacklo_epi32(b5, b7);
+    let c7 = _mm_unpackhi_epi32(b5, b7);
+    [
+        _mm_unpacklo_epi64(c0, c4),
+        _mm_unpackhi_epi64(c0, c4),
+        _mm_unpacklo_epi64(c1, c5),
+        _mm_unpackhi_epi64(c1, c5),
+        _mm_unpacklo_epi64(c2, c6),
+        _mm_unpackhi_epi64(c2, c6),
+        _mm_unpacklo_epi64(c3, c7),
+        _mm_unpackhi_epi64(c3, c7),
+    ]
 }
 
 /// Stores the bias, multiplier and split shifts of channels
@@ -144,9 +224,17 @@ fn pack_consts(o: &Out8<'_, '_>, bias: Option<I32s<'_>>, oc0: usize, dst: &mut [
 /// Packs output pixel `p`'s im2col row as i16 `x - zp` (0 in padding).
 #[target_feature(enable = "avx2")]
 unsafe fn pack_pixel(g: &Geom, x: &[u8], p: usize, zp: i32, row: &mut [u8]) {
-    row.fill(0);
     let (oy, ox) = (p / g.out_w.max(1), p % g.out_w.max(1));
     let (rows, cols) = (g.rows(oy), g.cols(ox));
+    if rows.len() == g.kernel_h && cols.len() == g.kernel_w {
+        // Every tap is written below; only the odd-k pad pair needs zeros.
+        let k = g.kernel_h * g.kernel_w * g.in_c;
+        if let Some(tail) = row.get_mut(2 * k..) {
+            tail.fill(0);
+        }
+    } else {
+        row.fill(0);
+    }
     let c = g.in_c;
     let span = cols.len() * c;
     for (r, ky) in (rows.k0..rows.k1).enumerate() {
@@ -229,9 +317,26 @@ struct Epi<'o, 'q, 'r> {
     o: &'o Out8<'q, 'r>,
     nn: usize,
     bias: [__m256i; 2],
-    mult: [__m256i; 2],
-    left: [__m256i; 2],
-    right: [__m256i; 2],
+    req: [LaneQ; 2],
+    out_zp: __m256i,
+    fuse: Option<FuseV>,
+}
+
+/// The fused residual Add's constants, broadcast once per panel.
+#[derive(Clone, Copy)]
+struct FuseV {
+    zp1: __m256i,
+    zp2: __m256i,
+    ls: __m128i,
+    m1: i32,
+    s1: (__m128i, __m128i, __m256i),
+    m2: i32,
+    s2: (__m128i, __m128i, __m256i),
+    mo: i32,
+    so: (__m128i, __m128i, __m256i),
+    out_zp: __m256i,
+    act_min: i32,
+    act_max: i32,
 }
 
 impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
@@ -247,13 +352,34 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
         let ld = |f: usize, h: usize| {
             _mm256_loadu_si256(c.as_ptr().add((2 * f + h) * 32) as *const __m256i)
         };
+        let fuse = o.fuse.map(|f| {
+            let a = &f.add;
+            let p = &a.params;
+            FuseV {
+                zp1: _mm256_set1_epi32(a.zp1),
+                zp2: _mm256_set1_epi32(a.zp2),
+                ls: _mm_cvtsi32_si128(p.left_shift.clamp(0, 30)),
+                m1: p.input1_multiplier,
+                s1: uniform_shift(p.input1_shift),
+                m2: p.input2_multiplier,
+                s2: uniform_shift(p.input2_shift),
+                mo: p.output_multiplier,
+                so: uniform_shift(p.output_shift),
+                out_zp: _mm256_set1_epi32(a.out_zp),
+                act_min: a.act_min,
+                act_max: a.act_max,
+            }
+        });
         Epi {
             o,
             nn,
             bias: [ld(0, 0), ld(0, 1)],
-            mult: [ld(1, 0), ld(1, 1)],
-            left: [ld(2, 0), ld(2, 1)],
-            right: [ld(3, 0), ld(3, 1)],
+            req: [
+                LaneQ::new(ld(1, 0), ld(2, 0), ld(3, 0)),
+                LaneQ::new(ld(1, 1), ld(2, 1), ld(3, 1)),
+            ],
+            out_zp: _mm256_set1_epi32(o.q.out_zp),
+            fuse,
         }
     }
 
@@ -262,81 +388,63 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
     #[target_feature(enable = "avx2")]
     unsafe fn store(&self, acc: &[i32; NR], base: usize, out: &mut [u8]) {
         let q = self.o.q;
-        let mut vals = [0i32; NR];
-        for h in 0..2 {
-            // SAFETY: 8 i32 at h * 8 of 16-element arrays.
+        let mut v = [_mm256_setzero_si256(); 2];
+        for (h, vh) in v.iter_mut().enumerate() {
+            // SAFETY: 8 i32 at h * 8 of a 16-element array.
             let a = _mm256_loadu_si256(acc.as_ptr().add(h * 8) as *const __m256i);
             let a = _mm256_add_epi32(a, self.bias[h]);
-            let v = mbqm8(a, self.mult[h], self.left[h], self.right[h]);
-            let v = clamp8(
-                _mm256_add_epi32(v, _mm256_set1_epi32(q.out_zp)),
-                q.act_min,
-                q.act_max,
-            );
-            _mm256_storeu_si256(vals.as_mut_ptr().add(h * 8) as *mut __m256i, v);
+            let r = self.req[h].apply(a);
+            *vh = clamp8(_mm256_add_epi32(r, self.out_zp), q.act_min, q.act_max);
         }
         let Some(dst) = out.get_mut(base..base + self.nn) else {
             return;
         };
-        match &self.o.fuse {
-            None => {
-                if let Ok(d16) = <&mut [u8; NR]>::try_from(&mut *dst) {
-                    // All 16 channels: pack the (already clamped) i32 lanes.
-                    let lo = _mm256_loadu_si256(vals.as_ptr() as *const __m256i);
-                    let hi = _mm256_loadu_si256(vals.as_ptr().add(8) as *const __m256i);
-                    let w = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0b11_01_10_00);
-                    let b = _mm256_packs_epi16(w, w);
-                    let b = _mm256_permute4x64_epi64(b, 0b11_01_10_00);
-                    _mm_storeu_si128(d16.as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(b));
-                } else {
-                    for (d, &v) in dst.iter_mut().zip(vals.iter()) {
-                        *d = v as i8 as u8;
-                    }
+        if let (Some(fv), Some(f)) = (&self.fuse, &self.o.fuse) {
+            // The residual's bytes of these channels, sign-extended.
+            let src: &[u8] = match f.residual {
+                super::Residual::Separate(s) => s.get(base..base + self.nn).unwrap_or(&[]),
+                super::Residual::InPlace => dst,
+            };
+            let r16 = if let Ok(r) = <&[u8; NR]>::try_from(src) {
+                // SAFETY: `r` is 16 bytes.
+                _mm_loadu_si128(r.as_ptr() as *const __m128i)
+            } else {
+                let mut rb = [0u8; NR];
+                for (d, &v) in rb.iter_mut().zip(src) {
+                    *d = v;
                 }
+                // SAFETY: `rb` is 16 bytes.
+                _mm_loadu_si128(rb.as_ptr() as *const __m128i)
+            };
+            let res = [
+                _mm256_cvtepi8_epi32(r16),
+                _mm256_cvtepi8_epi32(_mm_srli_si128(r16, 8)),
+            ];
+            for (vh, &r) in v.iter_mut().zip(res.iter()) {
+                let x1 = _mm256_sll_epi32(_mm256_sub_epi32(*vh, fv.zp1), fv.ls);
+                let x2 = _mm256_sll_epi32(_mm256_sub_epi32(r, fv.zp2), fv.ls);
+                let (s1, s2, so) = (fv.s1, fv.s2, fv.so);
+                let y1 = mbqm8u(x1, fv.m1, s1.0, s1.1, s1.2);
+                let y2 = mbqm8u(x2, fv.m2, s2.0, s2.1, s2.2);
+                let y = mbqm8u(_mm256_add_epi32(y1, y2), fv.mo, so.0, so.1, so.2);
+                *vh = clamp8(_mm256_add_epi32(y, fv.out_zp), fv.act_min, fv.act_max);
             }
-            Some(f) => {
-                let mut res = [0i32; NR];
-                for (j, r) in res.iter_mut().take(self.nn).enumerate() {
-                    *r = match f.residual {
-                        super::Residual::Separate(s) => s.get(base + j).copied().unwrap_or(0),
-                        super::Residual::InPlace => dst[j],
-                    } as i8 as i32;
-                }
-                let a = &f.add;
-                let p = &a.params;
-                let ls = _mm256_set1_epi32(p.left_shift.clamp(0, 30));
-                let split = |s: i32| {
-                    (
-                        _mm256_set1_epi32(s.clamp(0, 30)),
-                        _mm256_set1_epi32((-s).clamp(0, 31)),
-                    )
-                };
-                let (l1, r1) = split(p.input1_shift);
-                let (l2, r2) = split(p.input2_shift);
-                let (lo, ro) = split(p.output_shift);
-                for h in 0..2 {
-                    let v = _mm256_loadu_si256(vals.as_ptr().add(h * 8) as *const __m256i);
-                    let r = _mm256_loadu_si256(res.as_ptr().add(h * 8) as *const __m256i);
-                    let x1 = _mm256_sllv_epi32(_mm256_sub_epi32(v, _mm256_set1_epi32(a.zp1)), ls);
-                    let x2 = _mm256_sllv_epi32(_mm256_sub_epi32(r, _mm256_set1_epi32(a.zp2)), ls);
-                    let y1 = mbqm8(x1, _mm256_set1_epi32(p.input1_multiplier), l1, r1);
-                    let y2 = mbqm8(x2, _mm256_set1_epi32(p.input2_multiplier), l2, r2);
-                    let y = mbqm8(
-                        _mm256_add_epi32(y1, y2),
-                        _mm256_set1_epi32(p.output_multiplier),
-                        lo,
-                        ro,
-                    );
-                    let y = clamp8(
-                        _mm256_add_epi32(y, _mm256_set1_epi32(a.out_zp)),
-                        a.act_min,
-                        a.act_max,
-                    );
-                    _mm256_storeu_si256(vals.as_mut_ptr().add(h * 8) as *mut __m256i, y);
-                }
-                for (d, &v) in dst.iter_mut().zip(vals.iter()) {
-                    *d = v as i8 as u8;
-                }
+        }
+        // Pack the (already clamped to -128..=127) i32 lanes to bytes.
+        let w = _mm256_permute4x64_epi64(_mm256_packs_epi32(v[0], v[1]), 0b11_01_10_00);
+        let b = _mm256_packs_epi16(w, w);
+        let b = _mm256_permute4x64_epi64(b, 0b11_01_10_00);
+        if let Ok(d16) = <&mut [u8; NR]>::try_from(&mut *dst) {
+            _mm_storeu_si128(d16.as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(b));
+        } else {
+            let mut bytes = [0u8; NR];
+            // SAFETY: `bytes` is 16 bytes.
+            _mm_storeu_si128(
+                bytes.as_mut_ptr() as *mut __m128i,
+                _mm256_castsi256_si128(b),
+            );
+            for (d, &s) in dst.iter_mut().zip(bytes.iter()) {
+                *d = s;
             }
         }
     }
@@ -346,13 +454,14 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn clamp8(v: __m256i, lo: i32, hi: i32) -> __m256i {
-    let v = _mm256_min_epi32(
+    // One clamp to the bounds clamped to -128..=127 is the same: for
+    // lo <= hi both clamp to the intersection of the two ranges (or to
+    // its nearer end when it is empty), and for lo > hi both give
+    // hi.clamp(-128, 127), as lo.clamp(..) >= hi.clamp(..).
+    let (lo, hi) = (lo.clamp(-128, 127), hi.clamp(-128, 127));
+    _mm256_min_epi32(
         _mm256_max_epi32(v, _mm256_set1_epi32(lo)),
         _mm256_set1_epi32(hi),
-    );
-    _mm256_min_epi32(
-        _mm256_max_epi32(v, _mm256_set1_epi32(-128)),
-        _mm256_set1_epi32(127),
     )
 }
 
@@ -369,30 +478,123 @@ unsafe fn clamp8(v: __m256i, lo: i32, hi: i32) -> __m256i {
 /// - the rounding divide is gemmlowp's, with per-lane shifts.
 #[target_feature(enable = "avx2")]
 #[inline]
-pub(crate) unsafe fn mbqm8(x: __m256i, m: __m256i, left: __m256i, right: __m256i) -> __m256i {
-    let x = _mm256_sllv_epi32(x, left);
+#[cfg(test)]
+unsafe fn mbqm8(x: __m256i, m: __m256i, left: __m256i, right: __m256i) -> __m256i {
+    let one = _mm256_set1_epi32(1);
+    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    let pre = LaneQ {
+        m,
+        m_odd: _mm256_srli_epi64(m, 32),
+        left,
+        right,
+        mask,
+        sat: true,
+        any_left: true,
+    };
+    pre.apply(x)
+}
+
+/// [`mbqm8`] with per-lane constants prepared once: the odd lanes'
+/// multipliers, the rounding mask `2^right - 1`, and whether any
+/// multiplier is `i32::MIN` (only then can the doubling multiply
+/// saturate; valid plans have multipliers >= 0).
+#[derive(Clone, Copy)]
+struct LaneQ {
+    m: __m256i,
+    m_odd: __m256i,
+    left: __m256i,
+    right: __m256i,
+    mask: __m256i,
+    sat: bool,
+    /// Whether any lane shifts left (else the left shift is skipped).
+    any_left: bool,
+}
+
+impl LaneQ {
+    /// From per-lane multipliers and split shifts (`left` 0..=30, `right`
+    /// 0..=31).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn new(m: __m256i, left: __m256i, right: __m256i) -> Self {
+        let one = _mm256_set1_epi32(1);
+        let is_min = _mm256_cmpeq_epi32(m, _mm256_set1_epi32(i32::MIN));
+        LaneQ {
+            m,
+            m_odd: _mm256_srli_epi64(m, 32),
+            left,
+            right,
+            mask: _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one),
+            sat: _mm256_movemask_epi8(is_min) != 0,
+            any_left: _mm256_movemask_epi8(_mm256_cmpeq_epi32(left, _mm256_setzero_si256())) != -1,
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn apply(&self, x: __m256i) -> __m256i {
+        let x = if self.any_left {
+            _mm256_sllv_epi32(x, self.left)
+        } else {
+            x
+        };
+        let hm = high_mul8(x, self.m, self.m_odd, self.sat);
+        round_div8(hm, _mm256_srav_epi32(hm, self.right), self.mask)
+    }
+}
+
+/// [`mbqm8`] with the same shift in every lane (`left` in 0..=30, `right`
+/// in 0..=31, as shift counts) and `mask = 2^right - 1` precomputed:
+/// uniform shifts are cheaper than per-lane ones.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn mbqm8u(x: __m256i, m: i32, left: __m128i, right: __m128i, mask: __m256i) -> __m256i {
+    let mv = _mm256_set1_epi32(m);
+    let hm = high_mul8(_mm256_sll_epi32(x, left), mv, mv, m == i32::MIN);
+    round_div8(hm, _mm256_sra_epi32(hm, right), mask)
+}
+
+/// Uniform shift counts and mask of one [`mbqm8u`] shift (positive left).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn uniform_shift(s: i32) -> (__m128i, __m128i, __m256i) {
+    let right = (-s).clamp(0, 31);
+    (
+        _mm_cvtsi32_si128(s.clamp(0, 30)),
+        _mm_cvtsi32_si128(right),
+        _mm256_set1_epi32(((1i64 << right) - 1) as i32),
+    )
+}
+
+/// The saturating rounding doubling high multiply of [`mbqm8`].
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn high_mul8(x: __m256i, m: __m256i, m_odd: __m256i, sat: bool) -> __m256i {
     // Doubling high multiply, even and odd lanes separately.
     let nudge = _mm256_set1_epi64x(1 << 30);
     let even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), nudge), 31);
     let odd = _mm256_srli_epi64(
-        _mm256_add_epi64(
-            _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32)),
-            nudge,
-        ),
+        _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), m_odd), nudge),
         31,
     );
     let hm = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0b1010_1010);
+    if !sat {
+        return hm;
+    }
     let min = _mm256_set1_epi32(i32::MIN);
     let both_min = _mm256_and_si256(_mm256_cmpeq_epi32(x, min), _mm256_cmpeq_epi32(m, min));
-    let hm = _mm256_blendv_epi8(hm, _mm256_set1_epi32(i32::MAX), both_min);
-    // Rounding divide by 2^right.
-    let one = _mm256_set1_epi32(1);
-    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    _mm256_blendv_epi8(hm, _mm256_set1_epi32(i32::MAX), both_min)
+}
+
+/// The rounding divide of `hm` by `2^right`, given `shifted = hm >> right`
+/// (arithmetic) and `mask = 2^right - 1`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn round_div8(hm: __m256i, shifted: __m256i, mask: __m256i) -> __m256i {
     let rem = _mm256_and_si256(hm, mask);
     let neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), hm);
     let threshold = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), neg);
     let up = _mm256_cmpgt_epi32(rem, threshold);
-    _mm256_sub_epi32(_mm256_srav_epi32(hm, right), up)
+    _mm256_sub_epi32(shifted, up)
 }
 
 #[cfg(test)]
@@ -460,6 +662,37 @@ mod tests {
             for k in 0..8 {
                 let want = multiply_by_quantized_multiplier(xs[k], ms[k], shifts[k]);
                 assert_eq!(got[k], want, "x {} m {} shift {}", xs[k], ms[k], shifts[k]);
+            }
+            // The prepared per-lane variant (which skips the saturation
+            // check when no multiplier is i32::MIN).
+            // SAFETY: as above.
+            unsafe {
+                let ld = |a: &[i32; 8]| _mm256_loadu_si256(a.as_ptr() as *const __m256i);
+                let q = LaneQ::new(ld(&ms), ld(&l), ld(&rr));
+                assert_eq!(q.sat, ms.contains(&i32::MIN));
+                assert_eq!(q.any_left, l.iter().any(|&v| v != 0));
+                let v = q.apply(ld(&xs));
+                _mm256_storeu_si256(got.as_mut_ptr() as *mut __m256i, v);
+            }
+            for k in 0..8 {
+                let want = multiply_by_quantized_multiplier(xs[k], ms[k], shifts[k]);
+                assert_eq!(
+                    got[k], want,
+                    "prepared: x {} m {} shift {}",
+                    xs[k], ms[k], shifts[k]
+                );
+            }
+            // The uniform variant, with lane 0's multiplier and shift.
+            // SAFETY: as above.
+            unsafe {
+                let ld = |a: &[i32; 8]| _mm256_loadu_si256(a.as_ptr() as *const __m256i);
+                let (l, r, mask) = uniform_shift(shifts[0]);
+                let v = mbqm8u(ld(&xs), ms[0], l, r, mask);
+                _mm256_storeu_si256(got.as_mut_ptr() as *mut __m256i, v);
+            }
+            for k in 0..8 {
+                let want = multiply_by_quantized_multiplier(xs[k], ms[0], shifts[0]);
+                assert_eq!(got[k], want, "x {} m {} shift {}", xs[k], ms[k], shifts[0]);
             }
         }
     }
