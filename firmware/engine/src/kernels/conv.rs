@@ -68,6 +68,28 @@ pub fn conv2d_i8(
     conv2d_i8_ex(g, depthwise, x, w, bias, &o, out, &mut kx)
 }
 
+/// [`conv2d_i8`] on an explicit kernel path, without scratch: for
+/// comparing the paths (e.g. on a microcontroller, without a plan).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_i8_on(
+    path: super::KernelPath,
+    g: &Geom,
+    depthwise: bool,
+    x: &[u8],
+    w: &[u8],
+    bias: Option<I32s<'_>>,
+    q: &QuantParams<'_>,
+    out: &mut [u8],
+) -> KResult {
+    let mut kx = Kx {
+        simd: path.uses_simd(),
+        use_scratch: false,
+        scratch: &mut [],
+    };
+    let o = Out8 { q, fuse: None };
+    conv2d_i8_ex(g, depthwise, x, w, bias, &o, out, &mut kx)
+}
+
 /// [`conv2d_i8`] with an optional fused residual Add and explicit kernel
 /// choice and scratch.
 #[allow(clippy::too_many_arguments)]
@@ -89,6 +111,12 @@ pub(crate) fn conv2d_i8_ex(
     }
     if depthwise {
         return depthwise_i8(g, x, w, bias, o, out);
+    }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if kx.simd {
+        if let Some(r) = super::dsp_arm::conv_i8(g, x, w, bias, o, out) {
+            return r;
+        }
     }
     #[cfg(target_arch = "x86_64")]
     if kx.simd {

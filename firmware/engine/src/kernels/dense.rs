@@ -20,6 +20,24 @@ pub fn dense_i8(
     dense_i8_ex(x, w, bias, q, out, &mut kx)
 }
 
+/// [`dense_i8`] on an explicit kernel path, without scratch: for comparing
+/// the paths.
+pub fn dense_i8_on(
+    path: super::KernelPath,
+    x: &[u8],
+    w: &[u8],
+    bias: Option<I32s<'_>>,
+    q: &QuantParams<'_>,
+    out: &mut [u8],
+) -> KResult {
+    let mut kx = Kx {
+        simd: path.uses_simd(),
+        use_scratch: false,
+        scratch: &mut [],
+    };
+    dense_i8_ex(x, w, bias, q, out, &mut kx)
+}
+
 /// [`dense_i8`] with explicit kernel choice and scratch.
 pub(crate) fn dense_i8_ex(
     x: &[u8],
@@ -39,6 +57,12 @@ pub(crate) fn dense_i8_ex(
         return Err(ShapeError);
     }
     let o = Out8 { q, fuse: None };
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if kx.simd {
+        if let Some(r) = super::dsp_arm::dense_i8(x, w, bias, &o, out) {
+            return r;
+        }
+    }
     for (i, row) in w.chunks_exact(in_f).enumerate() {
         let acc = bias
             .map_or(0, |b| b.get(i))

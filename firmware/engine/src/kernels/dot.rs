@@ -47,7 +47,8 @@ pub fn dot_i8_portable(x: &[u8], w: &[u8], zp: i32) -> i32 {
     })
 }
 
-/// Whether [`dot_i8`] takes the AVX2 path on this machine.
+/// Whether the SIMD kernels run on this machine: [`dot_i8`]'s AVX2 path on
+/// x86-64, the int8 conv/dense DSP kernels on Arm with the DSP extension.
 pub fn simd_available() -> bool {
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     {
@@ -55,7 +56,11 @@ pub fn simd_available() -> bool {
     }
     #[cfg(not(all(target_arch = "x86_64", feature = "std")))]
     {
-        cfg!(all(target_arch = "x86_64", target_feature = "avx2"))
+        // The Arm DSP kernels are in `dsp_arm` (conv and dense call them).
+        cfg!(any(
+            all(target_arch = "x86_64", target_feature = "avx2"),
+            all(target_arch = "arm", target_feature = "dsp")
+        ))
     }
 }
 

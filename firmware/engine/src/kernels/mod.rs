@@ -12,6 +12,8 @@ pub mod requant;
 pub mod scratch;
 pub mod softmax;
 
+#[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
+mod dsp_arm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
 
@@ -29,8 +31,9 @@ pub struct ShapeError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KernelPath {
     /// The fastest kernels this CPU supports: AVX2 on x86-64 (detected at
-    /// run time with the `std` feature, else when compiled in), portable
-    /// code elsewhere. Kernels that need scratch use it when the plan
+    /// run time with the `std` feature, else when compiled in), the DSP
+    /// extension (SMLAD) on Arm builds with `target_feature = "dsp"`
+    /// (Cortex-M4/M7/M33), portable code elsewhere. Kernels that need scratch use it when the plan
     /// provides enough (`scratch_bytes`) and fall back otherwise.
     #[default]
     Auto,

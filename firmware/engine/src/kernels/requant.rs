@@ -57,6 +57,59 @@ pub fn requantize(acc: i32, m: i32, shift: i32, out_zp: i32, act_min: i32, act_m
     (v.max(act_min).min(act_max).clamp(-128, 127) as i8) as u8
 }
 
+/// [`requantize`] for the Cortex-M DSP kernels: the same result for every
+/// input (tested against it below), in about 25 instructions instead of
+/// about 65 (no i64 division, no sign-dependent nudge).
+///
+/// The doubling high multiply: gemmlowp's `(ab + nudge) / 2^31`, truncated,
+/// is `(ab + 2^30) >> 31` (floor) for both signs: for `ab >= 0` the nudge
+/// is `2^30` and truncation is floor; for `ab < 0` the numerator `ab + 1 -
+/// 2^30` is negative, truncation is ceil, and `ceil(n / d) = floor((n + d -
+/// 1) / d)` with `n + d - 1 = ab + 2^30`: one `SMULL` and a 64-bit add. The
+/// rounding divide: `(x >> e) + ((x & mask) + 2^(e-1) - [x < 0]) >> e`
+/// (the second term 0 or 1, computed in `u32`, which never wraps there), is
+/// `floor((x + 2^(e-1) - [x < 0]) / 2^e)`, i.e. the remainder test of
+/// [`rounding_divide_by_pot`].
+#[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
+#[inline(always)]
+pub(crate) fn requantize_fast(
+    acc: i32,
+    m: i32,
+    shift: i32,
+    out_zp: i32,
+    act_min: i32,
+    act_max: i32,
+) -> u8 {
+    let v = multiply_fast(acc, m, shift).wrapping_add(out_zp);
+    (v.max(act_min).min(act_max).clamp(-128, 127) as i8) as u8
+}
+
+/// [`multiply_by_quantized_multiplier`], the same result for every input
+/// (see [`requantize_fast`]).
+#[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
+#[inline(always)]
+fn multiply_fast(acc: i32, m: i32, shift: i32) -> i32 {
+    let (a, e) = if shift > 0 {
+        (acc.wrapping_shl(shift.min(MAX_LEFT_SHIFT) as u32), 0)
+    } else {
+        (acc, shift.wrapping_neg().min(MAX_RIGHT_SHIFT))
+    };
+    let t = if a == i32::MIN && m == i32::MIN {
+        i32::MAX
+    } else {
+        ((a as i64 * m as i64 + (1 << 30)) >> 31) as i32
+    };
+    if e > 0 {
+        let e = e as u32;
+        let mask = (1u32 << e).wrapping_sub(1);
+        let half = 1u32 << (e - 1);
+        let up = ((t as u32 & mask) + half - (t as u32 >> 31)) >> e;
+        (t >> e).wrapping_add(up as i32)
+    } else {
+        t
+    }
+}
+
 /// Divides an int8 pool sum by `count`, rounding half away from zero
 /// (TFLite's average pool). `count == 0` gives 0 rather than a panic.
 #[inline]
@@ -212,5 +265,90 @@ mod tests {
         // Rounding up to 2^31 renormalises.
         assert_eq!(quantize_multiplier(1.0 - 1e-12), (1 << 30, 1));
         assert_eq!(quantize_multiplier(1e12), (i32::MAX, 30));
+    }
+
+    #[test]
+    fn requantize_fast_is_identical() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let edges_x = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            3,
+            -3,
+            i32::MIN,
+            i32::MIN + 1,
+            i32::MAX,
+            i32::MAX - 1,
+            1 << 30,
+            -(1 << 30),
+            (1 << 30) + 1,
+            -(1 << 30) - 1,
+            12345,
+            -12345,
+        ];
+        let edges_m = [
+            0,
+            1,
+            -1,
+            i32::MIN,
+            i32::MIN + 1,
+            i32::MAX,
+            i32::MAX - 1,
+            1 << 30,
+            (1 << 30) + 1,
+            (1 << 30) - 1,
+            -(1 << 30),
+            1518500250,
+        ];
+        let check = |x: i32, m: i32, sh: i32, zp: i32, lo: i32, hi: i32| {
+            assert_eq!(
+                requantize_fast(x, m, sh, zp, lo, hi),
+                requantize(x, m, sh, zp, lo, hi),
+                "x {x} m {m} shift {sh} zp {zp} act {lo}..{hi}"
+            );
+            // The unclamped value too.
+            assert_eq!(
+                multiply_fast(x, m, sh),
+                multiply_by_quantized_multiplier(x, m, sh),
+                "x {x} m {m} shift {sh}"
+            );
+        };
+        for sh in -40..=40 {
+            for &x in &edges_x {
+                for &m in &edges_m {
+                    check(x, m, sh, 0, -128, 127);
+                    check(x, m, sh, -7, -5, 100);
+                }
+            }
+        }
+        for i in 0..2_000_000u32 {
+            let r = next();
+            let x = match i % 4 {
+                0 => r as i32,
+                1 => (r as i32) >> (r >> 59),
+                2 => (r >> 32) as i32 % 100_000,
+                _ => edges_x[(r >> 40) as usize % edges_x.len()]
+                    .wrapping_add((r >> 50) as i32 % 5 - 2),
+            };
+            let m = match i % 3 {
+                0 => (r >> 32) as i32,
+                1 => (1 << 30) + ((r >> 33) as i32 & ((1 << 30) - 1)),
+                _ => edges_m[(r >> 20) as usize % edges_m.len()],
+            };
+            let sh = ((r >> 8) % 64) as i32 - 33;
+            let zp = ((r >> 16) % 256) as i32 - 128;
+            let a = ((r >> 24) % 256) as i32 - 128;
+            let b = ((r >> 44) % 256) as i32 - 128;
+            check(x, m, sh, zp, a.min(b), a.max(b));
+        }
     }
 }
