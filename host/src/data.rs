@@ -167,9 +167,20 @@ pub fn load_idx_dataset(dir: &Path, prefix: &str) -> Result<Dataset, DataError> 
     })
 }
 
-/// The bundled data folder (`models/data` of the repository this binary was built from).
+/// The bundled data folder: `$EDGEFIT_DATA` when set; else `models/data` of the
+/// checkout the current directory is in; else that of the checkout this binary
+/// was built from. The build path alone is not enough: clones at different paths
+/// that share one build cache (CI) would read each other's data.
 pub fn bundled_data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/data")
+    if let Some(dir) = std::env::var_os("EDGEFIT_DATA") {
+        return PathBuf::from(dir);
+    }
+    let in_checkout = std::env::current_dir().ok().and_then(|cwd| {
+        cwd.ancestors()
+            .map(|d| d.join("models/data"))
+            .find(|d| d.join("t10k-labels-idx1-ubyte.gz").is_file())
+    });
+    in_checkout.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/data"))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use edgefit::ir::{Activation, Op};
 use tract_onnx::prelude::*;
 
 fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo test")).join("../models")
 }
 
 fn import(rel: &str) -> edgefit::import::ImportedModel {

@@ -15,7 +15,7 @@ use edgefit::runner::{PlanRunner, Runner};
 use edgefit_engine::{KernelPath, Precision};
 
 fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo test")).join("../models")
 }
 
 fn int8_plan(path: &Path, model: &ImportedModel, method: CalibrationMethod) -> CompiledPlan {

@@ -6,7 +6,7 @@ use edgefit::data::{bundled_data_dir, load_idx_dataset};
 use edgefit::reference::TractReference;
 
 fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo test")).join("../models")
 }
 
 fn argmax(v: &[f32]) -> usize {

@@ -4,9 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The repository root.
+/// The repository root. `cargo test` sets `CARGO_MANIFEST_DIR` when it runs a
+/// test; it is read at run time first because this library may have been built
+/// from another clone that shares the build cache.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .parent()
         .expect("tests/ sits in the repository")
         .to_owned()
