@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Every test: formatting, the workspace's unit, integration and end-to-end tests.
+# Every test: formatting, the firmware builds, the workspace's unit, integration
+# and end-to-end tests (the firmware runs in QEMU).
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 ensure_rust
 cargo fmt --all -- --check
-# The end-to-end tests run the real binary: build it first.
-cargo build --workspace --bins
-cargo test --workspace
+# The Cortex-M firmware: Debian's Rust and QEMU, then every board (the QEMU
+# board runs in the end-to-end tests; the real boards are built, not run).
+bash scripts/firmware.sh install
+bash scripts/firmware.sh build
+# The end-to-end tests run the real binary: build it first. `edgefit/probe`
+# (flash-firmware, probe-rs; pure Rust, no system libraries) in both, so the
+# test run reuses the build; tests/tests/flash_firmware_cli.rs needs it.
+cargo build --workspace --bins --features edgefit/probe
+cargo test --workspace --features edgefit/probe

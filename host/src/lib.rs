@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod compile;
 pub mod data;
+pub mod device;
 pub mod evaluate;
 pub mod fuse;
 pub mod import;

@@ -60,40 +60,17 @@ impl<'a> PlanRunner<'a> {
 
     /// Writes an f32 NCHW sample into the arena (quantised for int8, NHWC).
     fn write_input(&mut self, nchw: &[f32]) -> Result<(), RunError> {
-        let dims: Vec<usize> = self.input.shape().iter().map(|&d| d as usize).collect();
-        let expected: usize = dims.iter().product();
-        if nchw.len() != expected {
-            return Err(RunError::InputSize {
-                got: nchw.len(),
-                expected,
-            });
-        }
-        let (dtype, q) = (self.input.dtype, self.input.quant);
+        let input = self.input;
         let slot = self
             .engine
             .input_mut(&mut self.arena)
             .map_err(|e| RunError::Engine(e.to_string()))?;
-        let (h, w, c) = match dims.as_slice() {
-            [_, h, w, c] => (*h, *w, *c),
-            _ => (1, 1, expected),
-        };
-        for y in 0..h {
-            for x in 0..w {
-                for ch in 0..c {
-                    let v = nchw[(ch * h + y) * w + x];
-                    let at = (y * w + x) * c + ch;
-                    match dtype {
-                        DType::I8 => {
-                            slot[at] = ((v / q.scale).round() + q.zero_point as f32)
-                                .clamp(-128.0, 127.0) as i8
-                                as u8
-                        }
-                        _ => slot[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes()),
-                    }
-                }
-            }
-        }
-        Ok(())
+        encode_input(&input, nchw, slot)
+    }
+
+    /// The plan's input tensor (shape, dtype, quantisation).
+    pub fn input_desc(&self) -> TensorDesc {
+        self.input
     }
 
     /// Runs one sample; returns the outputs dequantised to f32.
@@ -144,4 +121,46 @@ pub fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
         .fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
+/// Encodes an f32 NCHW sample as the plan input tensor's bytes: NHWC, quantised
+/// with the tensor's scale and zero point for int8 (round half away from zero,
+/// saturating), little-endian f32 otherwise. The bytes a device receives in a
+/// benchmark are made here too, so host and device run identical inputs.
+pub fn encode_input(input: &TensorDesc, nchw: &[f32], out: &mut [u8]) -> Result<(), RunError> {
+    let dims: Vec<usize> = input.shape().iter().map(|&d| d as usize).collect();
+    let expected: usize = dims.iter().product();
+    let elem = if input.dtype == DType::I8 { 1 } else { 4 };
+    if nchw.len() != expected || out.len() != expected * elem {
+        return Err(RunError::InputSize {
+            got: nchw.len(),
+            expected,
+        });
+    }
+    let q = input.quant;
+    let (h, w, c) = match dims.as_slice() {
+        [_, h, w, c] => (*h, *w, *c),
+        _ => (1, 1, expected),
+    };
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                let v = nchw[(ch * h + y) * w + x];
+                let at = (y * w + x) * c + ch;
+                match input.dtype {
+                    DType::I8 => {
+                        out[at] = ((v / q.scale).round() + q.zero_point as f32).clamp(-128.0, 127.0)
+                            as i8 as u8
+                    }
+                    _ => out[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of a tensor (`encode_input`'s output size).
+pub fn tensor_bytes(t: &TensorDesc) -> usize {
+    t.length as usize
 }

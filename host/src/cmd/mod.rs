@@ -1,7 +1,11 @@
 //! One module per subcommand; each has an args struct with `run`.
 
+mod bench;
 mod compile;
+mod device;
 mod evaluate;
+mod flash;
+mod flash_firmware;
 mod inspect;
 mod progress;
 mod speed;
@@ -18,6 +22,12 @@ pub enum Command {
     Evaluate(evaluate::EvaluateCmd),
     /// Time the edgefit engine (int8, f16, f32) next to tract f32 on this host (a benchmark)
     Speed(speed::SpeedCmd),
+    /// Store a plan on a device (firmware over a UART, or the Linux agent) and make it active
+    Flash(flash::FlashCmd),
+    /// Field benchmark of a device's active plan on the test images: accuracy, latency, memory, power
+    Bench(bench::BenchCmd),
+    /// Program a board's firmware (an ELF) over SWD/JTAG with a debug probe (probe-rs), then reset and run it
+    FlashFirmware(flash_firmware::FlashFirmwareCmd),
 }
 
 impl Command {
@@ -27,6 +37,9 @@ impl Command {
             Command::Compile(c) => c.run(),
             Command::Evaluate(c) => c.run(),
             Command::Speed(c) => c.run(),
+            Command::Flash(c) => c.run(),
+            Command::Bench(c) => c.run(),
+            Command::FlashFirmware(c) => c.run(),
         }
     }
 }

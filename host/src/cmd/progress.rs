@@ -14,6 +14,20 @@ pub fn bar(label: &str) -> ProgressBar {
     bar
 }
 
+/// A bar for byte transfers.
+pub fn bytes_bar(label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>12} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    bar
+}
+
 /// A `(done, total)` callback that drives `bar`.
 pub fn callback(bar: &ProgressBar) -> impl FnMut(usize, usize) + '_ {
     move |done, total| {

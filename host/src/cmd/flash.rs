@@ -1,0 +1,52 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use edgefit::device::flash::{cached_plan_path, flash_plan};
+
+use super::device::PortArgs;
+use super::progress;
+
+#[derive(Args)]
+pub struct FlashCmd {
+    #[command(flatten)]
+    port: PortArgs,
+    /// The compiled plan to store and activate on the device
+    plan: PathBuf,
+}
+
+impl FlashCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let image =
+            std::fs::read(&self.plan).with_context(|| format!("read {}", self.plan.display()))?;
+        let mut client = self.port.connect()?;
+        let board = client.device().board.clone();
+        let bar = progress::bytes_bar("flash");
+        let flashed = flash_plan(&mut client, &image, &mut progress::callback(&bar))
+            .with_context(|| format!("flash {} to {board}", self.plan.display()))?;
+        bar.finish_and_clear();
+        // Keep a copy so `edgefit bench` finds the plan the device runs.
+        let cached = cached_plan_path(flashed.stored.crc32);
+        if let Some(dir) = cached.parent() {
+            std::fs::create_dir_all(dir)
+                .and_then(|_| std::fs::write(&cached, &image))
+                .with_context(|| format!("keep a copy of the plan in {}", cached.display()))?;
+        }
+        println!(
+            "stored plan {:08x} ({} bytes, CRC {:08x}, {} chunks) in slot {} of {}; it is now active",
+            flashed.stored.plan_id,
+            flashed.bytes,
+            flashed.stored.crc32,
+            flashed.chunks,
+            flashed.stored.slot,
+            board
+        );
+        if client.stats.retransmissions > 0 {
+            println!(
+                "link: {} frames, {} retransmitted",
+                client.stats.frames_sent, client.stats.retransmissions
+            );
+        }
+        Ok(())
+    }
+}

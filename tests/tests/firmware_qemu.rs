@@ -1,0 +1,597 @@
+//! The Cortex-M4 firmware on QEMU's mps2-an386, end to end: build it with
+//! `scripts/firmware.sh`, boot it, flash the bundled int8 plans over the
+//! emulated UART (a TCP socket) with `edgefit flash`, bench them with
+//! `edgefit bench`, and break the link in the ways a real one breaks.
+//!
+//! Needs `qemu-system-arm` and Debian's Rust toolchain (`scripts/test.sh`
+//! installs both); the tests fail, not skip, when they are missing.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use edgefit::device::flash::flash_plan;
+use edgefit::device::{Client, ClientConfig, ClientError, Port};
+use edgefit_e2e::{edgefit_bin, model, repo_root};
+use edgefit_proto::{plan_chunks, ErrorCode, HostMsg};
+use serde_json::Value;
+
+/// Benchmarked images per bundled plan.
+const BENCH_IMAGES: usize = 500;
+
+fn scratch_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("firmware-qemu");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The QEMU firmware ELF, built once per test run.
+fn firmware_elf() -> &'static Path {
+    static ELF: OnceLock<PathBuf> = OnceLock::new();
+    ELF.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/firmware.sh"))
+            .args(["build", "mps2-an386"])
+            .output()
+            .expect("run scripts/firmware.sh");
+        assert!(
+            out.status.success(),
+            "firmware build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let elf = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+        assert!(elf.is_file(), "firmware.sh printed no ELF path: {stdout}");
+        elf
+    })
+}
+
+/// int8 plans of the bundled models for a microcontroller (`--no-scratch`).
+fn plan(name: &str) -> PathBuf {
+    static PLANS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    let (resnet, vgg) = PLANS.get_or_init(|| {
+        let dir = scratch_dir();
+        let compile = |model_name: &str| {
+            let out = dir.join(format!("{model_name}-int8.efp"));
+            let src = model(&format!("{model_name}.onnx"));
+            let o = Command::new(edgefit_bin())
+                .args([
+                    "compile",
+                    src.to_str().unwrap(),
+                    "--precision",
+                    "int8",
+                    "--no-scratch",
+                    "-o",
+                ])
+                .arg(&out)
+                .output()
+                .expect("run edgefit compile");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            out
+        };
+        (compile("resnet-fmnist"), compile("vgg-fmnist"))
+    });
+    match name {
+        "resnet" => resnet.clone(),
+        _ => vgg.clone(),
+    }
+}
+
+/// A free local TCP port.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// QEMU running the firmware, UART0 on a local TCP port; killed on drop.
+struct Qemu {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    /// Plan copies `edgefit flash` keeps (isolated per board).
+    cache: PathBuf,
+}
+
+impl Qemu {
+    fn boot(name: &str) -> Qemu {
+        let port = free_port();
+        let log = scratch_dir().join(format!("{name}-qemu.log"));
+        let cache = scratch_dir().join(format!("{name}-cache"));
+        let _ = std::fs::remove_dir_all(&cache);
+        let child = Command::new("qemu-system-arm")
+            .args([
+                "-machine",
+                "mps2-an386",
+                "-cpu",
+                "cortex-m4",
+                "-nographic",
+                "-monitor",
+                "none",
+            ])
+            .args(["-icount", "shift=0"])
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .arg("-serial")
+            // nodelay: QEMU writes the UART's bytes one at a time; without it
+            // Nagle and delayed ACKs add ~40 ms to every answer.
+            .arg(format!(
+                "tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"
+            ))
+            .arg("-kernel")
+            .arg(firmware_elf())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("qemu log"))
+            .spawn()
+            .expect("start qemu-system-arm (apt-get install qemu-system-arm)");
+        let qemu = Qemu {
+            child,
+            port,
+            log,
+            cache,
+        };
+        // Wait until QEMU listens.
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "QEMU did not open its UART socket"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        // That probe connection was accepted and closed; QEMU listens again.
+        thread::sleep(Duration::from_millis(200));
+        qemu
+    }
+
+    fn port_arg(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.port)
+    }
+
+    /// `edgefit ARGS... --port THIS`, with the plan cache isolated.
+    fn edgefit(&self, args: &[&str]) -> Output {
+        self.edgefit_via(&self.port_arg(), args)
+    }
+
+    fn edgefit_via(&self, port: &str, args: &[&str]) -> Output {
+        Command::new(edgefit_bin())
+            .args(args)
+            .args(["--port", port])
+            .env("XDG_CACHE_HOME", &self.cache)
+            .output()
+            .expect("run edgefit")
+    }
+
+    fn client(&self) -> Client {
+        let port: Port = self.port_arg().parse().expect("port");
+        let link = edgefit::device::open(&port, Duration::from_secs(5)).expect("connect");
+        Client::connect(link, ClientConfig::default()).expect("hello")
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn failed(out: &Output, what: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "{what} should have failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(out.status.code(), Some(1), "{what}: exit status");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{what} panicked: {err}");
+    err
+}
+
+fn bench_json(qemu: &Qemu, limit: usize, extra: &[&str]) -> Value {
+    let out_file = scratch_dir().join(format!("bench-{}-{limit}.json", qemu.port));
+    let limit = limit.to_string();
+    let mut args = vec![
+        "bench",
+        "--limit",
+        &limit,
+        "--out",
+        out_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(&qemu.edgefit(&args), "edgefit bench");
+    serde_json::from_str(&std::fs::read_to_string(&out_file).expect("bench json")).expect("json")
+}
+
+/// Predictions of the host engine for the first `n` test images.
+fn host_accuracy(plan: &Path, n: usize) -> f64 {
+    let out = Command::new(edgefit_bin())
+        .args([
+            "evaluate",
+            plan.to_str().unwrap(),
+            "--limit",
+            &n.to_string(),
+            "--json",
+        ])
+        .output()
+        .expect("edgefit evaluate");
+    let v: Value = serde_json::from_str(&ok(&out, "edgefit evaluate")).expect("json");
+    v["accuracy"].as_f64().expect("accuracy")
+}
+
+fn plan_header_id(plan: &Path) -> u64 {
+    let bytes = std::fs::read(plan).expect("plan");
+    edgefit_engine::Plan::parse(&bytes).expect("plan").plan_id() as u64
+}
+
+fn check_bench(v: &Value, plan: &Path, n: usize) {
+    assert_eq!(v["schema"], "edgefit.bench.v1");
+    assert_eq!(v["device"]["board"], "mps2-an386");
+    assert_eq!(v["samples"].as_u64(), Some(n as u64));
+    assert_eq!(v["plan"]["plan_id"].as_u64(), Some(plan_header_id(plan)));
+    // Every prediction and every output byte equal the host engine's.
+    assert_eq!(
+        v["agreement_with_host"].as_f64(),
+        Some(1.0),
+        "{}",
+        v["records"]
+    );
+    assert_eq!(v["outputs_identical"].as_u64(), Some(n as u64));
+    let accuracy = v["accuracy"].as_f64().expect("accuracy");
+    assert_eq!(
+        accuracy,
+        host_accuracy(plan, n),
+        "device and host accuracy differ"
+    );
+    assert!(accuracy > 0.85, "accuracy {accuracy}");
+    // Summary figures: present and plausible.
+    let arena = v["plan"]["arena_bytes"].as_u64().expect("plan arena");
+    assert_eq!(v["arena_bytes_used"]["value"].as_u64(), Some(arena));
+    let stack = v["stack_high_water_bytes"]["value"]
+        .as_u64()
+        .expect("stack measured");
+    assert!(
+        (256..64 * 1024).contains(&stack),
+        "stack high-water {stack}"
+    );
+    let instr = v["instructions_per_inference"]["value"]
+        .as_f64()
+        .expect("instructions");
+    let macs = v["plan"]["macs"].as_f64().expect("macs");
+    assert!(
+        instr > macs * 0.5 && instr < macs * 40.0,
+        "{instr} instructions for {macs} MACs"
+    );
+    assert_eq!(
+        v["energy_uj_per_inference"]["value"],
+        Value::Null,
+        "QEMU has no power sensor"
+    );
+    assert!(v["energy_uj_per_inference"]["source"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("not measured"));
+}
+
+#[test]
+fn qemu_flash_and_bench_bundled_int8_plans() {
+    let qemu = Qemu::boot("bench");
+    for name in ["resnet", "vgg"] {
+        let plan = plan(name);
+        let text = ok(
+            &qemu.edgefit(&["flash", plan.to_str().unwrap()]),
+            "edgefit flash",
+        );
+        assert!(text.contains("now active"), "{text}");
+        let v = bench_json(&qemu, BENCH_IMAGES, &[]);
+        check_bench(&v, &plan, BENCH_IMAGES);
+        eprintln!(
+            "{name}: accuracy {:.4}, {:.0} instructions/inference, {:.2} per MAC, stack {} B, arena {} B",
+            v["accuracy"],
+            v["instructions_per_inference"]["value"].as_f64().unwrap_or(0.0),
+            v["instructions_per_mac"]["value"].as_f64().unwrap_or(0.0),
+            v["stack_high_water_bytes"]["value"],
+            v["arena_bytes_used"]["value"],
+        );
+    }
+    assert!(!qemu.log_text().contains("panicked"), "{}", qemu.log_text());
+}
+
+/// What a forwarding proxy does to host→device bytes after `after` bytes.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Close both directions.
+    Drop,
+    /// Flip a bit in every 97th byte (never making or removing a 0x00
+    /// delimiter), so every frame from then on fails its CRC.
+    Corrupt,
+}
+
+/// Forwards one connection from a local port to the device, applying `fault`.
+fn proxy(device_port: u16, after: usize, fault: Fault) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("proxy listen");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        let Ok((host, _)) = listener.accept() else {
+            return;
+        };
+        let Ok(device) = TcpStream::connect(("127.0.0.1", device_port)) else {
+            return;
+        };
+        let (mut host_r, mut dev_w) = (
+            host.try_clone().expect("clone"),
+            device.try_clone().expect("clone"),
+        );
+        let (mut dev_r, mut host_w) = (device, host);
+        let back = thread::spawn(move || {
+            let _ = std::io::copy(&mut dev_r, &mut host_w);
+            let _ = host_w.shutdown(Shutdown::Both);
+        });
+        let mut seen = 0usize;
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match host_r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = &mut buf[..n];
+            match fault {
+                Fault::Drop if seen + n > after => {
+                    let keep = after.saturating_sub(seen);
+                    let _ = dev_w.write_all(&chunk[..keep]);
+                    break;
+                }
+                Fault::Corrupt => {
+                    for (i, b) in chunk.iter_mut().enumerate() {
+                        let at = seen + i;
+                        if at > after && at.is_multiple_of(97) && *b > 1 {
+                            *b ^= if *b == 2 { 4 } else { 1 };
+                        }
+                    }
+                }
+                Fault::Drop => {}
+            }
+            seen += n;
+            if dev_w.write_all(chunk).is_err() {
+                break;
+            }
+        }
+        let _ = dev_w.shutdown(Shutdown::Both);
+        let _ = host_r.shutdown(Shutdown::Both);
+        let _ = back.join();
+    });
+    port
+}
+
+/// The active plan must still be the ResNet one, and still give the host's outputs.
+fn still_runs(qemu: &Qemu, resnet: &Path, what: &str) {
+    let v = bench_json(qemu, 20, &[]);
+    assert_eq!(
+        v["plan"]["plan_id"].as_u64(),
+        Some(plan_header_id(resnet)),
+        "after {what}, the device no longer runs its previous plan"
+    );
+    assert_eq!(v["outputs_identical"].as_u64(), Some(20), "after {what}");
+}
+
+#[test]
+fn qemu_bad_links_keep_the_previous_plan() {
+    let qemu = Qemu::boot("faults");
+    let resnet = plan("resnet");
+    let vgg = plan("vgg");
+    let vgg_len = std::fs::metadata(&vgg).expect("vgg plan").len() as usize;
+    ok(
+        &qemu.edgefit(&["flash", resnet.to_str().unwrap()]),
+        "flash resnet",
+    );
+    still_runs(&qemu, &resnet, "the first flash");
+
+    // 1. The link drops in the middle of a plan transfer.
+    let port = proxy(qemu.port, vgg_len / 2, Fault::Drop);
+    let err = failed(
+        &qemu.edgefit_via(
+            &format!("tcp:127.0.0.1:{port}"),
+            &["flash", vgg.to_str().unwrap()],
+        ),
+        "flash over a dropped link",
+    );
+    assert!(err.contains("link closed"), "{err}");
+    assert!(err.contains("keeps its previous plan"), "{err}");
+    still_runs(&qemu, &resnet, "a dropped link");
+
+    // 2. Frames damaged on the way: the device reports bad CRCs, the host
+    //    resends, gives up, and says why.
+    let port = proxy(qemu.port, vgg_len / 3, Fault::Corrupt);
+    let err = failed(
+        &qemu.edgefit_via(
+            &format!("tcp:127.0.0.1:{port}"),
+            &["flash", vgg.to_str().unwrap()],
+        ),
+        "flash over a corrupting link",
+    );
+    assert!(err.contains("damaged frames"), "{err}");
+    assert!(err.contains("CRC") || err.contains("bad frame"), "{err}");
+    still_runs(&qemu, &resnet, "corrupted chunks");
+
+    // 3. Garbage on the line (zeros included) between sessions.
+    {
+        let mut raw = TcpStream::connect(("127.0.0.1", qemu.port)).expect("connect");
+        let mut x = 0x1234_5678u32;
+        let garbage: Vec<u8> = (0..20_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 24) as u8
+            })
+            .collect();
+        raw.write_all(&garbage).expect("write garbage");
+        thread::sleep(Duration::from_millis(500));
+    }
+    still_runs(&qemu, &resnet, "garbage bytes");
+
+    // 4. An image whose bytes do not match the CRC announced in PlanBegin
+    //    (a chunk corrupted before its frame CRC was computed).
+    {
+        let mut client = qemu.client();
+        let image = std::fs::read(&vgg).expect("vgg");
+        let mut bad = image.clone();
+        bad[image.len() / 2] ^= 0x40;
+        let begin = HostMsg::plan_begin(1, &image).expect("begin");
+        client.expect_ack(&begin).expect("PlanBegin");
+        for chunk in plan_chunks(&bad) {
+            client.expect_ack(&chunk).expect("chunk");
+        }
+        match client.request(&HostMsg::PlanCommit) {
+            Err(ClientError::Device {
+                code: ErrorCode::PlanCrcMismatch,
+                ..
+            }) => {}
+            other => panic!("commit of a corrupted image: {other:?}"),
+        }
+    }
+    still_runs(&qemu, &resnet, "a plan CRC mismatch");
+
+    // 5. A plan bigger than the slot: the host refuses it before sending, with
+    //    both sizes; the device refuses one that claims to be.
+    // (QEMU's UART takes one connection at a time: each session ends
+    // before the next starts.)
+    let slot = {
+        let slot = qemu.client().device().plan_slot_bytes;
+        let huge = big_plan(slot as usize + 4096);
+        let path = scratch_dir().join("huge.efp");
+        std::fs::write(&path, &huge).expect("write huge plan");
+        let err = failed(
+            &qemu.edgefit(&["flash", path.to_str().unwrap()]),
+            "flash too big",
+        );
+        assert!(
+            err.contains(&huge.len().to_string()) && err.contains(&slot.to_string()),
+            "{err}"
+        );
+        let mut client = qemu.client();
+        match client.request(&HostMsg::PlanBegin {
+            plan_id: 9,
+            total_size: slot + 1,
+            crc32: 0,
+        }) {
+            Err(ClientError::Device {
+                code: ErrorCode::PlanTooLarge,
+                detail,
+                ..
+            }) => assert_eq!(detail, slot),
+            other => panic!("PlanBegin past the slot: {other:?}"),
+        }
+        // And through the library's own check.
+        match flash_plan(&mut client, &huge, &mut |_, _| {}) {
+            Err(e) => assert!(e.to_string().contains(&slot.to_string()), "{e}"),
+            Ok(_) => panic!("a plan bigger than the slot was flashed"),
+        }
+        slot
+    };
+    assert!(slot > 0);
+    still_runs(&qemu, &resnet, "a plan bigger than the slot");
+
+    // After all that, a good transfer still works.
+    ok(
+        &qemu.edgefit(&["flash", vgg.to_str().unwrap()]),
+        "flash vgg",
+    );
+    let v = bench_json(&qemu, 10, &[]);
+    assert_eq!(v["plan"]["plan_id"].as_u64(), Some(plan_header_id(&vgg)));
+    assert!(!qemu.log_text().contains("panicked"), "{}", qemu.log_text());
+}
+
+/// A valid int8 plan of at least `bytes` bytes (one big dense layer).
+fn big_plan(bytes: usize) -> Vec<u8> {
+    use edgefit_engine::{DType, OpDesc, OpKind, PlanBuilder, Precision, Quant};
+    let inputs = 1024usize;
+    let outputs = bytes / inputs + 1;
+    let mut b = PlanBuilder::new(Precision::Int8);
+    let x = b.add_activation(DType::I8, &[1, inputs as u32], 0, Quant::new(0.05, 0));
+    let y = b.add_activation(
+        DType::I8,
+        &[1, outputs as u32],
+        inputs as u32,
+        Quant::new(0.1, 0),
+    );
+    let mut op = OpDesc::new(OpKind::Dense, x, y);
+    op.weights = b.add_weights_i8(
+        &[outputs as u32, inputs as u32],
+        &vec![1i8; inputs * outputs],
+    );
+    op.multipliers = b.add_i32_array(&vec![1 << 30; outputs]);
+    op.shifts = b.add_i32_array(&vec![-8; outputs]);
+    b.add_op(op);
+    b.set_input(x)
+        .set_output(y)
+        .set_arena_size((inputs + outputs) as u32);
+    b.finish_checked().expect("big plan")
+}
+
+/// The engine's own on-target check: hundreds of random int8 conv and dense
+/// layers through the portable and the Cortex-M4 DSP kernels, byte for byte.
+#[test]
+fn qemu_dsp_kernels_equal_portable_on_cortex_m4() {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/firmware.sh"))
+        .args(["build", "engine-check"])
+        .env_remove("EDGEFIT_CHECK_PLANS")
+        .output()
+        .expect("run scripts/firmware.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let elf = stdout.lines().last().unwrap_or_default().trim().to_owned();
+    let run = Command::new("qemu-system-arm")
+        .args([
+            "-machine",
+            "mps2-an386",
+            "-cpu",
+            "cortex-m4",
+            "-nographic",
+            "-monitor",
+            "none",
+        ])
+        .args(["-icount", "shift=0"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .args(["-kernel", &elf])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run qemu-system-arm");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        run.status.success(),
+        "engine check failed on the Cortex-M4:\n{text}"
+    );
+    assert!(
+        text.contains("PASS") && !text.contains("MISMATCH"),
+        "{text}"
+    );
+}
