@@ -8,6 +8,7 @@ use edgefit_proto::{
 };
 
 use crate::bench::{argmax, energy_uj, mean_power, Bench, Part};
+use crate::diag::{self, diag};
 use crate::slots::{bad_plan, Geometry, Slot, Store};
 use crate::{BoardInfo, Clock, MappedFlash, PowerMeter, StackMeter};
 
@@ -168,6 +169,7 @@ impl Tx {
         self.seq = self.seq.wrapping_add(1);
         self.len = n;
         self.answered = Some((seq, kind));
+        diag::answer(kind, msg);
         send(link, &self.buf[..n])
     }
 
@@ -193,6 +195,13 @@ impl Tx {
             }
             _ => (ErrorCode::BadFrame, 0),
         };
+        diag!(
+            warn,
+            "unreadable frame after seq {=u32}: {} (detail {=u32})",
+            self.last_good,
+            code,
+            detail
+        );
         let mut buf = [0u8; ERROR_FRAME];
         let msg = DeviceMsg::error(self.last_good, code, detail);
         let n = encode_frame(self.seq, &msg, &mut buf).map_or(0, |f| f.len());
@@ -452,11 +461,20 @@ where
     ) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Geometry::<F>::OK;
+        let store = Store::open(flash);
+        diag!(
+            info,
+            "edgefit-mcu on {=str}: slots of {=u32} B, arena {=usize} B, active plan {}",
+            info.board,
+            store.layout.data_cap,
+            arena.len(),
+            store.active.map(|s| s.info())
+        );
         Self {
             link,
             rx: Rx::new(),
             tx: Tx::new(),
-            store: Store::open(flash),
+            store,
             core: Core {
                 info,
                 clock,

@@ -106,6 +106,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod diag;
+
 mod bench;
 mod firmware;
 mod flash;

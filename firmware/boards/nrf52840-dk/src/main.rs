@@ -3,7 +3,8 @@
 //! Link: UARTE0 on the J-Link's virtual COM port (TX P0.06, RX P0.08), 115200
 //! baud, 8N1, no flow control. Plan slots: internal flash above the firmware
 //! (memory.x), written through the NVMC and executed in place. Timing: the DWT
-//! cycle counter at 64 MHz. No power sensor.
+//! cycle counter at 64 MHz. No power sensor. Diagnostics: defmt over RTT
+//! (feature `defmt`, on by default).
 #![no_std]
 #![no_main]
 
@@ -13,6 +14,10 @@ use edgefit_board_support::{plan_slots_region, DwtClock, PaintedStack};
 use edgefit_mcu::{BoardInfo, Firmware, NoPower};
 use nrf52840_hal::{clocks::Clocks, gpio, pac, uarte};
 use panic_halt as _;
+// The defmt logger for edgefit-mcu's diagnostics: RTT, non-blocking (lines
+// are dropped, never waited on, when no debugger reads them).
+#[cfg(feature = "defmt")]
+use defmt_rtt as _;
 
 mod flash;
 mod vcom;
