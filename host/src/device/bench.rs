@@ -361,7 +361,7 @@ fn timing_source_text(t: TimingSource, hz: u64) -> String {
 /// A one-screen summary.
 pub fn render_text(r: &BenchReport) -> String {
     let mut s = format!(
-        "plan {:08x} ({} , {} bytes, arena {}) on {} ({}, {} MHz)\n",
+        "plan {:08x} ({}, {} bytes, arena {}) on {} ({}, {} MHz)\n",
         r.plan.plan_id,
         r.plan.precision,
         r.plan.size_bytes,
