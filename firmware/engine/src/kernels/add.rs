@@ -4,7 +4,13 @@
 //! each element is read before it is written, so in-place is safe. The
 //! executor calls [`binary_in_place`] for that case.
 
+// The Cortex-M DSP build uses the branch-light form (the same results for
+// every input, tested in `requant`): a fused residual Add runs three of
+// these per element.
+#[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
 use super::requant::multiply_by_quantized_multiplier as mbqm;
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+use super::requant::multiply_fast as mbqm;
 use super::{ld_f32, FloatAct, KResult, ShapeError};
 use crate::format::AddParams;
 

@@ -25,10 +25,13 @@
 //! Per output, requantisation uses [`requant::requantize_fast`] (the same
 //! results as `requantize`, tested exhaustively-ish against it; about 30
 //! instructions instead of about 65), with the per-channel arrays checked
-//! once per layer ([`Rq`]). Convs whose `in_c` is not a multiple of 4 and
-//! that have few taps (the `in_c = 1` stem) use [`conv_gather`]: the
-//! pixel's taps are packed once, then every channel is a straight dot
-//! product.
+//! once per layer ([`Rq`]).
+//!
+//! Convs whose patch fits a small stack buffer (`in_c % 4 == 0` and up to
+//! 576 taps, or up to 64 taps otherwise, e.g. the `in_c = 1` stem) go to
+//! the two-pixel kernel of `dsp_pairs.rs` first, which reuses every weight
+//! word for two output pixels; this file's one-pixel kernels take the rest
+//! (larger patches, a single output channel).
 //!
 //! A regular conv (NHWC, OHWI weights) reads, for output pixel `(oy, ox)`,
 //! one contiguous input span per kernel row (`cols.len() * in_c` bytes)
@@ -180,7 +183,7 @@ pub(crate) mod isa {
 use isa::{smlad, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8};
 
 /// `-zp` in both int16 lanes (`zp` is int8, so `-zp` fits).
-fn neg_zp_pair(zp: i32) -> u32 {
+pub(super) fn neg_zp_pair(zp: i32) -> u32 {
     let n = zp.wrapping_neg() as u16 as u32;
     n | (n << 16)
 }
@@ -191,7 +194,7 @@ fn neg_zp_pair(zp: i32) -> u32 {
 /// # Safety
 /// `p..p + 4` must be readable.
 #[inline(always)]
-unsafe fn ld(p: *const u8) -> u32 {
+pub(super) unsafe fn ld(p: *const u8) -> u32 {
     // SAFETY: the caller guarantees 4 readable bytes; read_unaligned has no
     // alignment requirement.
     u32::from_le(unsafe { core::ptr::read_unaligned(p as *const u32) })
@@ -726,8 +729,10 @@ pub(crate) fn conv_i8(
     }
     let (c, kw, n) = (g.in_c, g.kernel_w, g.out_c);
     let k = g.kernel_h * kw * c;
-    if c % 4 != 0 && k <= GATHER_MAX && n >= 4 {
-        return Some(conv_gather(g, x, w, bias, o, out));
+    // Two pixels at a time where its patch buffer fits (every conv of the
+    // bundled models); the one-pixel kernels below otherwise.
+    if let Some(r) = super::dsp_pairs::conv_pairs(g, x, w, bias, o, out) {
+        return Some(r);
     }
     if c % 4 == 0 && n >= 2 {
         return Some(conv_rows(g, x, w, bias, o, out));
@@ -767,23 +772,30 @@ pub(crate) fn conv_i8(
 
 /// Per-layer requantisation for the unfused store: the per-channel arrays
 /// checked once against `n` channels, then read without bounds checks.
-struct Rq<'a> {
+pub(super) struct Rq<'a> {
     m: &'a [u8],
     sh: &'a [u8],
     bias: Option<&'a [u8]>,
     zp: i32,
     lo: i32,
     hi: i32,
+    /// Every channel takes [`requant::requantize_right`] (checked once).
+    right: bool,
 }
 
 impl<'a> Rq<'a> {
     /// `None` unless every per-channel array holds `n` entries.
-    fn new(o: &Out8<'a, '_>, bias: Option<I32s<'a>>, n: usize) -> Option<Self> {
+    pub(super) fn new(o: &Out8<'a, '_>, bias: Option<I32s<'a>>, n: usize) -> Option<Self> {
         let q = o.q;
         let ok = |b: &[u8]| b.len() / 4 >= n;
         if !ok(q.multipliers.0) || !ok(q.shifts.0) || !bias.is_none_or(|b| ok(b.0)) {
             return None;
         }
+        let right = (0..n).all(|ch| {
+            // SAFETY: `ch < n`, checked just above.
+            let (m, sh) = unsafe { (Self::rd(q.multipliers.0, ch), Self::rd(q.shifts.0, ch)) };
+            m != i32::MIN && (-31..=-1).contains(&sh)
+        });
         Some(Rq {
             m: q.multipliers.0,
             sh: q.shifts.0,
@@ -791,6 +803,7 @@ impl<'a> Rq<'a> {
             zp: q.out_zp,
             lo: q.act_min,
             hi: q.act_max,
+            right,
         })
     }
 
@@ -809,9 +822,30 @@ impl<'a> Rq<'a> {
     /// # Safety
     /// `ch < n`.
     #[inline(always)]
-    unsafe fn bias(&self, ch: usize) -> u32 {
+    pub(super) unsafe fn bias(&self, ch: usize) -> u32 {
         // SAFETY: forwarded.
         self.bias.map_or(0, |b| unsafe { Self::rd(b, ch) }) as u32
+    }
+
+    /// Whether every channel takes [`Rq::right`].
+    pub(super) fn all_right(&self) -> bool {
+        self.right
+    }
+
+    /// The output parameters: zero point, activation minimum and maximum.
+    pub(super) fn out(&self) -> (i32, i32, i32) {
+        (self.zp, self.lo, self.hi)
+    }
+
+    /// Channel `ch`'s constants for [`requant::requantize_right`].
+    ///
+    /// # Safety
+    /// `ch < n`, and [`Rq::all_right`].
+    #[inline(always)]
+    pub(super) unsafe fn right(&self, ch: usize) -> requant::RightShift {
+        // SAFETY: forwarded.
+        let (m, sh) = unsafe { (Self::rd(self.m, ch), Self::rd(self.sh, ch)) };
+        requant::RightShift::new(m, sh.unsigned_abs())
     }
 
     /// The output byte for accumulator `acc` of channel `ch`.
@@ -819,10 +853,14 @@ impl<'a> Rq<'a> {
     /// # Safety
     /// `ch < n`.
     #[inline(always)]
-    unsafe fn byte(&self, acc: u32, ch: usize) -> u8 {
+    pub(super) unsafe fn byte(&self, acc: u32, ch: usize) -> u8 {
         // SAFETY: forwarded.
         let (m, sh) = unsafe { (Self::rd(self.m, ch), Self::rd(self.sh, ch)) };
-        requant::requantize_fast(acc as i32, m, sh, self.zp, self.lo, self.hi)
+        if self.right {
+            requant::requantize_right(acc as i32, m, sh.unsigned_abs(), self.zp, self.lo, self.hi)
+        } else {
+            requant::requantize_fast(acc as i32, m, sh, self.zp, self.lo, self.hi)
+        }
     }
 }
 
@@ -927,99 +965,6 @@ fn conv_rows(
                     }
                 }
                 oc += m;
-            }
-            at += n;
-        }
-    }
-    Ok(())
-}
-
-/// Largest `kernel_h * kernel_w * in_c` for [`conv_gather`].
-const GATHER_MAX: usize = 36;
-
-/// Regular conv with few taps per output and `in_c` not a multiple of 4
-/// (the stem, `in_c = 1`: a 3-byte span has no whole word): per output
-/// pixel, the `k` taps `x - zp` (0 for padding taps, which is what they
-/// contribute) are gathered once into the `SXTB16` pair layout, then every
-/// output channel is a straight dot product with its `k` contiguous weights
-/// (`k / 4` word loads, 2 `SMLAD`s each, scalar tail).
-fn conv_gather(
-    g: &Geom,
-    x: &[u8],
-    w: &[u8],
-    bias: Option<I32s<'_>>,
-    o: &Out8<'_, '_>,
-    out: &mut [u8],
-) -> KResult {
-    let (c, kh, kw, n) = (g.in_c, g.kernel_h, g.kernel_w, g.out_c);
-    let k = kh * kw * c;
-    let (words, tail) = (k / 4, k % 4);
-    if w.len() < n * k {
-        return Err(ShapeError);
-    }
-    let zp = o.q.in_zp;
-    let rq = o.fuse.is_none().then(|| Rq::new(o, bias, n)).flatten();
-    let mut at = 0;
-    for oy in 0..g.out_h {
-        let rows = g.rows(oy);
-        for ox in 0..g.out_w {
-            let cols = g.cols(ox);
-            let mut v = [0i16; GATHER_MAX + 4];
-            let (nr, nc) = (rows.len(), cols.len());
-            if nr > 0 && nc > 0 {
-                // The window's last input byte, checked once per pixel.
-                let last = ((rows.i0 + nr - 1) * g.in_w + cols.i0 + nc) * c;
-                if last > x.len() || cols.i0 + nc > g.in_w {
-                    return Err(ShapeError);
-                }
-                for r in 0..nr {
-                    let src = (rows.i0 + r) * g.in_w + cols.i0;
-                    let dst = ((rows.k0 + r) * kw + cols.k0) * c;
-                    for t in 0..nc * c {
-                        // SAFETY: `src * c + t < last <= x.len()`.
-                        let b = unsafe { *x.as_ptr().add(src * c + t) };
-                        // int8 minus int8 zero point: fits int16.
-                        v[dst + t] = (b as i8 as i16).wrapping_sub(zp as i16);
-                    }
-                }
-            }
-            let pair = |a: i16, b: i16| (a as u16 as u32) | ((b as u16 as u32) << 16);
-            let mut xe = [0u32; GATHER_MAX / 4];
-            let mut xo = [0u32; GATHER_MAX / 4];
-            for q in 0..words {
-                xe[q] = pair(v[4 * q], v[4 * q + 2]);
-                xo[q] = pair(v[4 * q + 1], v[4 * q + 3]);
-            }
-            let vt = [v[4 * words], v[4 * words + 1], v[4 * words + 2]].map(i32::from);
-            if out.len() < at + n {
-                return Err(ShapeError);
-            }
-            let dot = |j: usize, mut a: u32| {
-                // Channel `j < n`: `w[j * k..j * k + k]`, inside `w` (`n * k
-                // <= w.len()`, checked above).
-                let wr = w.as_ptr().wrapping_add(j * k);
-                for q in 0..words {
-                    // SAFETY: `4 * q + 4 <= k`.
-                    let wv = unsafe { ld(wr.add(4 * q)) };
-                    a = smlad(xo[q], sxtb16_ror8(wv), smlad(xe[q], sxtb16(wv), a));
-                }
-                for (t, &xv) in vt.iter().enumerate().take(tail) {
-                    // SAFETY: `4 * words + t < k`.
-                    let wt = unsafe { *wr.add(4 * words + t) } as i8 as i32;
-                    a = a.wrapping_add(xv.wrapping_mul(wt) as u32);
-                }
-                a
-            };
-            if let Some(rq) = &rq {
-                for (j, d) in out[at..at + n].iter_mut().enumerate() {
-                    // SAFETY: `j < n`, the length `Rq::new` checked.
-                    *d = unsafe { rq.byte(dot(j, rq.bias(j)), j) };
-                }
-            } else {
-                for j in 0..n {
-                    let a = dot(j, bias.map_or(0, |b| b.get(j)) as u32);
-                    store(o, a as i32, j, at + j, out);
-                }
             }
             at += n;
         }

@@ -14,6 +14,8 @@ pub mod softmax;
 
 #[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
 mod dsp_arm;
+#[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
+mod dsp_pairs;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
 

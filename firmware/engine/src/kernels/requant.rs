@@ -84,11 +84,63 @@ pub(crate) fn requantize_fast(
     (v.max(act_min).min(act_max).clamp(-128, 127) as i8) as u8
 }
 
+/// [`requantize_fast`] without its branches, for the case of every conv
+/// and dense layer: a multiplier other than `i32::MIN` (so the doubling high
+/// multiply cannot saturate) and a right shift `e = -shift` in `1..=31`
+/// (a scale below 1/2). The caller checks that once per layer.
+#[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
+#[inline(always)]
+pub(crate) fn requantize_right(
+    acc: i32,
+    m: i32,
+    e: u32,
+    out_zp: i32,
+    act_min: i32,
+    act_max: i32,
+) -> u8 {
+    RightShift::new(m, e).apply(acc, out_zp, act_min, act_max)
+}
+
+/// One channel's constants for [`requantize_right`], computed once for
+/// several outputs of the channel.
+#[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RightShift {
+    m: i32,
+    e: u32,
+    mask: u32,
+    half: u32,
+}
+
+#[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
+impl RightShift {
+    /// `m != i32::MIN`, `1 <= e <= 31` (see [`requantize_right`]).
+    #[inline(always)]
+    pub(crate) fn new(m: i32, e: u32) -> Self {
+        RightShift {
+            m,
+            e,
+            mask: (1u32 << e).wrapping_sub(1),
+            half: 1u32 << (e.wrapping_sub(1) & 31),
+        }
+    }
+
+    /// The output byte for accumulator `acc`.
+    #[inline(always)]
+    pub(crate) fn apply(&self, acc: i32, out_zp: i32, act_min: i32, act_max: i32) -> u8 {
+        let t = ((acc as i64 * self.m as i64 + (1 << 30)) >> 31) as i32;
+        // `< 2^e + 2^(e-1) <= 1.5 * 2^31`: no wrap in `u32`.
+        let up = ((t as u32 & self.mask) + self.half - (t as u32 >> 31)) >> self.e;
+        let v = (t >> self.e).wrapping_add(up as i32).wrapping_add(out_zp);
+        (v.max(act_min).min(act_max).clamp(-128, 127) as i8) as u8
+    }
+}
+
 /// [`multiply_by_quantized_multiplier`], the same result for every input
 /// (see [`requantize_fast`]).
 #[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
 #[inline(always)]
-fn multiply_fast(acc: i32, m: i32, shift: i32) -> i32 {
+pub(crate) fn multiply_fast(acc: i32, m: i32, shift: i32) -> i32 {
     let (a, e) = if shift > 0 {
         (acc.wrapping_shl(shift.min(MAX_LEFT_SHIFT) as u32), 0)
     } else {
@@ -315,6 +367,13 @@ mod tests {
                 requantize(x, m, sh, zp, lo, hi),
                 "x {x} m {m} shift {sh} zp {zp} act {lo}..{hi}"
             );
+            if m != i32::MIN && (-31..=-1).contains(&sh) {
+                assert_eq!(
+                    requantize_right(x, m, sh.unsigned_abs(), zp, lo, hi),
+                    requantize(x, m, sh, zp, lo, hi),
+                    "right: x {x} m {m} shift {sh} zp {zp} act {lo}..{hi}"
+                );
+            }
             // The unclamped value too.
             assert_eq!(
                 multiply_fast(x, m, sh),
