@@ -47,3 +47,21 @@ pub fn edgefit(args: &[&str]) -> Output {
         .output()
         .expect("run edgefit")
 }
+
+/// The captured standard error, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A clean failure: exit status 1, one `error:` line (progress output
+/// aside) that contains every needle, no panic.
+pub fn assert_fails_with(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(errors[0].contains(n), "`{n}` missing from: {err}");
+    }
+}

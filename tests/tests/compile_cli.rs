@@ -1,23 +1,6 @@
 //! `edgefit compile`, `edgefit inspect PLAN` and `edgefit evaluate` end to end.
 
-use edgefit_e2e::{edgefit, model};
-use std::process::Output;
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// One `error:` line (progress output aside), exit status 1, no panic.
-fn assert_fails_with(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(errors.len(), 1, "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for n in needles {
-        assert!(errors[0].contains(n), "`{n}` missing from: {err}");
-    }
-}
+use edgefit_e2e::{assert_fails_with, edgefit, model, stderr};
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("edgefit-compile-{}", std::process::id()));

@@ -8,25 +8,8 @@
 //! `EDGEFIT_E2E_PROBE_ATTACHED=1` to skip it (it never writes flash either
 //! way: its "ELF" is only a header, which probe-rs rejects before erasing).
 
-use edgefit_e2e::edgefit;
+use edgefit_e2e::{assert_fails_with, edgefit, stderr};
 use std::path::PathBuf;
-use std::process::Output;
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// One `error:` line, exit status 1, no panic.
-fn assert_fails_with(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(errors.len(), 1, "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for n in needles {
-        assert!(errors[0].contains(n), "`{n}` missing from: {err}");
-    }
-}
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("edgefit-flash-firmware-{}", std::process::id()));

@@ -990,7 +990,7 @@ pub(crate) fn dense_i8(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::kernels::{conv, dense, Kx, QuantParams};
 
@@ -1010,8 +1010,33 @@ mod tests {
         }
     }
 
-    fn i32_bytes(v: &[i32]) -> Vec<u8> {
+    pub(in crate::kernels) fn i32_bytes(v: &[i32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// A conv geometry: input `(h, w)`, channels, kernel, strides and
+    /// padding `(top, left, bottom, right)`; the output size follows.
+    pub(in crate::kernels) fn geom(
+        (in_h, in_w): (usize, usize),
+        (in_c, out_c): (usize, usize),
+        (kh, kw): (usize, usize),
+        (sh, sw): (usize, usize),
+        (pt, pl, pb, pr): (usize, usize, usize, usize),
+    ) -> Geom {
+        Geom {
+            in_h,
+            in_w,
+            in_c,
+            out_h: (in_h + pt + pb - kh) / sh + 1,
+            out_w: (in_w + pl + pr - kw) / sw + 1,
+            out_c,
+            kernel_h: kh,
+            kernel_w: kw,
+            stride_h: sh,
+            stride_w: sw,
+            pad_top: pt,
+            pad_left: pl,
+        }
     }
 
     #[test]
@@ -1051,20 +1076,13 @@ mod tests {
             let out_c = rng.range(1, 19);
             let (pt, pl) = (rng.range(0, kh - 1), rng.range(0, kw - 1));
             let (pb, pr) = (rng.range(0, kh - 1), rng.range(0, kw - 1));
-            let g = Geom {
-                in_h,
-                in_w,
-                in_c,
-                out_h: (in_h + pt + pb - kh) / sh + 1,
-                out_w: (in_w + pl + pr - kw) / sw + 1,
-                out_c,
-                kernel_h: kh,
-                kernel_w: kw,
-                stride_h: sh,
-                stride_w: sw,
-                pad_top: pt,
-                pad_left: pl,
-            };
+            let g = geom(
+                (in_h, in_w),
+                (in_c, out_c),
+                (kh, kw),
+                (sh, sw),
+                (pt, pl, pb, pr),
+            );
             let mut x = rng.bytes(in_h * in_w * in_c);
             let mut w = rng.bytes(kh * kw * in_c * out_c);
             if round % 9 == 0 {

@@ -127,6 +127,34 @@ fn expand<const P: usize>(
     true
 }
 
+/// One tap word of [`dot2x2`]: channel 0's word, both pixels' even pairs,
+/// then the odd pairs; channel 1's word is loaded twice (see the module
+/// notes on registers).
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+macro_rules! word2x2 {
+    () => {
+        concat!(
+            "ldr {w}, [{wp}], #4\n",
+            "ldrd {xa}, {xb}, [{xp}], #8\n",
+            "sxtb16 {t}, {w}\n",
+            "smlad {a00}, {xa}, {t}, {a00}\n",
+            "smlad {a10}, {xb}, {t}, {a10}\n",
+            "ldr {t}, [{wp}, {km}]\n",
+            "sxtb16 {t}, {t}\n",
+            "smlad {a01}, {xa}, {t}, {a01}\n",
+            "smlad {a11}, {xb}, {t}, {a11}\n",
+            "ldrd {xa}, {xb}, [{xp}], #8\n",
+            "sxtb16 {w}, {w}, ror #8\n",
+            "smlad {a00}, {xa}, {w}, {a00}\n",
+            "smlad {a10}, {xb}, {w}, {a10}\n",
+            "ldr {t}, [{wp}, {km}]\n",
+            "sxtb16 {t}, {t}, ror #8\n",
+            "smlad {a01}, {xa}, {t}, {a01}\n",
+            "smlad {a11}, {xb}, {t}, {a11}\n",
+        )
+    };
+}
+
 /// `a = [p0·w0, p1·w0, p0·w1, p1·w1]` accumulated over `words` (>= 1) tap
 /// words: `buf` as [`expand`] writes it, `w0` channel 0's weights and `w0 +
 /// k` channel 1's.
@@ -150,41 +178,9 @@ unsafe fn dot2x2(buf: *const u32, w0: *const u8, k: usize, words: usize, a: &mut
                 "adc {n}, {n}, #0",
                 "bcs 3f",
                 "2:",
-                "ldr {w}, [{wp}], #4",
-                "ldrd {xa}, {xb}, [{xp}], #8",
-                "sxtb16 {t}, {w}",
-                "smlad {a00}, {xa}, {t}, {a00}",
-                "smlad {a10}, {xb}, {t}, {a10}",
-                "ldr {t}, [{wp}, {km}]",
-                "sxtb16 {t}, {t}",
-                "smlad {a01}, {xa}, {t}, {a01}",
-                "smlad {a11}, {xb}, {t}, {a11}",
-                "ldrd {xa}, {xb}, [{xp}], #8",
-                "sxtb16 {w}, {w}, ror #8",
-                "smlad {a00}, {xa}, {w}, {a00}",
-                "smlad {a10}, {xb}, {w}, {a10}",
-                "ldr {t}, [{wp}, {km}]",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a01}, {xa}, {t}, {a01}",
-                "smlad {a11}, {xb}, {t}, {a11}",
+                word2x2!(),
                 "3:",
-                "ldr {w}, [{wp}], #4",
-                "ldrd {xa}, {xb}, [{xp}], #8",
-                "sxtb16 {t}, {w}",
-                "smlad {a00}, {xa}, {t}, {a00}",
-                "smlad {a10}, {xb}, {t}, {a10}",
-                "ldr {t}, [{wp}, {km}]",
-                "sxtb16 {t}, {t}",
-                "smlad {a01}, {xa}, {t}, {a01}",
-                "smlad {a11}, {xb}, {t}, {a11}",
-                "ldrd {xa}, {xb}, [{xp}], #8",
-                "sxtb16 {w}, {w}, ror #8",
-                "smlad {a00}, {xa}, {w}, {a00}",
-                "smlad {a10}, {xb}, {w}, {a10}",
-                "ldr {t}, [{wp}, {km}]",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a01}, {xa}, {t}, {a01}",
-                "smlad {a11}, {xb}, {t}, {a11}",
+                word2x2!(),
                 "subs {n}, {n}, #1",
                 "bne 2b",
                 xp = inout(reg) buf => _, wp = inout(reg) w0 => _,
@@ -422,11 +418,8 @@ mod tests {
     use super::*;
     use crate::format::AddParams;
     use crate::kernels::add::AddQuant;
+    use crate::kernels::dsp_arm::tests::{geom, i32_bytes};
     use crate::kernels::{conv, FuseI8, Kx, QuantParams};
-
-    fn i32_bytes(v: &[i32]) -> Vec<u8> {
-        v.iter().flat_map(|x| x.to_le_bytes()).collect()
-    }
 
     /// Random convs this path takes, plain and with the fused residual Add
     /// (separate and in place): the portable kernel's bytes.
@@ -456,20 +449,13 @@ mod tests {
             let (sh, sw) = (r(1, 2), r(1, 2));
             let (in_h, in_w) = (r(kh, 8), r(kw, 8));
             let (pt, pl, pb, pr) = (r(0, kh - 1), r(0, kw - 1), r(0, kh - 1), r(0, kw - 1));
-            let g = Geom {
-                in_h,
-                in_w,
-                in_c,
-                out_h: (in_h + pt + pb - kh) / sh + 1,
-                out_w: (in_w + pl + pr - kw) / sw + 1,
-                out_c,
-                kernel_h: kh,
-                kernel_w: kw,
-                stride_h: sh,
-                stride_w: sw,
-                pad_top: pt,
-                pad_left: pl,
-            };
+            let g = geom(
+                (in_h, in_w),
+                (in_c, out_c),
+                (kh, kw),
+                (sh, sw),
+                (pt, pl, pb, pr),
+            );
             let mut bytes = |n: usize| (0..n).map(|_| r(0, 255) as u8).collect::<Vec<u8>>();
             let x = bytes(in_h * in_w * in_c);
             let w = bytes(kh * kw * in_c * out_c);
