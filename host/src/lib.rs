@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod inspect_plan;
 pub mod ir;
 pub mod memory;
+pub mod prune;
 pub mod quant;
 pub mod reference;
 pub mod runner;

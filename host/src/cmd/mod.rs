@@ -8,6 +8,7 @@ mod flash;
 mod flash_firmware;
 mod inspect;
 mod progress;
+mod prune;
 mod speed;
 
 use clap::Subcommand;
@@ -26,6 +27,8 @@ pub enum Command {
     Flash(flash::FlashCmd),
     /// Field benchmark of a device's active plan on the test images: accuracy, latency, memory, power
     Bench(bench::BenchCmd),
+    /// Prune a model's conv and dense weights and write the pruned ONNX model
+    Prune(prune::PruneCmd),
     /// Program a board's firmware (an ELF) over SWD/JTAG with a debug probe (probe-rs), then reset and run it
     FlashFirmware(flash_firmware::FlashFirmwareCmd),
 }
@@ -39,6 +42,7 @@ impl Command {
             Command::Speed(c) => c.run(),
             Command::Flash(c) => c.run(),
             Command::Bench(c) => c.run(),
+            Command::Prune(c) => c.run(),
             Command::FlashFirmware(c) => c.run(),
         }
     }

@@ -1,0 +1,138 @@
+//! Pruning ONNX models in place: the weights of conv and dense layers are
+//! rewritten in the model's own protobuf (tract-onnx's generated types,
+//! encoded with `prost`), so the output is an ordinary ONNX file that tract,
+//! onnxruntime and every other tool load.
+//!
+//! [`magnitude`]: unstructured pruning by absolute value, per layer or with
+//! one global threshold.
+
+pub mod magnitude;
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use tract_onnx::pb::{tensor_proto::DataType, ModelProto, TensorProto};
+
+pub use magnitude::{prune_magnitude, MagnitudeOptions, Scope};
+
+/// What can go wrong while pruning.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not an ONNX model: {source}")]
+    Decode {
+        path: PathBuf,
+        source: prost::DecodeError,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sparsity {0} is outside [0, 1)")]
+    BadSparsity(f64),
+    #[error(
+        "node `{node}` ({op}): its weights `{tensor}` are not stored in the model \
+         (a graph-only export, or weights computed by other nodes); pruning needs the weights"
+    )]
+    MissingWeights {
+        node: String,
+        op: String,
+        tensor: String,
+    },
+    #[error("tensor `{tensor}`: {what}; only float32 weights stored in the file can be pruned")]
+    UnsupportedTensor { tensor: String, what: String },
+    #[error("tensor `{tensor}`: {len} values for dims {dims:?}")]
+    TensorLength {
+        tensor: String,
+        len: usize,
+        dims: Vec<i64>,
+    },
+    #[error("the model has no conv or dense layer to prune{0}")]
+    NothingToPrune(String),
+}
+
+/// Reads an ONNX model's protobuf.
+pub fn load_model(path: &Path) -> Result<ModelProto, PruneError> {
+    let bytes = std::fs::read(path).map_err(|source| PruneError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    ModelProto::decode(bytes.as_slice()).map_err(|source| PruneError::Decode {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `model` to `path` through a temporary file in the same folder,
+/// renamed at the end: an error never leaves a partial model behind.
+pub fn save_model(model: &ModelProto, path: &Path) -> Result<(), PruneError> {
+    let write_err = |source| PruneError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, model.encode_to_vec()).map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_err(e)
+    })
+}
+
+/// A float32 initializer's values (from `raw_data` or `float_data`).
+pub(crate) fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>, PruneError> {
+    let unsupported = |what: String| PruneError::UnsupportedTensor {
+        tensor: t.name.clone(),
+        what,
+    };
+    if !t.external_data.is_empty() {
+        return Err(unsupported("its data is in an external file".into()));
+    }
+    if t.data_type != DataType::Float as i32 {
+        let name = DataType::try_from(t.data_type)
+            .map(|d| d.as_str_name().to_owned())
+            .unwrap_or_else(|_| format!("data type {}", t.data_type));
+        return Err(unsupported(format!("element type {name}")));
+    }
+    let values: Vec<f32> = if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        if !t.raw_data.len().is_multiple_of(4) {
+            return Err(unsupported(format!(
+                "{} raw bytes, not a whole number of float32 values",
+                t.raw_data.len()
+            )));
+        }
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let expected = t
+        .dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?));
+    if expected != Some(values.len()) {
+        return Err(PruneError::TensorLength {
+            tensor: t.name.clone(),
+            len: values.len(),
+            dims: t.dims.clone(),
+        });
+    }
+    Ok(values)
+}
+
+/// Stores `values` back into `t` in the field it came from.
+pub(crate) fn set_tensor_f32(t: &mut TensorProto, values: &[f32]) {
+    if t.raw_data.is_empty() {
+        t.float_data = values.to_vec();
+    } else {
+        t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    }
+}

@@ -1,0 +1,135 @@
+//! `edgefit::prune` on the bundled models: the pruned ONNX is valid (tract
+//! loads and runs it), exactly as sparse as asked, and accurate.
+
+use std::path::{Path, PathBuf};
+
+use edgefit::data::{bundled_data_dir, load_idx_dataset};
+use edgefit::prune::{
+    load_model, prune_magnitude, save_model, MagnitudeOptions, PruneError, Scope,
+};
+use edgefit::reference::TractReference;
+
+fn models() -> PathBuf {
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo test")).join("../models")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prune");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
+fn accuracy(model: &Path, images: usize) -> f64 {
+    let test = load_idx_dataset(&bundled_data_dir(), "t10k").unwrap();
+    let reference = TractReference::load(model, &[1, 1, 28, 28], &[]).unwrap();
+    let n = images.min(test.len());
+    let correct = (0..n)
+        .filter(|&i| {
+            argmax(&reference.run(&test.image_f32(i)).unwrap()[0]) == test.labels[i] as usize
+        })
+        .count();
+    correct as f64 / n as f64
+}
+
+fn opts(sparsity: f64, scope: Scope, exclude: bool) -> MagnitudeOptions {
+    MagnitudeOptions {
+        sparsity,
+        scope,
+        exclude_first: exclude,
+        exclude_last: exclude,
+    }
+}
+
+/// Per-layer 50% on VGG: every pruned layer exactly half zeros, the first and
+/// last untouched, biases untouched, and the file re-reads with the same zeros.
+#[test]
+fn layer_scope_is_exact_and_the_output_is_valid_onnx() {
+    let src = models().join("vgg-fmnist.onnx");
+    let mut model = load_model(&src).unwrap();
+    let original = load_model(&src).unwrap();
+    let report = prune_magnitude(&mut model, &opts(0.5, Scope::Layer, true)).unwrap();
+    assert_eq!(report.layers.len(), 6, "4 convs and 2 Gemms");
+    for (i, l) in report.layers.iter().enumerate() {
+        let excluded = i == 0 || i == 5;
+        assert_eq!(l.excluded, excluded, "{}", l.node);
+        let want = if excluded {
+            l.zeros_before
+        } else {
+            (l.weights as f64 * 0.5).round() as usize
+        };
+        assert_eq!(l.zeros_after, want, "{}", l.node);
+    }
+    let out = scratch("vgg-layer-50.onnx");
+    save_model(&model, &out).unwrap();
+    let reread = load_model(&out).unwrap();
+    let (g0, g1) = (original.graph.unwrap(), reread.graph.unwrap());
+    assert_eq!(g0.node, g1.node, "the graph is unchanged");
+    for (a, b) in g0.initializer.iter().zip(&g1.initializer) {
+        let pruned = report
+            .layers
+            .iter()
+            .any(|l| l.tensor == a.name && !l.excluded);
+        assert_eq!(a.name, b.name);
+        if !pruned {
+            assert_eq!(a, b, "{} changed", a.name);
+        }
+    }
+    // tract loads and runs it.
+    assert!(accuracy(&out, 200) > 0.5);
+}
+
+/// LAMP at 50% keeps both bundled models within about a point of the dense
+/// accuracy without any retraining (2,000 test images; the docs have the
+/// full-set figures).
+#[test]
+fn lamp_half_sparsity_keeps_accuracy() {
+    for (name, max_loss) in [("vgg-fmnist", 0.01), ("resnet-fmnist", 0.02)] {
+        let src = models().join(format!("{name}.onnx"));
+        let mut model = load_model(&src).unwrap();
+        let report = prune_magnitude(&mut model, &opts(0.5, Scope::Lamp, false)).unwrap();
+        assert!((report.pruned_sparsity() - 0.5).abs() < 1e-4, "{name}");
+        let out = scratch(&format!("{name}-lamp-50.onnx"));
+        save_model(&model, &out).unwrap();
+        let (dense, pruned) = (accuracy(&src, 2000), accuracy(&out, 2000));
+        assert!(
+            dense - pruned <= max_loss,
+            "{name}: {dense:.4} -> {pruned:.4}"
+        );
+    }
+}
+
+/// Global magnitude ranks all layers together: at 50% overall the big dense
+/// layer of VGG loses more than half, the small convs less.
+#[test]
+fn global_scope_prunes_the_large_layer_harder() {
+    let mut model = load_model(&models().join("vgg-fmnist.onnx")).unwrap();
+    let report = prune_magnitude(&mut model, &opts(0.5, Scope::Global, false)).unwrap();
+    assert!((report.pruned_sparsity() - 0.5).abs() < 1e-6);
+    let dense = report.layers.iter().find(|l| l.weights == 401_408).unwrap();
+    assert!(dense.zeros_after as f64 / dense.weights as f64 > 0.5);
+}
+
+#[test]
+fn bad_requests_are_clear_errors() {
+    let src = models().join("resnet-fmnist.onnx");
+    let mut model = load_model(&src).unwrap();
+    for s in [1.0, -0.1, f64::NAN] {
+        let e = prune_magnitude(&mut model, &opts(s, Scope::Layer, false)).unwrap_err();
+        assert!(matches!(e, PruneError::BadSparsity(_)), "{e}");
+    }
+    // Graph-only exports carry no weights.
+    let mut graph_only = load_model(&models().join("imagenet/resnet18.onnx")).unwrap();
+    let e = prune_magnitude(&mut graph_only, &opts(0.5, Scope::Layer, false)).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, PruneError::MissingWeights { .. }), "{msg}");
+    assert!(msg.contains("Conv") && msg.contains("graph-only"), "{msg}");
+    // Not ONNX at all.
+    let e = load_model(&models().join("data/calib-indices.txt")).unwrap_err();
+    assert!(matches!(e, PruneError::Decode { .. }), "{e}");
+}

@@ -1,0 +1,55 @@
+//! `edgefit prune` end to end.
+
+use edgefit_e2e::{assert_fails_with, edgefit, model, stderr};
+
+fn out_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("edgefit-prune-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn prune_writes_a_model_that_inspect_reads() {
+    let out = out_dir("ok").join("resnet-lamp.onnx");
+    let src = model("resnet-fmnist.onnx");
+    let o = edgefit(&[
+        "prune",
+        src.to_str().unwrap(),
+        "--sparsity",
+        "0.5",
+        "--scope",
+        "lamp",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("50.0% of the pruned layers"), "{text}");
+    assert!(text.contains("/stage1/conv1/Conv"), "{text}");
+    let o = edgefit(&["inspect", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_requests_fail_cleanly_and_write_nothing() {
+    let dir = out_dir("bad");
+    let out = dir.join("never.onnx");
+    let (src, graph_only) = (model("vgg-fmnist.onnx"), model("imagenet/vgg11.onnx"));
+    let cases = [
+        (&src, "1.0", vec!["sparsity 1 is outside [0, 1)"]),
+        (&graph_only, "0.5", vec!["graph-only", "Conv"]),
+    ];
+    for (model_path, sparsity, needles) in cases {
+        let o = edgefit(&[
+            "prune",
+            model_path.to_str().unwrap(),
+            "--sparsity",
+            sparsity,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_fails_with(&o, &needles);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "files left in {}: {left:?}", dir.display());
+    }
+}
