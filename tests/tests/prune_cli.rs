@@ -28,6 +28,22 @@ fn prune_writes_a_model_that_inspect_reads() {
     assert!(text.contains("/stage1/conv1/Conv"), "{text}");
     let o = edgefit(&["inspect", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // tract runs it; `--predictions` (used by scripts/cross_check_ort.py)
+    // writes one class per image.
+    let preds = out.with_extension("txt");
+    let o = edgefit(&[
+        "evaluate",
+        out.to_str().unwrap(),
+        "--limit",
+        "50",
+        "--predictions",
+        preds.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&preds).unwrap();
+    let classes: Vec<u8> = text.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(classes.len(), 50);
+    assert!(classes.iter().all(|&c| c < 10));
 }
 
 #[test]

@@ -27,6 +27,9 @@ pub struct EvaluateCmd {
     /// Print the report as JSON (schema edgefit.evaluate.v1)
     #[arg(long)]
     json: bool,
+    /// Also write the predicted class of every image, one per line, in dataset order
+    #[arg(long, value_name = "FILE")]
+    predictions: Option<PathBuf>,
 }
 
 fn tract_for(path: &Path, shape: &[usize]) -> anyhow::Result<TractReference> {
@@ -86,6 +89,14 @@ impl EvaluateCmd {
             report.agreement_with_reference =
                 Some(agreement(&report.predictions, &base.predictions));
             report.reference = Some(format!("tract f32 on {}", reference.display()));
+        }
+        if let Some(path) = &self.predictions {
+            let lines: String = report
+                .predictions
+                .iter()
+                .map(|p| format!("{p}\n"))
+                .collect();
+            std::fs::write(path, lines).with_context(|| format!("write {}", path.display()))?;
         }
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
