@@ -20,4 +20,5 @@ pub mod quant;
 pub mod reference;
 pub mod runner;
 pub mod speed;
+pub mod sweep;
 pub mod table;

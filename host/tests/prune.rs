@@ -133,3 +133,37 @@ fn bad_requests_are_clear_errors() {
     let e = load_model(&models().join("data/calib-indices.txt")).unwrap_err();
     assert!(matches!(e, PruneError::Decode { .. }), "{e}");
 }
+
+/// A two-point int8 sweep on 300 test images: sparsities as asked, the plan
+/// agrees with its pruned f32 model, and the dense point matches the model.
+#[test]
+fn sweep_points_are_consistent() {
+    use edgefit::sweep::{sweep_point, SweepSpec};
+    let dir = bundled_data_dir();
+    let mut test = load_idx_dataset(&dir, "t10k").unwrap();
+    test.truncate(300);
+    let mut calib = load_idx_dataset(&dir, "calib").unwrap();
+    calib.truncate(100);
+    let calib: Vec<Vec<f32>> = (0..calib.len()).map(|i| calib.image_f32(i)).collect();
+    let src = models().join("resnet-fmnist.onnx");
+    let work = scratch("sweep");
+    std::fs::create_dir_all(&work).unwrap();
+    let spec = SweepSpec {
+        model: &src,
+        prune: opts(0.0, Scope::Lamp, false),
+        precision: edgefit_engine::Precision::Int8,
+        calib: &calib,
+        test: &test,
+        work_dir: &work,
+    };
+    let dense = sweep_point(&spec, 0.0, &mut |_, _, _| {}).unwrap();
+    let half = sweep_point(&spec, 0.5, &mut |_, _, _| {}).unwrap();
+    assert_eq!(dense.sparsity_achieved, 0.0);
+    assert!((half.sparsity_achieved - 0.5).abs() < 1e-4);
+    assert_eq!(half.nonzero_weights * 2, dense.nonzero_weights);
+    assert!((dense.accuracy_f32_tract - accuracy(&src, 300)).abs() < 1e-9);
+    for p in [&dense, &half] {
+        assert!(p.agreement_plan_f32 > 0.97, "{p:?}");
+        assert_eq!(p.arena_bytes, dense.arena_bytes);
+    }
+}

@@ -69,3 +69,37 @@ fn bad_requests_fail_cleanly_and_write_nothing() {
         assert!(left.is_empty(), "files left in {}: {left:?}", dir.display());
     }
 }
+
+#[test]
+fn sweep_writes_csv_and_refuses_bad_requests() {
+    let dir = out_dir("sweep");
+    let csv = dir.join("vgg.csv");
+    let src = model("vgg-fmnist.onnx");
+    let src = src.to_str().unwrap();
+    let o = edgefit(&[
+        "sweep",
+        src,
+        "--sparsity",
+        "0,0.5",
+        "--precision",
+        "f32",
+        "--limit",
+        "100",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("sparsity_requested,"), "{text}");
+    assert!(lines[2].starts_with("0.5,0.5"), "{text}");
+    assert_fails_with(
+        &edgefit(&["sweep", src, "--sparsity", "0,1.5"]),
+        &["sparsity 1.5 is outside [0, 1)"],
+    );
+    assert_fails_with(
+        &edgefit(&["sweep", src, "--out", dir.join("x.txt").to_str().unwrap()]),
+        &["use a .csv or .json"],
+    );
+}

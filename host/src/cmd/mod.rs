@@ -10,6 +10,7 @@ mod inspect;
 mod progress;
 mod prune;
 mod speed;
+mod sweep;
 
 use clap::Subcommand;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Bench(bench::BenchCmd),
     /// Prune a model's conv and dense weights and write the pruned ONNX model
     Prune(prune::PruneCmd),
+    /// Accuracy against sparsity: prune, compile and evaluate at each sparsity
+    Sweep(sweep::SweepCmd),
     /// Program a board's firmware (an ELF) over SWD/JTAG with a debug probe (probe-rs), then reset and run it
     FlashFirmware(flash_firmware::FlashFirmwareCmd),
 }
@@ -43,6 +46,7 @@ impl Command {
             Command::Flash(c) => c.run(),
             Command::Bench(c) => c.run(),
             Command::Prune(c) => c.run(),
+            Command::Sweep(c) => c.run(),
             Command::FlashFirmware(c) => c.run(),
         }
     }

@@ -7,13 +7,13 @@ use edgefit::inspect::inspect_onnx;
 use edgefit::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, Scope};
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Method {
+pub(super) enum Method {
     /// Unstructured: the smallest-magnitude weights of conv and dense layers become zero
     Magnitude,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum ScopeArg {
+pub(super) enum ScopeArg {
     /// The same fraction of every layer
     Layer,
     /// One magnitude threshold over all layers
@@ -23,7 +23,7 @@ enum ScopeArg {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Exclude {
+pub(super) enum Exclude {
     /// The first conv/dense layer
     First,
     /// The last conv/dense layer
@@ -53,19 +53,28 @@ pub struct PruneCmd {
     json: bool,
 }
 
+/// The library's options from the command-line choices.
+pub(super) fn magnitude_options(
+    sparsity: f64,
+    scope: ScopeArg,
+    exclude: &[Exclude],
+) -> MagnitudeOptions {
+    MagnitudeOptions {
+        sparsity,
+        scope: match scope {
+            ScopeArg::Layer => Scope::Layer,
+            ScopeArg::Global => Scope::Global,
+            ScopeArg::Lamp => Scope::Lamp,
+        },
+        exclude_first: exclude.contains(&Exclude::First),
+        exclude_last: exclude.contains(&Exclude::Last),
+    }
+}
+
 impl PruneCmd {
     pub fn run(self) -> anyhow::Result<()> {
         let Method::Magnitude = self.method;
-        let opts = MagnitudeOptions {
-            sparsity: self.sparsity,
-            scope: match self.scope {
-                ScopeArg::Layer => Scope::Layer,
-                ScopeArg::Global => Scope::Global,
-                ScopeArg::Lamp => Scope::Lamp,
-            },
-            exclude_first: self.exclude.contains(&Exclude::First),
-            exclude_last: self.exclude.contains(&Exclude::Last),
-        };
+        let opts = magnitude_options(self.sparsity, self.scope, &self.exclude);
         let what = || format!("prune {}", self.model.display());
         // The model must import before anything is written: the same checks
         // as `inspect` (supported ops, static shapes).

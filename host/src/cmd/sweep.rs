@@ -1,0 +1,136 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use edgefit::compile::precision_name;
+use edgefit::data::{bundled_data_dir, load_idx_dataset};
+use edgefit::sweep::{render_csv, sweep_point, SweepSpec};
+
+use super::compile::PrecisionArg;
+use super::progress;
+use super::prune::{magnitude_options, Exclude, Method, ScopeArg};
+
+#[derive(Args)]
+pub struct SweepCmd {
+    /// ONNX model with its weights
+    #[arg(value_name = "MODEL.onnx")]
+    model: PathBuf,
+    /// Sparsities to try, each in [0, 1)
+    #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,0.7,0.9")]
+    sparsity: Vec<f64>,
+    #[arg(long, value_enum, default_value = "magnitude")]
+    method: Method,
+    #[arg(long, value_enum, default_value = "layer")]
+    scope: ScopeArg,
+    /// Layers to leave alone
+    #[arg(long, value_enum, value_delimiter = ',')]
+    exclude: Vec<Exclude>,
+    /// Precision of the compiled plans
+    #[arg(long, value_enum, default_value = "int8")]
+    precision: PrecisionArg,
+    /// Folder with the test split and (for int8) the calibration subset (default: the bundled data)
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Evaluate only the first N test images
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Calibration images for int8
+    #[arg(long, default_value_t = 500)]
+    calib_samples: usize,
+    /// Write the results to a .csv or .json file
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Print the results as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl SweepCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let Method::Magnitude = self.method;
+        if let Some(bad) = self.sparsity.iter().find(|s| !(0.0..1.0).contains(*s)) {
+            bail!("sparsity {bad} is outside [0, 1)");
+        }
+        let out_kind = match &self.out {
+            None => None,
+            Some(path) => match path.extension().and_then(|e| e.to_str()) {
+                Some(e @ ("csv" | "json")) => Some(e.to_owned()),
+                _ => bail!("--out {}: use a .csv or .json file name", path.display()),
+            },
+        };
+        let dir = self.data.clone().unwrap_or_else(bundled_data_dir);
+        let mut test = load_idx_dataset(&dir, "t10k").context("test data")?;
+        if let Some(n) = self.limit {
+            test.truncate(n);
+        }
+        let precision = self.precision.precision();
+        let calib: Vec<Vec<f32>> = if precision == edgefit_engine::Precision::Int8 {
+            let mut c = load_idx_dataset(&dir, "calib").context("calibration data")?;
+            c.truncate(self.calib_samples.max(1));
+            (0..c.len()).map(|i| c.image_f32(i)).collect()
+        } else {
+            Vec::new()
+        };
+        let work = std::env::temp_dir().join(format!("edgefit-sweep-{}", std::process::id()));
+        std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+        let spec = SweepSpec {
+            model: &self.model,
+            prune: magnitude_options(0.0, self.scope, &self.exclude),
+            precision,
+            calib: &calib,
+            test: &test,
+            work_dir: &work,
+        };
+        let bar = progress::bar("sweep");
+        let mut points = Vec::new();
+        for &s in &self.sparsity {
+            let mut cb = |stage: &str, done: usize, total: usize| {
+                bar.set_prefix(format!("{s} {stage}"));
+                progress::callback(&bar)(done, total);
+            };
+            let p = sweep_point(&spec, s, &mut cb);
+            points.push(
+                p.with_context(|| format!("sweep {} at sparsity {s}", self.model.display()))?,
+            );
+        }
+        bar.finish_and_clear();
+        let _ = std::fs::remove_dir_all(&work);
+
+        if let (Some(path), Some(kind)) = (&self.out, out_kind) {
+            let text = if kind == "csv" {
+                render_csv(&points)
+            } else {
+                serde_json::to_string_pretty(&points)?
+            };
+            std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+        }
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&points)?);
+            return Ok(());
+        }
+        println!(
+            "{} on {} test images, {} plans (all figures measured)",
+            self.model.display(),
+            test.len(),
+            precision_name(precision)
+        );
+        println!(
+            "{:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>11}",
+            "sparsity", "achieved", "non-zero", "f32 tract", "plan", "agreement", "plan bytes"
+        );
+        for p in &points {
+            println!(
+                "{:>8} {:>8.1}% {:>10} {:>9.2}% {:>9.2}% {:>9.2}% {:>11}",
+                p.sparsity_requested,
+                100.0 * p.sparsity_achieved,
+                p.nonzero_weights,
+                100.0 * p.accuracy_f32_tract,
+                100.0 * p.accuracy_plan,
+                100.0 * p.agreement_plan_f32,
+                p.plan_bytes
+            );
+        }
+        println!("(plans store weights dense: their size does not fall with sparsity yet)");
+        Ok(())
+    }
+}

@@ -1,0 +1,203 @@
+//! Accuracy against sparsity: prune a model at each sparsity, compile the
+//! pruned model at one precision, and evaluate the plan (and the pruned f32
+//! model on tract) on the test images.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::compile::{compile_with, CompileError, CompileOptions};
+use crate::data::Dataset;
+use crate::evaluate::evaluate;
+use crate::import::{import_onnx, ImportError, ImportOptions};
+use crate::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, PruneError};
+use crate::quant::calibrate::CalibrationMethod;
+use crate::quant::calibrate_graph;
+use crate::reference::{ReferenceError, TractReference};
+use crate::runner::{PlanRunner, RunError, Runner};
+use edgefit_engine::Precision;
+
+/// What can go wrong at one sparsity.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Prune(#[from] PruneError),
+    #[error("import {path}: {source}")]
+    Import { path: PathBuf, source: ImportError },
+    #[error("calibrate {path}: {source}")]
+    Calibrate {
+        path: PathBuf,
+        source: ReferenceError,
+    },
+    #[error("compile {path}: {source}")]
+    Compile { path: PathBuf, source: CompileError },
+    #[error("run {path} on tract: {source}")]
+    Tract {
+        path: PathBuf,
+        source: ReferenceError,
+    },
+    #[error("run {path} ({what}): {source}")]
+    Run {
+        path: PathBuf,
+        what: &'static str,
+        source: RunError,
+    },
+}
+
+/// One sparsity of a sweep; every figure measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepPoint {
+    pub sparsity_requested: f64,
+    /// Zero weights over the pruned layers' weights.
+    pub sparsity_achieved: f64,
+    /// Non-zero conv and dense weights.
+    pub nonzero_weights: usize,
+    /// Top-1 accuracy of the pruned model in f32 on tract.
+    pub accuracy_f32_tract: f64,
+    /// Top-1 accuracy of the compiled plan on the edgefit engine.
+    pub accuracy_plan: f64,
+    /// Share of images where the plan predicts what the pruned f32 model does.
+    pub agreement_plan_f32: f64,
+    pub plan_bytes: usize,
+    pub arena_bytes: usize,
+}
+
+/// What to sweep.
+pub struct SweepSpec<'a> {
+    pub model: &'a Path,
+    /// Pruning options; `sparsity` is set per point.
+    pub prune: MagnitudeOptions,
+    pub precision: Precision,
+    /// Calibration images (pixel/255) for int8; ignored otherwise.
+    pub calib: &'a [Vec<f32>],
+    pub test: &'a Dataset,
+    /// Folder for the pruned models (kept: each is a valid ONNX file).
+    pub work_dir: &'a Path,
+}
+
+/// Progress of [`sweep_point`]: which stage, done and total images.
+pub type Progress<'p> = &'p mut dyn FnMut(&str, usize, usize);
+
+/// Prunes, compiles and evaluates one sparsity.
+pub fn sweep_point(
+    spec: &SweepSpec<'_>,
+    sparsity: f64,
+    progress: Progress<'_>,
+) -> Result<SweepPoint, SweepError> {
+    let mut model = load_model(spec.model)?;
+    let mut opts = spec.prune.clone();
+    opts.sparsity = sparsity;
+    let report = prune_magnitude(&mut model, &opts)?;
+    let stem = spec
+        .model
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    let pruned: PathBuf = spec.work_dir.join(format!("{stem}-s{sparsity}.onnx"));
+    save_model(&model, &pruned)?;
+
+    let path = || pruned.clone();
+    let imported =
+        import_onnx(&pruned, &ImportOptions::default()).map_err(|source| SweepError::Import {
+            path: path(),
+            source,
+        })?;
+    let graph = &imported.graph;
+    let ranges = if spec.precision == Precision::Int8 {
+        let mut cb = |d, t| progress("calibrate", d, t);
+        Some(
+            calibrate_graph(
+                &pruned,
+                graph,
+                spec.calib,
+                CalibrationMethod::MinMax,
+                &mut cb,
+            )
+            .map_err(|source| SweepError::Calibrate {
+                path: path(),
+                source,
+            })?,
+        )
+    } else {
+        None
+    };
+    let plan = compile_with(
+        graph,
+        spec.precision,
+        ranges.as_deref(),
+        0,
+        CompileOptions::default(),
+    )
+    .map_err(|source| SweepError::Compile {
+        path: path(),
+        source,
+    })?;
+
+    let shape = [1, 1, spec.test.rows, spec.test.cols];
+    let tract_err = |source| SweepError::Tract {
+        path: path(),
+        source,
+    };
+    let run_err = |what| {
+        move |source| SweepError::Run {
+            path: path(),
+            what,
+            source,
+        }
+    };
+    let mut tract = Runner::Tract(TractReference::load(&pruned, &shape, &[]).map_err(tract_err)?);
+    let name = pruned.display().to_string();
+    let mut cb = |d, t| progress("f32 (tract)", d, t);
+    let base = evaluate(
+        &mut tract,
+        "tract f32".into(),
+        name.clone(),
+        spec.test,
+        &mut cb,
+    )
+    .map_err(run_err("tract f32"))?;
+    let mut runner = Runner::Plan(Box::new(
+        PlanRunner::new(&plan.bytes).map_err(run_err("load the plan"))?,
+    ));
+    let mut cb = |d, t| progress("plan", d, t);
+    let eval = evaluate(
+        &mut runner,
+        "edgefit-engine".into(),
+        name,
+        spec.test,
+        &mut cb,
+    )
+    .map_err(run_err("the plan"))?;
+
+    let (_, zeros) = report.zeros();
+    Ok(SweepPoint {
+        sparsity_requested: sparsity,
+        sparsity_achieved: report.pruned_sparsity(),
+        nonzero_weights: report.weights() - zeros,
+        accuracy_f32_tract: base.accuracy,
+        accuracy_plan: eval.accuracy,
+        agreement_plan_f32: crate::evaluate::agreement(&eval.predictions, &base.predictions),
+        plan_bytes: plan.summary.plan_bytes,
+        arena_bytes: plan.summary.arena_bytes,
+    })
+}
+
+/// The sweep as CSV (one header line, one line per point).
+pub fn render_csv(points: &[SweepPoint]) -> String {
+    let mut s = String::from(
+        "sparsity_requested,sparsity_achieved,nonzero_weights,accuracy_f32_tract,accuracy_plan,agreement_plan_f32,plan_bytes,arena_bytes\n",
+    );
+    for p in points {
+        s.push_str(&format!(
+            "{},{:.6},{},{:.6},{:.6},{:.6},{},{}\n",
+            p.sparsity_requested,
+            p.sparsity_achieved,
+            p.nonzero_weights,
+            p.accuracy_f32_tract,
+            p.accuracy_plan,
+            p.agreement_plan_f32,
+            p.plan_bytes,
+            p.arena_bytes
+        ));
+    }
+    s
+}
