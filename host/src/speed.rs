@@ -9,7 +9,7 @@ use std::time::Instant;
 use edgefit_engine::Precision;
 use serde::Serialize;
 
-use crate::compile::{compile, precision_name, CompileError};
+use crate::compile::{compile_with, precision_name, CompileError, CompileOptions};
 use crate::import::ImportedModel;
 use crate::quant::calibrate::CalibrationMethod;
 use crate::quant::{calibrate_graph, synthetic_samples};
@@ -22,6 +22,10 @@ pub const SPEED_SCHEMA: &str = "edgefit.speed.v1";
 pub struct SpeedRow {
     pub engine: String,
     pub precision: &'static str,
+    /// How the plan stores and runs its weights: "dense", or for int8 plans
+    /// of pruned models "sparse, decoded to scratch" (SIMD kernels) and
+    /// "sparse, zero-skipping" (no scratch, as on a microcontroller).
+    pub weights: &'static str,
     pub runs: usize,
     pub median_ms: f64,
     pub p90_ms: f64,
@@ -77,11 +81,14 @@ fn cpu_name() -> String {
 
 /// Times tract f32 and the engine at each precision on one seeded random input.
 /// int8 plans are calibrated on a few synthetic inputs: this measures speed only.
+/// With `sparse_variants`, int8 is timed three ways: dense weights, sparse
+/// weights decoded into scratch, sparse weights on the zero-skipping kernels.
 pub fn measure_speed(
     path: &Path,
     model: &ImportedModel,
     precisions: &[Precision],
     runs: usize,
+    sparse_variants: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<SpeedReport, SpeedError> {
     let g = &model.graph;
@@ -97,6 +104,7 @@ pub fn measure_speed(
         runs,
         median_ms: t_med,
         p90_ms: t_p90,
+        weights: "dense",
         speedup_vs_tract: 1.0,
     }];
     for &p in precisions {
@@ -113,17 +121,39 @@ pub fn measure_speed(
         } else {
             None
         };
-        let plan = compile(g, p, ranges.as_deref(), 0)?;
-        let mut runner = Runner::Plan(Box::new(PlanRunner::new(&plan.bytes)?));
-        let (med, p90) = time_runs(&mut runner, &input, runs)?;
-        rows.push(SpeedRow {
-            engine: "edgefit-engine".into(),
-            precision: precision_name(p),
-            runs,
-            median_ms: med,
-            p90_ms: p90,
-            speedup_vs_tract: t_med / med,
-        });
+        let variants: &[(&'static str, bool, bool)] = if p == Precision::Int8 && sparse_variants {
+            &[
+                ("dense", false, true),
+                ("sparse, decoded to scratch", true, true),
+                ("sparse, zero-skipping", true, false),
+            ]
+        } else {
+            &[("default", true, true)]
+        };
+        for &(label, sparse_weights, scratch) in variants {
+            let options = CompileOptions {
+                sparse_weights,
+                scratch,
+                ..CompileOptions::default()
+            };
+            let plan = compile_with(g, p, ranges.as_deref(), 0, options)?;
+            let weights = match (label, plan.summary.sparse_tensors) {
+                ("default", 0) => "dense",
+                ("default", _) => "sparse, decoded to scratch",
+                _ => label,
+            };
+            let mut runner = Runner::Plan(Box::new(PlanRunner::new(&plan.bytes)?));
+            let (med, p90) = time_runs(&mut runner, &input, runs)?;
+            rows.push(SpeedRow {
+                engine: "edgefit-engine".into(),
+                precision: precision_name(p),
+                weights,
+                runs,
+                median_ms: med,
+                p90_ms: p90,
+                speedup_vs_tract: t_med / med,
+            });
+        }
     }
     Ok(SpeedReport {
         schema: SPEED_SCHEMA,

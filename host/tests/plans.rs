@@ -136,6 +136,7 @@ fn mlperf_resnet8_arena() {
     let mcu = |fuse| CompileOptions {
         fuse_residuals: fuse,
         scratch: false,
+        ..CompileOptions::default()
     };
     let unfused =
         compile_with(&model.graph, Precision::Int8, Some(&ranges), 1, mcu(false)).unwrap();

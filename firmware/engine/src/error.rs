@@ -136,6 +136,12 @@ pub enum PlanError {
         op: u32,
         what: &'static str,
     },
+    /// A sparse (`BitmapRows`) weight tensor is malformed or used where
+    /// only dense tensors are allowed.
+    BadSparse {
+        tensor: u32,
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for PlanError {
@@ -256,6 +262,9 @@ impl fmt::Display for PlanError {
                 "op {op}: output tensor {output} overlaps input tensor {input} in the arena"
             ),
             Unsupported { op, what } => write!(f, "op {op}: unsupported {what}"),
+            BadSparse { tensor, reason } => {
+                write!(f, "tensor {tensor}: bad sparse weights: {reason}")
+            }
         }
     }
 }

@@ -9,10 +9,10 @@
 use core::ops::Range;
 
 use crate::error::ExecError;
-use crate::format::{Activation, OpDesc, OpKind, Precision, TensorDesc, NONE};
+use crate::format::{Activation, Encoding, OpDesc, OpKind, Precision, TensorDesc, NONE};
 use crate::kernels::{
-    add, conv, dense, pool, softmax, FloatAct, FuseI8, Geom, I32s, KernelPath, Kx, Out8, OutF,
-    QuantParams, Residual, ShapeError, F16W, F32W,
+    add, conv, dense, pool, scratch, softmax, sparse, FloatAct, FuseI8, Geom, I32s, KernelPath, Kx,
+    Out8, OutF, QuantParams, Residual, ShapeError, F16W, F32W,
 };
 use crate::plan::Plan;
 
@@ -317,9 +317,15 @@ impl<'a> OpCx<'_, 'a> {
         kx: &mut Kx<'_>,
     ) -> Option<()> {
         let g = self.geom();
+        let wt = self.tensor(self.op.weights)?;
         // Validated: rank 3 is depthwise, rank 4 regular.
-        let depthwise = self.tensor(self.op.weights)?.rank == 3;
-        let w = self.weights(self.op.weights)?;
+        let depthwise = wt.rank == 3;
+        let sparse = wt.encoding == Encoding::BitmapRows;
+        let w = if sparse {
+            &[][..]
+        } else {
+            self.weights(self.op.weights)?
+        };
         let bias = self.bias()?;
         let act = self.float_act();
         let float_out = OutF {
@@ -351,6 +357,9 @@ impl<'a> OpCx<'_, 'a> {
                     None => None,
                 };
                 let o = Out8 { q: &q, fuse };
+                if sparse {
+                    return self.conv_sparse_i8(&g, &wt, x, bias.map(I32s), &o, out, kx);
+                }
                 conv::conv2d_i8_ex(&g, depthwise, x, w, bias.map(I32s), &o, out, kx)
             }
             Precision::F32 => {
@@ -362,9 +371,48 @@ impl<'a> OpCx<'_, 'a> {
         })
     }
 
+    /// A regular int8 conv over sparse weights: decoded into the scratch
+    /// and run by the dense kernels (SIMD) when the scratch holds them,
+    /// else the zero-skipping kernel, which needs none. Same bytes either
+    /// way.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_sparse_i8(
+        &self,
+        g: &Geom,
+        wt: &TensorDesc,
+        x: &[u8],
+        bias: Option<I32s<'_>>,
+        o: &Out8<'_, '_>,
+        out: &mut [u8],
+        kx: &mut Kx<'_>,
+    ) -> Option<()> {
+        let w = self.plan.sparse_weights(wt).ok()?;
+        let decoded = scratch::sparse_decoded(g);
+        if kx.simd && kx.scratch_len() >= decoded {
+            let (dense_w, rest) = core::mem::take(&mut kx.scratch).split_at_mut(decoded);
+            w.decode_into(dense_w).ok()?;
+            let mut inner = Kx {
+                simd: kx.simd,
+                use_scratch: kx.use_scratch,
+                scratch: rest,
+            };
+            return ok(conv::conv2d_i8_ex(
+                g, false, x, dense_w, bias, o, out, &mut inner,
+            ));
+        }
+        ok(sparse::conv2d_i8(g, x, &w, bias, o, out))
+    }
+
     fn dense(&self, x: &[u8], out: &mut [u8], kx: &mut Kx<'_>) -> Option<()> {
-        let w = self.weights(self.op.weights)?;
+        let wt = self.tensor(self.op.weights)?;
         let bias = self.bias()?;
+        if wt.encoding == Encoding::BitmapRows {
+            let w = self.plan.sparse_weights(&wt).ok()?;
+            let q = self.quant(out.len())?;
+            let o = Out8 { q: &q, fuse: None };
+            return ok(sparse::dense_i8(x, &w, bias.map(I32s), &o, out));
+        }
+        let w = self.weights(self.op.weights)?;
         ok(match self.plan.precision() {
             Precision::Int8 => {
                 let q = self.quant(out.len())?;

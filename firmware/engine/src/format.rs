@@ -99,6 +99,29 @@ impl Location {
     }
 }
 
+/// How a weight tensor's bytes are laid out (tensor record byte 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Encoding {
+    /// `product(dims)` elements, row-major.
+    #[default]
+    Dense = 0,
+    /// int8 weights of a regular Conv2d or a Dense op, bitmap plus the
+    /// non-zero values ([`crate::kernels::sparse::BitmapRows`]); `length` is
+    /// the encoded size. Written when it is smaller than dense.
+    BitmapRows = 1,
+}
+
+impl Encoding {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Dense),
+            1 => Some(Self::BitmapRows),
+            _ => None,
+        }
+    }
+}
+
 /// Numeric scheme of a whole plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -361,9 +384,11 @@ pub struct TensorDesc {
     /// Activations: NHWC with N = 1.
     pub dims: [u32; MAX_RANK],
     pub location: Location,
+    /// Dense, or a compressed weight layout.
+    pub encoding: Encoding,
     /// Arena offset, or offset inside the weight blob.
     pub offset: u32,
-    /// Byte length; equals product(dims) * dtype size.
+    /// Byte length; equals product(dims) * dtype size when dense.
     pub length: u32,
     pub quant: Quant,
 }
@@ -404,7 +429,12 @@ impl TensorDesc {
             index,
             value: r[2],
         })?;
-        if r[3] != 0 || r[36..40] != [0; 4] {
+        let encoding = Encoding::from_u8(r[3]).ok_or(PlanError::BadEnum {
+            what: "tensor encoding",
+            index,
+            value: r[3],
+        })?;
+        if r[36..40] != [0; 4] {
             return Err(PlanError::ReservedNotZero {
                 record: "tensor",
                 index,
@@ -416,6 +446,7 @@ impl TensorDesc {
             rank: r[1],
             dims: [u(4), u(8), u(12), u(16)],
             location,
+            encoding,
             offset: u(20),
             length: u(24),
             quant: Quant {
@@ -430,6 +461,7 @@ impl TensorDesc {
         r[0] = self.dtype as u8;
         r[1] = self.rank;
         r[2] = self.location as u8;
+        r[3] = self.encoding as u8;
         let mut put = |at: usize, v: u32| r[at..at + 4].copy_from_slice(&v.to_le_bytes());
         for (i, d) in self.dims.iter().enumerate() {
             put(4 + 4 * i, *d);

@@ -41,8 +41,8 @@ pub mod writer;
 pub use error::{ExecError, PlanError};
 pub use exec::Engine;
 pub use format::{
-    Activation, AddParams, DType, Header, Location, OpDesc, OpKind, Precision, Quant, TensorDesc,
-    FORMAT_VERSION, MAGIC, NONE,
+    Activation, AddParams, DType, Encoding, Header, Location, OpDesc, OpKind, Precision, Quant,
+    TensorDesc, FORMAT_VERSION, MAGIC, NONE,
 };
 pub use kernels::{requant, KernelPath};
 pub use plan::Plan;

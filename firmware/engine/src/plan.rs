@@ -3,9 +3,10 @@
 
 use crate::error::PlanError;
 use crate::format::{
-    DType, Header, Location, OpDesc, Precision, TensorDesc, HEADER_SIZE, MAX_RANK, OP_RECORD_SIZE,
-    SECTION_ALIGN, TENSOR_RECORD_SIZE,
+    DType, Encoding, Header, Location, OpDesc, Precision, TensorDesc, HEADER_SIZE, MAX_RANK,
+    OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE,
 };
+use crate::kernels::sparse::{BadSparse, BitmapRows};
 use crate::kernels::I32s;
 
 mod ops;
@@ -228,6 +229,15 @@ impl<'a> Plan<'a> {
         self.weights.get(t.range())
     }
 
+    /// A `BitmapRows` weight tensor's parts (sizes checked, content not:
+    /// [`Plan::parse`] validated that).
+    pub fn sparse_weights(&self, t: &TensorDesc) -> Result<BitmapRows<'a>, BadSparse> {
+        let bytes = self.weight_bytes(t).ok_or("not in the weight blob")?;
+        let rows = t.dims[0] as usize;
+        let k = t.elements().unwrap_or(0) as usize / rows.max(1);
+        BitmapRows::view(bytes, rows, k)
+    }
+
     /// `count` little-endian i32 values at blob offset `offset`.
     pub fn i32_array(&self, offset: u32, count: usize) -> Option<I32s<'a>> {
         let start = offset as usize;
@@ -239,7 +249,13 @@ impl<'a> Plan<'a> {
         let arena = self.header.arena_size as u64;
         let blob = self.weights.len() as u64;
         for i in 0..self.header.tensor_count {
-            validate_tensor(&self.tensor(i)?, i, arena, blob)?;
+            let t = self.tensor(i)?;
+            validate_tensor(&t, i, arena, blob)?;
+            if t.encoding == Encoding::BitmapRows {
+                self.sparse_weights(&t)
+                    .and_then(|w| w.validate())
+                    .map_err(|reason| PlanError::BadSparse { tensor: i, reason })?;
+            }
         }
         let act = self.precision.activation_dtype();
         for index in [self.header.input, self.header.output] {
@@ -317,10 +333,33 @@ fn validate_tensor(t: &TensorDesc, i: u32, arena: u64, blob: u64) -> Result<(), 
             });
         }
     }
-    let expected = t
+    let dense = t
         .elements()
         .and_then(|e| e.checked_mul(t.dtype.size() as u64))
         .unwrap_or(u64::MAX);
+    let expected = match t.encoding {
+        Encoding::Dense => dense,
+        Encoding::BitmapRows => {
+            let bad = |reason| PlanError::BadSparse { tensor: i, reason };
+            if t.dtype != DType::I8 || t.location != Location::Weights {
+                return Err(bad("only int8 weights in the weight blob can be sparse"));
+            }
+            if rank != 2 && rank != 4 {
+                return Err(bad(
+                    "only rank-2 (dense) and rank-4 (conv) weights can be sparse",
+                ));
+            }
+            // The exact size depends on the content, checked later; here
+            // the bounds: the bitmap, then at most every element.
+            let rows = t.dims[0] as u64;
+            let k = dense / rows.max(1);
+            let head = rows * k.div_ceil(8);
+            if (t.length as u64) < head || t.length as u64 > head + dense {
+                return Err(bad("length outside its bitmap plus at most every element"));
+            }
+            t.length as u64
+        }
+    };
     if expected != t.length as u64 {
         return Err(PlanError::TensorLengthMismatch {
             tensor: i,

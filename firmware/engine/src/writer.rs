@@ -20,8 +20,9 @@
 //! exactly the error a device would report.
 
 use crate::format::{
-    DType, Header, Location, OpDesc, OpKind, Precision, Quant, TensorDesc, FORMAT_VERSION,
-    HEADER_SIZE, MAX_RANK, MAX_SCRATCH_BYTES, OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE,
+    DType, Encoding, Header, Location, OpDesc, OpKind, Precision, Quant, TensorDesc,
+    FORMAT_VERSION, HEADER_SIZE, MAX_RANK, MAX_SCRATCH_BYTES, OP_RECORD_SIZE, SECTION_ALIGN,
+    TENSOR_RECORD_SIZE,
 };
 use crate::kernels::{scratch, Geom};
 use crate::plan::{crc32, Plan};
@@ -128,7 +129,11 @@ impl PlanBuilder {
             match op.kind {
                 OpKind::Conv2d => {
                     let g = Geom::of_op(op, &x.dims, &y.dims);
-                    scratch::conv(self.precision, &g, w.rank == 3)
+                    if w.encoding == Encoding::BitmapRows {
+                        scratch::conv_sparse_i8(&g)
+                    } else {
+                        scratch::conv(self.precision, &g, w.rank == 3)
+                    }
                 }
                 OpKind::Dense => {
                     let n = |d: &TensorDesc| d.elements().unwrap_or(0) as usize;
@@ -169,6 +174,7 @@ impl PlanBuilder {
             rank,
             dims: d,
             location: Location::Arena,
+            encoding: Encoding::Dense,
             offset: arena_offset,
             length: u32_sat(elements.saturating_mul(dtype.size())),
             quant,
@@ -185,6 +191,7 @@ impl PlanBuilder {
             rank,
             dims: d,
             location: Location::Weights,
+            encoding: Encoding::Dense,
             offset,
             length: u32_sat(bytes.len()),
             quant,
@@ -195,6 +202,36 @@ impl PlanBuilder {
     pub fn add_weights_i8(&mut self, dims: &[u32], values: &[i8]) -> u32 {
         let bytes: Vec<u8> = values.iter().map(|&v| v as u8).collect();
         self.add_weights(DType::I8, dims, &bytes, Quant::NONE)
+    }
+
+    /// int8 weights of a regular Conv2d (OHWI) or a Dense op (`[out, in]`),
+    /// stored as [`BitmapRows`](crate::kernels::sparse::BitmapRows) when
+    /// that is smaller than dense, else dense. Returns the index and
+    /// whether the sparse encoding was chosen.
+    pub fn add_weights_i8_compact(&mut self, dims: &[u32], values: &[i8]) -> (u32, bool) {
+        use crate::kernels::sparse::BitmapRows;
+        let rows = dims.first().map_or(0, |&d| d as usize);
+        let k = dims.iter().skip(1).map(|&d| d as usize).product::<usize>();
+        let encoded = (dims.len() >= 2)
+            .then(|| BitmapRows::encode(values, rows, k))
+            .flatten()
+            .filter(|e| e.len() < values.len());
+        let Some(bytes) = encoded else {
+            return (self.add_weights_i8(dims, values), false);
+        };
+        let (rank, d) = dims4(dims);
+        let offset = self.push_blob(&bytes);
+        let index = self.push_tensor(TensorDesc {
+            dtype: DType::I8,
+            rank,
+            dims: d,
+            location: Location::Weights,
+            encoding: Encoding::BitmapRows,
+            offset,
+            length: u32_sat(bytes.len()),
+            quant: Quant::NONE,
+        });
+        (index, true)
     }
 
     pub fn add_weights_f32(&mut self, dims: &[u32], values: &[f32]) -> u32 {

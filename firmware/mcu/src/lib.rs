@@ -58,7 +58,8 @@
 //!   8 BadEnum, 9 BadSection, 10 BadRank, 11 BadDims, 12 TensorLengthMismatch,
 //!   13 TensorOutOfBounds, 14 TensorMisaligned, 15 BadZeroPoint,
 //!   16 TensorIndex, 17 WrongDType, 18 WrongLocation, 19 Shape,
-//!   20 ShapeMismatch, 21 BadParam, 22 BadArray, 23 Overlap, 24 Unsupported.
+//!   20 ShapeMismatch, 21 BadParam, 22 BadArray, 23 Overlap, 24 Unsupported,
+//!   25 BadSparse.
 //! * `Storage`: [`storage_detail`] (flash error kind, read-back failures).
 //! * `Internal`: [`internal_detail`].
 //!

@@ -210,7 +210,7 @@ fn storage<E: NorFlashError>(e: E) -> Reject {
 
 /// The number sent as `BadPlan`'s detail: 1 + the [`PlanError`] variant's
 /// position in its declaration (`Truncated` = 1, `BadMagic` = 2,
-/// `UnsupportedVersion` = 3, ..., `Unsupported` = 25); see the table in the
+/// `UnsupportedVersion` = 3, ..., `Unsupported` = 24, `BadSparse` = 25); see the table in the
 /// crate docs.
 pub fn plan_error_code(e: &PlanError) -> u32 {
     match e {
@@ -238,6 +238,7 @@ pub fn plan_error_code(e: &PlanError) -> u32 {
         PlanError::BadArray { .. } => 22,
         PlanError::Overlap { .. } => 23,
         PlanError::Unsupported { .. } => 24,
+        PlanError::BadSparse { .. } => 25,
     }
 }
 

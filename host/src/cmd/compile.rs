@@ -65,6 +65,10 @@ pub struct CompileCmd {
     /// microcontrollers), identical results, slower on the host
     #[arg(long)]
     no_scratch: bool,
+    /// Store every weight tensor dense, even where a bitmap-sparse encoding of
+    /// a pruned layer would be smaller (the results are the same bytes)
+    #[arg(long)]
+    dense_weights: bool,
     /// Output plan file
     #[arg(short, long, value_name = "VARIANT.efp")]
     output: PathBuf,
@@ -142,6 +146,7 @@ impl CompileCmd {
         let options = CompileOptions {
             fuse_residuals: !self.no_fuse,
             scratch: !self.no_scratch,
+            sparse_weights: !self.dense_weights,
         };
         let plan = compile_with(
             graph,
@@ -165,6 +170,12 @@ impl CompileCmd {
             bytes(s.scratch_bytes),
             s.ops
         );
+        if s.sparse_tensors > 0 {
+            println!(
+                "{} of {} weight tensors stored sparse (bitmap + non-zero values; --dense-weights to keep them dense)",
+                s.sparse_tensors, s.weight_tensors
+            );
+        }
         for note in &s.notes {
             println!("note: {note}");
         }

@@ -22,6 +22,10 @@ pub struct SpeedCmd {
     /// Override the input shape, e.g. 1,3,224,224
     #[arg(long, value_name = "N,C,H,W", value_delimiter = ',', num_args = 1)]
     input_shape: Option<Vec<usize>>,
+    /// Time int8 three ways for a pruned model: dense weights, sparse weights
+    /// decoded to scratch (SIMD kernels), sparse zero-skipping kernels (no scratch)
+    #[arg(long)]
+    sparse_variants: bool,
     /// Print JSON (schema edgefit.speed.v1)
     #[arg(long)]
     json: bool,
@@ -38,9 +42,14 @@ impl SpeedCmd {
         .with_context(|| format!("speed {}", self.model.display()))?;
         let precisions: Vec<Precision> = self.precisions.iter().map(|p| p.precision()).collect();
         let runs = self.runs.max(1);
-        let report = measure_speed(&self.model, &model, &precisions, runs, &mut |what| {
-            eprintln!("timing {what}...")
-        })
+        let report = measure_speed(
+            &self.model,
+            &model,
+            &precisions,
+            runs,
+            self.sparse_variants,
+            &mut |what| eprintln!("timing {what}..."),
+        )
         .with_context(|| format!("speed {}", self.model.display()))?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -53,6 +62,7 @@ impl SpeedCmd {
         let mut t = Table::new(&[
             "engine",
             "precision",
+            "weights",
             "runs",
             "median ms",
             "p90 ms",
@@ -62,6 +72,7 @@ impl SpeedCmd {
             t.row(vec![
                 r.engine.clone(),
                 r.precision.to_owned(),
+                r.weights.to_owned(),
                 r.runs.to_string(),
                 format!("{:.2}", r.median_ms),
                 format!("{:.2}", r.p90_ms),

@@ -46,6 +46,9 @@ pub struct PlanSummary {
     pub precision: &'static str,
     pub plan_bytes: usize,
     pub weight_bytes: usize,
+    /// Weight tensors stored sparse (bitmap plus non-zero values), of all.
+    pub sparse_tensors: usize,
+    pub weight_tensors: usize,
     pub arena_bytes: usize,
     pub arena_lower_bound_bytes: usize,
     /// Scratch the fast kernels use after the arena (0 for microcontroller plans).
@@ -173,6 +176,9 @@ pub struct CompileOptions {
     /// Let the engine's fast kernels use scratch memory after the arena (im2col,
     /// f16 weight conversion). Off for microcontrollers: same results, less RAM.
     pub scratch: bool,
+    /// Store int8 conv/dense weights bitmap-sparse where that is smaller
+    /// than dense (pruned models); the engine's results are the same bytes.
+    pub sparse_weights: bool,
 }
 
 impl Default for CompileOptions {
@@ -180,6 +186,7 @@ impl Default for CompileOptions {
         CompileOptions {
             fuse_residuals: true,
             scratch: true,
+            sparse_weights: true,
         }
     }
 }
@@ -329,6 +336,10 @@ pub fn compile_with(
         .set_output(engine_tensor[graph.output]);
 
     let mut weight_bytes = 0usize;
+    let mut counts = WeightCounts {
+        allow_sparse: options.sparse_weights,
+        ..WeightCounts::default()
+    };
     for node in &graph.nodes {
         let unsupported = |reason: String| CompileError::Unsupported {
             layer: node.name.clone(),
@@ -378,6 +389,7 @@ pub fn compile_with(
                 };
                 weight_bytes += emit_weights(
                     &mut b,
+                    &mut counts,
                     &mut op,
                     precision,
                     w,
@@ -433,6 +445,7 @@ pub fn compile_with(
                 };
                 weight_bytes += emit_weights(
                     &mut b,
+                    &mut counts,
                     &mut op,
                     precision,
                     w,
@@ -525,6 +538,8 @@ pub fn compile_with(
         precision: precision_name(precision),
         plan_bytes: bytes.len(),
         weight_bytes,
+        sparse_tensors: counts.sparse,
+        weight_tensors: counts.total,
         arena_bytes: memory.plan.arena_size,
         arena_lower_bound_bytes: memory.plan.lower_bound,
         scratch_bytes: scratch,
@@ -557,9 +572,18 @@ fn add_params(q1: &QuantParams, q2: &QuantParams, qo: &QuantParams) -> AddParams
 /// Adds a conv/dense layer's weights, bias and (int8) requantisation to the plan;
 /// returns the weight bytes added. `w` is in ONNX layout with `rows` output
 /// channels contiguous; `order` maps the engine layout to ONNX indices.
+/// How the int8 weight tensors were stored.
+#[derive(Debug, Default)]
+struct WeightCounts {
+    allow_sparse: bool,
+    sparse: usize,
+    total: usize,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn emit_weights(
     b: &mut PlanBuilder,
+    counts: &mut WeightCounts,
     op: &mut OpDesc,
     precision: Precision,
     w: &[f32],
@@ -572,10 +596,21 @@ fn emit_weights(
     q_of: &dyn Fn(TensorId) -> QuantParams,
     act: Activation,
 ) -> Result<usize, CompileError> {
+    counts.total += 1;
     match precision {
         Precision::Int8 => {
             let (qw, scales) = quantize_weights_per_channel(w, rows);
-            op.weights = b.add_weights_i8(dims, &permute(&qw, order));
+            let qw = permute(&qw, order);
+            let depthwise = dims.len() == 3;
+            let stored = if counts.allow_sparse && !depthwise {
+                let (t, is_sparse) = b.add_weights_i8_compact(dims, &qw);
+                op.weights = t;
+                counts.sparse += usize::from(is_sparse);
+                b.tensors().get(t as usize).map_or(0, |d| d.length as usize)
+            } else {
+                op.weights = b.add_weights_i8(dims, &qw);
+                qw.len()
+            };
             let (qi, qo) = (q_of(input), q_of(output));
             let mut multipliers = Vec::with_capacity(rows);
             let mut shifts = Vec::with_capacity(rows);
@@ -598,7 +633,7 @@ fn emit_weights(
             } else {
                 EngineActivation::None
             };
-            Ok(qw.len() + 4 * rows + 8 * rows)
+            Ok(stored + 4 * rows + 8 * rows)
         }
         Precision::F16 | Precision::F32 => {
             let pw = permute(w, order);

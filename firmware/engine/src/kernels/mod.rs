@@ -11,6 +11,7 @@ pub mod pool;
 pub mod requant;
 pub mod scratch;
 pub mod softmax;
+pub mod sparse;
 
 #[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
 mod dsp_arm;

@@ -19,6 +19,22 @@ pub fn conv(p: Precision, g: &Geom, depthwise: bool) -> usize {
     }
 }
 
+/// Scratch for a regular int8 Conv2d whose weights are stored sparse
+/// (`BitmapRows`): the weights decoded to dense, then what the dense
+/// kernel's fast path wants after them. With less, the zero-skipping
+/// sparse kernel runs without scratch.
+pub fn conv_sparse_i8(g: &Geom) -> usize {
+    sparse_decoded(g).saturating_add(conv(Precision::Int8, g, false))
+}
+
+/// Bytes of a regular conv's weights decoded to dense int8.
+pub fn sparse_decoded(g: &Geom) -> usize {
+    g.out_c
+        .saturating_mul(g.kernel_h)
+        .saturating_mul(g.kernel_w)
+        .saturating_mul(g.in_c)
+}
+
 /// Output pixels per int8 GEMM tile.
 pub const MR: usize = 6;
 /// Output channels per int8 GEMM weight panel.
