@@ -10,7 +10,11 @@ use crate::compile::{compile_with, CompileError, CompileOptions};
 use crate::data::Dataset;
 use crate::evaluate::evaluate;
 use crate::import::{import_onnx, ImportError, ImportOptions};
-use crate::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, PruneError};
+use crate::prune::channels::activation_means;
+use crate::prune::{
+    correction_inputs, load_model, prune_channels, prune_magnitude, save_model, ChannelOptions,
+    MagnitudeOptions, PruneError,
+};
 use crate::quant::calibrate::CalibrationMethod;
 use crate::quant::calibrate_graph;
 use crate::reference::{ReferenceError, TractReference};
@@ -22,6 +26,11 @@ use edgefit_engine::Precision;
 pub enum SweepError {
     #[error(transparent)]
     Prune(#[from] PruneError),
+    #[error("bias correction on {path}: {source}")]
+    Correction {
+        path: PathBuf,
+        source: ReferenceError,
+    },
     #[error("import {path}: {source}")]
     Import { path: PathBuf, source: ImportError },
     #[error("calibrate {path}: {source}")]
@@ -48,10 +57,13 @@ pub enum SweepError {
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepPoint {
     pub sparsity_requested: f64,
-    /// Zero weights over the pruned layers' weights.
+    /// Magnitude: zero weights over the pruned layers' weights. Channels:
+    /// removed channels over the prunable groups' channels.
     pub sparsity_achieved: f64,
     /// Non-zero conv and dense weights.
     pub nonzero_weights: usize,
+    /// Multiply-accumulates of the pruned network (dense kernels).
+    pub macs: u64,
     /// Top-1 accuracy of the pruned model in f32 on tract.
     pub accuracy_f32_tract: f64,
     /// Top-1 accuracy of the compiled plan on the edgefit engine.
@@ -62,13 +74,23 @@ pub struct SweepPoint {
     pub arena_bytes: usize,
 }
 
+/// How a sweep prunes; the options' `sparsity` is set per point.
+#[derive(Debug, Clone)]
+pub enum SweepPrune {
+    Magnitude(MagnitudeOptions),
+    /// Channel pruning, with bias correction on the calibration images if set.
+    Channels {
+        options: ChannelOptions,
+        correct_bias: bool,
+    },
+}
+
 /// What to sweep.
 pub struct SweepSpec<'a> {
     pub model: &'a Path,
-    /// Pruning options; `sparsity` is set per point.
-    pub prune: MagnitudeOptions,
+    pub prune: SweepPrune,
     pub precision: Precision,
-    /// Calibration images (pixel/255) for int8; ignored otherwise.
+    /// Calibration images (pixel/255) for int8 and bias correction.
     pub calib: &'a [Vec<f32>],
     pub test: &'a Dataset,
     /// Folder for the pruned models (kept: each is a valid ONNX file).
@@ -85,9 +107,38 @@ pub fn sweep_point(
     progress: Progress<'_>,
 ) -> Result<SweepPoint, SweepError> {
     let mut model = load_model(spec.model)?;
-    let mut opts = spec.prune.clone();
-    opts.sparsity = sparsity;
-    let report = prune_magnitude(&mut model, &opts)?;
+    let achieved = match &spec.prune {
+        SweepPrune::Magnitude(o) => {
+            let mut opts = o.clone();
+            opts.sparsity = sparsity;
+            prune_magnitude(&mut model, &opts)?.pruned_sparsity()
+        }
+        SweepPrune::Channels {
+            options,
+            correct_bias,
+        } => {
+            let mut opts = options.clone();
+            opts.sparsity = sparsity;
+            let means = if *correct_bias && sparsity > 0.0 {
+                progress("bias correction", 0, 1);
+                let shape = [1, 1, spec.test.rows, spec.test.cols];
+                let names = correction_inputs(&model)?;
+                Some(
+                    activation_means(spec.model, &shape, &names, spec.calib).map_err(|source| {
+                        SweepError::Correction {
+                            path: spec.model.to_owned(),
+                            source,
+                        }
+                    })?,
+                )
+            } else {
+                None
+            };
+            let (n, removed) = prune_channels(&mut model, &opts, means.as_ref())?.channels();
+            removed as f64 / n.max(1) as f64
+        }
+    };
+    let nonzero = crate::prune::nonzero_weights(&model)?;
     let stem = spec
         .model
         .file_stem()
@@ -168,11 +219,11 @@ pub fn sweep_point(
     )
     .map_err(run_err("the plan"))?;
 
-    let (_, zeros) = report.zeros();
     Ok(SweepPoint {
         sparsity_requested: sparsity,
-        sparsity_achieved: report.pruned_sparsity(),
-        nonzero_weights: report.weights() - zeros,
+        sparsity_achieved: achieved,
+        nonzero_weights: nonzero,
+        macs: crate::analysis::analyse(graph).totals.macs,
         accuracy_f32_tract: base.accuracy,
         accuracy_plan: eval.accuracy,
         agreement_plan_f32: crate::evaluate::agreement(&eval.predictions, &base.predictions),
@@ -184,14 +235,15 @@ pub fn sweep_point(
 /// The sweep as CSV (one header line, one line per point).
 pub fn render_csv(points: &[SweepPoint]) -> String {
     let mut s = String::from(
-        "sparsity_requested,sparsity_achieved,nonzero_weights,accuracy_f32_tract,accuracy_plan,agreement_plan_f32,plan_bytes,arena_bytes\n",
+        "sparsity_requested,sparsity_achieved,nonzero_weights,macs,accuracy_f32_tract,accuracy_plan,agreement_plan_f32,plan_bytes,arena_bytes\n",
     );
     for p in points {
         s.push_str(&format!(
-            "{},{:.6},{},{:.6},{:.6},{:.6},{},{}\n",
+            "{},{:.6},{},{},{:.6},{:.6},{:.6},{},{}\n",
             p.sparsity_requested,
             p.sparsity_achieved,
             p.nonzero_weights,
+            p.macs,
             p.accuracy_f32_tract,
             p.accuracy_plan,
             p.agreement_plan_f32,

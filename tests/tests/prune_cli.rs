@@ -54,6 +54,12 @@ fn bad_requests_fail_cleanly_and_write_nothing() {
     let cases = [
         (&src, "1.0", vec!["sparsity 1 is outside [0, 1)"]),
         (&graph_only, "0.5", vec!["graph-only", "Conv"]),
+        // 0.999 of the stem's 144 weights rounds to all of them.
+        (
+            &model("resnet-fmnist.onnx"),
+            "0.999",
+            vec!["would remove all 144 weights of `/stem/stem.0/Conv`"],
+        ),
     ];
     for (model_path, sparsity, needles) in cases {
         let o = edgefit(&[
@@ -102,4 +108,112 @@ fn sweep_writes_csv_and_refuses_bad_requests() {
         &edgefit(&["sweep", src, "--out", dir.join("x.txt").to_str().unwrap()]),
         &["use a .csv or .json"],
     );
+}
+
+#[test]
+fn channel_pruning_shrinks_the_model_and_refuses_what_it_cannot_do() {
+    let dir = out_dir("channels");
+    let out = dir.join("vgg-ch30.onnx");
+    let src = model("vgg-fmnist.onnx");
+    let o = edgefit(&[
+        "prune",
+        src.to_str().unwrap(),
+        "--method",
+        "channels",
+        "--sparsity",
+        "0.3",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "channel group",
+        "/classifier/classifier.1/Gemm",
+        "x fewer",
+        "parameters  420602 ->",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let o = edgefit(&["inspect", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Refusals write nothing.
+    let never = dir.join("never.onnx");
+    let never_s = never.to_str().unwrap();
+    let fixture = model("fixtures/depthwise-clip.onnx");
+    let src_s = src.to_str().unwrap();
+    let cases: [(Vec<&str>, Vec<&str>); 3] = [
+        (
+            vec![
+                "prune",
+                fixture.to_str().unwrap(),
+                "--method",
+                "channels",
+                "--sparsity",
+                "0.3",
+                "-o",
+                never_s,
+            ],
+            vec!["no channel group can be pruned", "depthwise Conv `dw1`"],
+        ),
+        (
+            vec![
+                "prune",
+                src_s,
+                "--method",
+                "channels",
+                "--scope",
+                "lamp",
+                "--sparsity",
+                "0.3",
+                "-o",
+                never_s,
+            ],
+            vec!["--scope layer or global"],
+        ),
+        (
+            vec![
+                "prune",
+                src_s,
+                "--correct-bias",
+                "--sparsity",
+                "0.3",
+                "-o",
+                never_s,
+            ],
+            vec!["--correct-bias applies to --method channels"],
+        ),
+    ];
+    for (args, needles) in cases {
+        assert_fails_with(&edgefit(&args), &needles);
+        assert!(!never.exists());
+    }
+
+    // A channel sweep: MACs fall with the channels.
+    let csv = dir.join("sweep.csv");
+    let o = edgefit(&[
+        "sweep",
+        src_s,
+        "--method",
+        "channels",
+        "--sparsity",
+        "0,0.3",
+        "--precision",
+        "f32",
+        "--limit",
+        "50",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let macs: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(macs.len(), 2, "{text}");
+    assert_eq!(macs[0], 5_032_704);
+    assert!(macs[1] * 3 < macs[0] * 2, "{text}");
 }

@@ -1,15 +1,23 @@
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use edgefit::data::{bundled_data_dir, load_idx_dataset};
 use edgefit::import::ImportOptions;
 use edgefit::inspect::inspect_onnx;
-use edgefit::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, Scope};
+use edgefit::prune::channels::activation_means;
+use edgefit::prune::{
+    correction_inputs, load_model, prune_channels, prune_magnitude, save_model, ChannelOptions,
+    ChannelReport, ChannelScope, MagnitudeOptions, Scope,
+};
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(super) enum Method {
     /// Unstructured: the smallest-magnitude weights of conv and dense layers become zero
     Magnitude,
+    /// Structured: whole conv output channels (lowest L1 norm) and the matching
+    /// inputs of their consumers are removed; residual-coupled channels go together
+    Channels,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -48,6 +56,17 @@ pub struct PruneCmd {
     /// Where to write the pruned ONNX model
     #[arg(short, long, value_name = "PRUNED.onnx")]
     output: PathBuf,
+    /// Channels only: correct each consumer's bias for the removed channels'
+    /// mean activation, measured by tract on the calibration images
+    #[arg(long)]
+    correct_bias: bool,
+    /// Calibration images for --correct-bias (default: the bundled subset of
+    /// the training split)
+    #[arg(long, value_name = "DIR")]
+    calib: Option<PathBuf>,
+    /// Calibration images to use for --correct-bias
+    #[arg(long, default_value_t = 200)]
+    calib_samples: usize,
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
@@ -73,7 +92,12 @@ pub(super) fn magnitude_options(
 
 impl PruneCmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let Method::Magnitude = self.method;
+        if self.method == Method::Channels {
+            return self.run_channels();
+        }
+        if self.correct_bias {
+            bail!("--correct-bias applies to --method channels (magnitude pruning keeps every channel)");
+        }
         let opts = magnitude_options(self.sparsity, self.scope, &self.exclude);
         let what = || format!("prune {}", self.model.display());
         // The model must import before anything is written: the same checks
@@ -141,4 +165,120 @@ impl PruneCmd {
         println!("wrote {}", self.output.display());
         Ok(())
     }
+}
+
+impl PruneCmd {
+    fn run_channels(&self) -> anyhow::Result<()> {
+        let what = || format!("prune {}", self.model.display());
+        let scope = match self.scope {
+            ScopeArg::Layer => ChannelScope::Layer,
+            ScopeArg::Global => ChannelScope::Global,
+            ScopeArg::Lamp => bail!(
+                "prune {}: --scope lamp ranks single weights; channel pruning takes --scope layer or global",
+                self.model.display()
+            ),
+        };
+        let opts = ChannelOptions {
+            sparsity: self.sparsity,
+            scope,
+            exclude_first: self.exclude.contains(&Exclude::First),
+            exclude_last: self.exclude.contains(&Exclude::Last),
+        };
+        let before = inspect_onnx(&self.model, &ImportOptions::default()).with_context(what)?;
+        let mut model = load_model(&self.model).with_context(what)?;
+        let means = if self.correct_bias {
+            let dir = self.calib.clone().unwrap_or_else(bundled_data_dir);
+            let mut data = load_idx_dataset(&dir, "calib").context("calibration data")?;
+            if self.calib_samples == 0 {
+                bail!("--calib-samples must be at least 1");
+            }
+            data.truncate(self.calib_samples);
+            let samples: Vec<Vec<f32>> = (0..data.len()).map(|i| data.image_f32(i)).collect();
+            let shape = [1, 1, data.rows, data.cols];
+            let names = correction_inputs(&model).with_context(what)?;
+            eprintln!(
+                "measuring mean activations of {} tensors on {} calibration images",
+                names.len(),
+                samples.len()
+            );
+            Some(
+                activation_means(&self.model, &shape, &names, &samples)
+                    .context("bias correction: running the model on the calibration images")?,
+            )
+        } else {
+            None
+        };
+        let report = prune_channels(&mut model, &opts, means.as_ref()).with_context(what)?;
+        save_model(&model, &self.output).with_context(what)?;
+        let after = match inspect_onnx(&self.output, &ImportOptions::default()) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.output);
+                return Err(e).context(format!(
+                    "the pruned model does not import; nothing written to {}",
+                    self.output.display()
+                ));
+            }
+        };
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(());
+        }
+        print_channel_report(&report);
+        let (b, a) = (&before.totals, &after.totals);
+        let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        println!();
+        println!(
+            "parameters  {} -> {} ({:.1}% fewer)",
+            b.params_exported,
+            a.params_exported,
+            100.0 * (1.0 - a.params_exported as f64 / b.params_exported.max(1) as f64)
+        );
+        println!(
+            "MACs        {} -> {} ({:.2}x fewer)",
+            b.macs,
+            a.macs,
+            b.macs as f64 / a.macs.max(1) as f64
+        );
+        println!(
+            "bytes       {} -> {}",
+            size(&self.model),
+            size(&self.output)
+        );
+        if report.bias_correction {
+            println!("biases      corrected for the removed channels' mean activations");
+        }
+        println!("wrote {}", self.output.display());
+        Ok(())
+    }
+}
+
+fn print_channel_report(report: &ChannelReport) {
+    println!(
+        "{:<48} {:>9} {:>9}  consumers / note",
+        "channel group (convs writing it)", "channels", "kept"
+    );
+    for g in &report.groups {
+        let kept = g.channels - g.removed.len();
+        let note = match &g.frozen {
+            Some(why) => format!("left alone: {why}"),
+            None => g
+                .consumers
+                .iter()
+                .map(|c| c.node.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        println!(
+            "{:<48} {:>9} {:>9}  {note}",
+            g.producers.join(" + "),
+            g.channels,
+            kept
+        );
+    }
+    let (n, r) = report.channels();
+    println!(
+        "removed {r} of {n} channels in the prunable groups ({:.1}%)",
+        100.0 * r as f64 / n.max(1) as f64
+    );
 }

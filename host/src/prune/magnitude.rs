@@ -184,6 +184,18 @@ pub fn prune_magnitude(
         }
     }
 
+    // A layer with no weight left computes only its bias: refuse before
+    // anything is changed.
+    for (i, (t, v)) in targets.iter().zip(&values).enumerate() {
+        if !excluded(i) && !v.is_empty() && zeros(v) == v.len() && zeros_before[i] < v.len() {
+            let node = &graph.node[t.node];
+            return Err(PruneError::WholeLayer {
+                node: node.name.clone(),
+                weights: v.len(),
+                sparsity: opts.sparsity,
+            });
+        }
+    }
     let mut layers = Vec::with_capacity(targets.len());
     for (i, (t, v)) in targets.iter().zip(&values).enumerate() {
         set_tensor_f32(&mut graph.initializer[t.init], v);
@@ -304,7 +316,10 @@ fn find_targets(graph: &GraphProto) -> Result<Vec<Target>, PruneError> {
 
 /// `|gamma| / sqrt(var + eps)` per channel when `conv`'s output goes only to
 /// a BatchNormalization whose scale and variance are stored in the file.
-fn batchnorm_scale(graph: &GraphProto, conv: &NodeProto) -> Result<Option<Vec<f32>>, PruneError> {
+pub(super) fn batchnorm_scale(
+    graph: &GraphProto,
+    conv: &NodeProto,
+) -> Result<Option<Vec<f32>>, PruneError> {
     let Some(out) = conv.output.first() else {
         return Ok(None);
     };

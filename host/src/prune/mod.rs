@@ -4,8 +4,10 @@
 //! onnxruntime and every other tool load.
 //!
 //! [`magnitude`]: unstructured pruning by absolute value, per layer or with
-//! one global threshold.
+//! one global threshold. [`channels`]: structured pruning of whole conv
+//! output channels, grouped where residual additions tie them.
 
+pub mod channels;
 pub mod magnitude;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +15,10 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use tract_onnx::pb::{tensor_proto::DataType, ModelProto, TensorProto};
 
+pub use channels::{
+    channel_groups, correction_inputs, prune_channels, ActivationMeans, ChannelOptions,
+    ChannelReport, ChannelScope,
+};
 pub use magnitude::{prune_magnitude, MagnitudeOptions, Scope};
 
 /// What can go wrong while pruning.
@@ -54,6 +60,17 @@ pub enum PruneError {
     },
     #[error("the model has no conv or dense layer to prune{0}")]
     NothingToPrune(String),
+    #[error(
+        "sparsity {sparsity} would remove all {weights} weights of `{node}`; \
+         use a lower sparsity or --exclude first,last"
+    )]
+    WholeLayer {
+        node: String,
+        weights: usize,
+        sparsity: f64,
+    },
+    #[error("no channel group can be pruned: {0}")]
+    NoPrunableChannels(String),
 }
 
 /// Reads an ONNX model's protobuf.
@@ -135,4 +152,27 @@ pub(crate) fn set_tensor_f32(t: &mut TensorProto, values: &[f32]) {
     } else {
         t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     }
+}
+
+/// Non-zero values in the weights of the model's conv, Gemm and weight
+/// MatMul layers.
+pub fn nonzero_weights(model: &ModelProto) -> Result<usize, PruneError> {
+    let Some(g) = model.graph.as_ref() else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    for node in &g.node {
+        if !matches!(node.op_type.as_str(), "Conv" | "Gemm" | "MatMul") {
+            continue;
+        }
+        let Some(t) = node
+            .input
+            .get(1)
+            .and_then(|w| g.initializer.iter().find(|t| &t.name == w))
+        else {
+            continue;
+        };
+        n += tensor_f32(t)?.iter().filter(|v| **v != 0.0).count();
+    }
+    Ok(n)
 }
