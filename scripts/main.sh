@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The main job: inspect the two bundled Fashion-MNIST models side by side.
-#   scripts/main.sh [extra edgefit inspect flags, e.g. --json]
+# The main job: VGG against ResNet on every device profile. Compares the two
+# bundled Fashion-MNIST models (int8, f16, f32; dense and LAMP-50% pruned) on the
+# bundled test images and writes edgefit-report/ (table, results.json/.csv,
+# plots, report.html).
+#   scripts/main.sh [extra edgefit compare flags, e.g. --profiles nrf52840-dk,this-machine]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -8,4 +11,4 @@ ensure_rust
 # The dev profile optimises every dependency (tract) and the engine at opt-level 3 and
 # shares its build with scripts/test.sh, so one tract build serves both.
 cargo build -q -p edgefit
-"$CARGO_TARGET_DIR/debug/edgefit" inspect models/vgg-fmnist.onnx models/resnet-fmnist.onnx "$@"
+"$CARGO_TARGET_DIR/debug/edgefit" compare --out edgefit-report "$@"

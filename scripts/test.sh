@@ -15,4 +15,6 @@ bash scripts/firmware.sh build
 # (flash-firmware, probe-rs; pure Rust, no system libraries) in both, so the
 # test run reuses the build; tests/tests/flash_firmware_cli.rs needs it.
 cargo build --workspace --bins --features edgefit/probe
+# The compare report test renders report.html in headless Chromium.
+ensure_packages chromium
 cargo test --workspace --features edgefit/probe

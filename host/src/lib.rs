@@ -5,6 +5,7 @@
 //! on them ([`inspect`]). The `edgefit` binary is a thin CLI over these modules.
 
 pub mod analysis;
+pub mod compare;
 pub mod compile;
 pub mod data;
 pub mod device;
@@ -15,6 +16,7 @@ pub mod inspect;
 pub mod inspect_plan;
 pub mod ir;
 pub mod memory;
+pub mod profiles;
 pub mod prune;
 pub mod quant;
 pub mod reference;

@@ -19,15 +19,19 @@ pub struct PortArgs {
 impl PortArgs {
     /// Opens the link and the session (hello, version check, reset).
     pub fn connect(&self) -> anyhow::Result<Client> {
-        let timeout = Duration::from_secs_f64(self.timeout.max(0.05));
-        let link = device::open(&self.port, timeout.max(Duration::from_secs(5)))
-            .with_context(|| format!("open {}", self.port))?;
-        let config = ClientConfig {
-            timeout,
-            run_timeout: timeout * 20,
-            ..ClientConfig::default()
-        };
-        Client::connect(link, config)
-            .with_context(|| format!("connect to the device on {}", self.port))
+        connect(&self.port, self.timeout)
     }
+}
+
+/// Opens `port` and the session, with `timeout` seconds per request.
+pub fn connect(port: &Port, timeout: f64) -> anyhow::Result<Client> {
+    let timeout = Duration::from_secs_f64(timeout.max(0.05));
+    let link = device::open(port, timeout.max(Duration::from_secs(5)))
+        .with_context(|| format!("open {port}"))?;
+    let config = ClientConfig {
+        timeout,
+        run_timeout: timeout * 20,
+        ..ClientConfig::default()
+    };
+    Client::connect(link, config).with_context(|| format!("connect to the device on {port}"))
 }

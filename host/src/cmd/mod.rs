@@ -1,14 +1,17 @@
 //! One module per subcommand; each has an args struct with `run`.
 
 mod bench;
+mod compare;
 mod compile;
 mod device;
+mod devices;
 mod evaluate;
 mod flash;
 mod flash_firmware;
 mod inspect;
 mod progress;
 mod prune;
+mod report;
 mod speed;
 mod sweep;
 
@@ -16,6 +19,12 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// VGG against ResNet on every device profile: accuracy, size, RAM, latency, energy, fit; table, JSON, CSV, plots, HTML report
+    Compare(compare::CompareCmd),
+    /// List the device profiles (RAM, flash, core, power) compare judges against
+    Devices(devices::DevicesCmd),
+    /// Regenerate the report (HTML, plots, CSV) from saved results, merging several devices
+    Report(report::ReportCmd),
     /// Per-layer parameters, MACs, weight and activation bytes, and planned activation RAM
     Inspect(inspect::InspectCmd),
     /// Quantise (int8, f16) and compile a model into a memory-planned plan (.efp)
@@ -39,6 +48,9 @@ pub enum Command {
 impl Command {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
+            Command::Compare(c) => c.run(),
+            Command::Devices(c) => c.run(),
+            Command::Report(c) => c.run(),
             Command::Inspect(c) => c.run(),
             Command::Compile(c) => c.run(),
             Command::Evaluate(c) => c.run(),

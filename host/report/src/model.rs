@@ -1,0 +1,214 @@
+//! The saved comparison results (`results.json`) and loading/merging them.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ReportError;
+
+/// The `schema` tag of every results file this crate reads and writes.
+pub const RESULTS_SCHEMA: &str = "edgefit.compare.v1";
+
+/// One comparison: every variant of every model checked against every device
+/// profile, the verdicts drawn from it, and per-layer memory for the plots.
+///
+/// Serialised as JSON, `rows` is a list of flat records, so
+/// `pd.DataFrame(json.load(f)["rows"])` loads it directly in pandas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// Always [`RESULTS_SCHEMA`].
+    pub schema: String,
+    /// When the comparison ran: ISO-8601 UTC, given by the caller.
+    pub created: String,
+    /// The machine that ran the comparison (after a merge: every distinct
+    /// host, comma-separated).
+    pub host: String,
+    /// What the verdicts rank by: `"accuracy"`, `"latency"` or `"energy"`.
+    pub criterion: String,
+    /// One row per variant × profile (× device, after merging bench results).
+    pub rows: Vec<Row>,
+    /// One verdict per profile.
+    #[serde(default)]
+    pub verdicts: Vec<Verdict>,
+    /// Per-layer memory of each model, for the per-layer plot.
+    #[serde(default)]
+    pub layers: Vec<LayerMemory>,
+}
+
+/// One variant of one model checked against one device profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Model name, e.g. `"vgg-fmnist"`.
+    pub model: String,
+    /// `"VGG"` or `"ResNet"`.
+    pub architecture: String,
+    /// e.g. `"int8"`, `"int8 magnitude 50%"`, `"f32"`.
+    pub variant: String,
+    /// `"int8"`, `"f16"` or `"f32"`.
+    pub precision: String,
+    /// Fraction of weights pruned; 0 for dense.
+    pub sparsity: f64,
+    /// Parameter count.
+    pub params: u64,
+    /// Multiply-accumulates per inference.
+    pub macs: u64,
+    /// Flash needed for the compiled plan, in bytes.
+    pub plan_bytes: u64,
+    /// Activation arena plus scratch, in bytes.
+    pub arena_bytes: u64,
+    /// Arena plus engine state (plus stack when measured), in bytes.
+    pub peak_ram_bytes: u64,
+    /// Top-1 accuracy on the test set, 0..1.
+    pub accuracy: f64,
+    /// How many test images `accuracy` was measured on.
+    pub accuracy_images: u64,
+    /// Milliseconds per inference, if known.
+    pub latency_ms: Option<f64>,
+    /// Where `latency_ms` comes from: `"measured on <device>"`,
+    /// `"measured on this host"`, `"estimated (<model>)"` or `"not measured"`.
+    pub latency_source: String,
+    /// Millijoules per inference, if known.
+    pub energy_mj: Option<f64>,
+    /// Where `energy_mj` comes from: `"measured (<sensor>)"`, `"estimated"`
+    /// or `"not measured"`.
+    pub energy_source: String,
+    /// Accuracy divided by average watts while inferring.
+    pub accuracy_per_watt: Option<f64>,
+    /// Device profile name.
+    pub profile: String,
+    /// Identity of the real device the figures were measured on (bench
+    /// results); `None` for host-side comparisons.
+    pub device: Option<String>,
+    /// Whether `peak_ram_bytes` fits the profile's RAM.
+    pub fits_ram: bool,
+    /// `ram_limit_bytes - peak_ram_bytes`: negative is a shortfall.
+    pub ram_margin_bytes: i64,
+    /// Whether `plan_bytes` fits the profile's flash.
+    pub fits_flash: bool,
+    /// `flash_limit_bytes - plan_bytes`: negative is a shortfall.
+    pub flash_margin_bytes: i64,
+    /// The profile's RAM available to the model, in bytes.
+    pub ram_limit_bytes: u64,
+    /// The profile's flash available to the plan, in bytes.
+    pub flash_limit_bytes: u64,
+}
+
+/// Which variant to use on one profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Device profile name.
+    pub profile: String,
+    /// The best variant of each architecture that fits (none when nothing fits).
+    pub best: Vec<BestVariant>,
+    /// The verdict in one sentence, e.g. `"On nrf52840-dk, ..."`.
+    pub sentence: String,
+}
+
+/// The best variant of one architecture on one profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestVariant {
+    /// `"VGG"` or `"ResNet"`.
+    pub architecture: String,
+    /// Model name.
+    pub model: String,
+    /// Variant name.
+    pub variant: String,
+    /// Why it was chosen.
+    pub why: String,
+}
+
+/// Memory of one layer of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerMemory {
+    /// Model (and variant) name.
+    pub model: String,
+    /// Layer (operator) name.
+    pub layer: String,
+    /// Position of the layer in the plan.
+    pub index: u32,
+    /// Bytes of the layer's output activation.
+    pub output_bytes: u64,
+    /// Bytes of the layer's weights.
+    pub weight_bytes: u64,
+}
+
+/// Reads one results file.
+fn load_one(path: &Path) -> Result<Results, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let r: Results = serde_json::from_str(&text).map_err(|source| ReportError::Json {
+        path: path.to_owned(),
+        line: source.line(),
+        column: source.column(),
+        source,
+    })?;
+    if r.schema != RESULTS_SCHEMA {
+        return Err(ReportError::Schema {
+            path: path.to_owned(),
+            found: r.schema,
+        });
+    }
+    Ok(r)
+}
+
+/// Pushes the items of `more` that are not already in `into` (exact duplicates).
+fn merge_unique<T: Serialize>(into: &mut Vec<T>, seen: &mut HashSet<String>, more: Vec<T>) {
+    for item in more {
+        // Rows hold floats, so compare by their exact JSON text.
+        let key = serde_json::to_string(&item).unwrap_or_default();
+        if seen.insert(key) {
+            into.push(item);
+        }
+    }
+}
+
+/// Loads one or more results files and merges them into one.
+///
+/// Rows from several files (e.g. one per device or board) are kept side by
+/// side in file order; only exact duplicates are dropped, so a row whose
+/// model, variant, profile or device differs is never lost. Verdicts and
+/// layers are merged the same way. `created` becomes the latest timestamp,
+/// `host` every distinct host. All files must rank by the same criterion.
+///
+/// Errors name the file, and for bad JSON the line and column.
+pub fn load_results(paths: &[PathBuf]) -> Result<Results, ReportError> {
+    let mut merged: Option<(Results, PathBuf)> = None;
+    let (mut rows, mut verdicts, mut layers) = (HashSet::new(), HashSet::new(), HashSet::new());
+    for path in paths {
+        let r = load_one(path)?;
+        let Some((m, first)) = merged.as_mut() else {
+            let mut m = Results {
+                rows: Vec::new(),
+                verdicts: Vec::new(),
+                layers: Vec::new(),
+                ..r.clone()
+            };
+            merge_unique(&mut m.rows, &mut rows, r.rows);
+            merge_unique(&mut m.verdicts, &mut verdicts, r.verdicts);
+            merge_unique(&mut m.layers, &mut layers, r.layers);
+            merged = Some((m, path.clone()));
+            continue;
+        };
+        if r.criterion != m.criterion {
+            return Err(ReportError::Criterion {
+                path: path.clone(),
+                found: r.criterion,
+                first: first.clone(),
+                expected: m.criterion.clone(),
+            });
+        }
+        if r.created > m.created {
+            m.created = r.created;
+        }
+        if !m.host.split(", ").any(|h| h == r.host) {
+            m.host = format!("{}, {}", m.host, r.host);
+        }
+        merge_unique(&mut m.rows, &mut rows, r.rows);
+        merge_unique(&mut m.verdicts, &mut verdicts, r.verdicts);
+        merge_unique(&mut m.layers, &mut layers, r.layers);
+    }
+    merged.map(|(m, _)| m).ok_or(ReportError::NoFiles)
+}

@@ -1,0 +1,107 @@
+//! A compact text table for the terminal.
+
+use crate::format::{human_bytes, mj, ms, percent, thousands, Source};
+use crate::{Results, Row};
+
+/// A profile and, for bench results, the device.
+pub(crate) type Target = (String, Option<String>);
+
+/// Rows grouped by (profile, device), in first-appearance order.
+pub(crate) fn groups(r: &Results) -> Vec<(Target, Vec<&Row>)> {
+    let mut out: Vec<(Target, Vec<&Row>)> = Vec::new();
+    for row in &r.rows {
+        let key = (row.profile.clone(), row.device.clone());
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, rows)) => rows.push(row),
+            None => out.push((key, vec![row])),
+        }
+    }
+    out
+}
+
+fn figure(value: Option<f64>, source: &str, fmt: fn(f64) -> String) -> String {
+    match (value, Source::of(source, value)) {
+        (Some(v), s) if s != Source::None => format!("{} {}", fmt(v), s.tag()),
+        _ => "-".to_owned(),
+    }
+}
+
+fn fits(row: &Row) -> String {
+    let mut out = Vec::new();
+    if !row.fits_ram {
+        out.push(format!(
+            "RAM needs {} B more",
+            thousands(row.ram_margin_bytes.min(0).unsigned_abs())
+        ));
+    }
+    if !row.fits_flash {
+        out.push(format!(
+            "flash needs {} B more",
+            thousands(row.flash_margin_bytes.min(0).unsigned_abs())
+        ));
+    }
+    if out.is_empty() {
+        "yes".to_owned()
+    } else {
+        format!("no: {}", out.join(", "))
+    }
+}
+
+/// Renders a compact table per profile: variant, accuracy, plan size, peak
+/// RAM, latency and energy (each tagged with its source: `meas`, `host`,
+/// `est`) and whether it fits.
+pub fn render_terminal(r: &Results) -> String {
+    const HEAD: [&str; 7] = ["variant", "acc", "plan", "RAM", "latency", "energy", "fits"];
+    let mut out = String::new();
+    for ((profile, device), rows) in groups(r) {
+        let first = rows[0];
+        out.push_str(&format!(
+            "{profile}{} (RAM {}, flash {})\n",
+            device.map(|d| format!(" @ {d}")).unwrap_or_default(),
+            human_bytes(first.ram_limit_bytes as f64),
+            human_bytes(first.flash_limit_bytes as f64),
+        ));
+        let mut table: Vec<[String; 7]> = vec![HEAD.map(str::to_owned)];
+        for row in rows {
+            table.push([
+                format!("{} {}", row.model, row.variant),
+                percent(row.accuracy),
+                human_bytes(row.plan_bytes as f64),
+                human_bytes(row.peak_ram_bytes as f64),
+                figure(row.latency_ms, &row.latency_source, ms),
+                figure(row.energy_mj, &row.energy_source, mj),
+                fits(row),
+            ]);
+        }
+        let mut width = [0usize; 7];
+        for line in &table {
+            for (w, cell) in width.iter_mut().zip(line) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for line in &table {
+            let mut text = String::from(" ");
+            for (i, (cell, w)) in line.iter().zip(width).enumerate() {
+                let pad = w - cell.chars().count();
+                text.push(' ');
+                // Numbers right-aligned, text left-aligned.
+                if (1..=5).contains(&i) {
+                    text.push_str(&" ".repeat(pad));
+                    text.push_str(cell);
+                } else {
+                    text.push_str(cell);
+                    if i + 1 < line.len() {
+                        text.push_str(&" ".repeat(pad));
+                    }
+                }
+                text.push(' ');
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+    }
+    if !r.rows.is_empty() {
+        out.push_str("sources: meas = measured on a device or sensor, host = measured on this host, est = estimated, - = not measured\n");
+    }
+    out
+}

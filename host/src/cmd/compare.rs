@@ -1,0 +1,259 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use edgefit::compare::{
+    measure_variants, results, rows, write_report, CompareSpec, Criterion, DeviceMeasurement,
+    Variant,
+};
+use edgefit::data::{bundled_data_dir, load_idx_dataset};
+use edgefit::device::bench::{bench, BenchOptions};
+use edgefit::device::flash::flash_plan;
+use edgefit::device::Port;
+use edgefit::profiles::load_profiles;
+use edgefit_engine::Precision;
+
+use super::compile::PrecisionArg;
+use super::device::connect;
+use super::progress;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CriterionArg {
+    Accuracy,
+    Latency,
+    Energy,
+}
+
+#[derive(Args)]
+pub struct CompareCmd {
+    /// ONNX models to compare (default: the bundled vgg-fmnist and resnet-fmnist)
+    #[arg(value_name = "MODEL.onnx")]
+    models: Vec<PathBuf>,
+    /// Device profiles to judge against, by name (default: all; `edgefit devices` lists them)
+    #[arg(long, value_delimiter = ',')]
+    profiles: Vec<String>,
+    /// Extra profile files (TOML), used in addition to the built-in ones
+    #[arg(long = "profile", value_name = "FILE")]
+    profile_files: Vec<PathBuf>,
+    /// Precisions of the compiled variants
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["int8", "f16", "f32"])]
+    precisions: Vec<PrecisionArg>,
+    /// Magnitude sparsities (LAMP scope) of the variants; 0 = not pruned
+    #[arg(long, value_delimiter = ',', default_value = "0,0.5")]
+    sparsity: Vec<f64>,
+    /// A device to measure on (flash and bench each variant that fits it):
+    /// serial:/dev/ttyACM0 or tcp:HOST:PORT
+    #[arg(long, value_name = "PORT")]
+    port: Option<Port>,
+    /// The profile of the device on --port (default: the profile whose name contains the device's board name)
+    #[arg(long, value_name = "NAME")]
+    device_profile: Option<String>,
+    /// Test images benchmarked on the device per variant
+    #[arg(long, default_value_t = 100)]
+    device_limit: usize,
+    /// Evaluate only the first N test images (default: all 10,000)
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Calibration images for the int8 variants
+    #[arg(long, default_value_t = 200)]
+    calib_samples: usize,
+    /// How the best variant of each architecture is chosen on each profile
+    #[arg(long, value_enum, default_value = "accuracy")]
+    criterion: CriterionArg,
+    /// Folder for results.json, results.csv, the plots and report.html
+    #[arg(long, default_value = "edgefit-report")]
+    out: PathBuf,
+}
+
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn host_name() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+impl CompareCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        if let Some(bad) = self.sparsity.iter().find(|s| !(0.0..1.0).contains(*s)) {
+            bail!("sparsity {bad} is outside [0, 1)");
+        }
+        let all = load_profiles(&self.profile_files).context("device profiles")?;
+        let profiles = if self.profiles.is_empty() {
+            all.clone()
+        } else {
+            self.profiles
+                .iter()
+                .map(|n| edgefit_profiles::find_profile(&all, n).cloned())
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let data_dir = bundled_data_dir();
+        let models = if self.models.is_empty() {
+            let dir = data_dir.join("..");
+            vec![dir.join("vgg-fmnist.onnx"), dir.join("resnet-fmnist.onnx")]
+        } else {
+            self.models.clone()
+        };
+        let mut test = load_idx_dataset(&data_dir, "t10k").context("test data")?;
+        if let Some(n) = self.limit {
+            test.truncate(n);
+        }
+        let precisions: Vec<Precision> = self.precisions.iter().map(|p| p.precision()).collect();
+        let calib: Vec<Vec<f32>> = if precisions.contains(&Precision::Int8) {
+            let mut c = load_idx_dataset(&data_dir, "calib").context("calibration data")?;
+            c.truncate(self.calib_samples.max(1));
+            (0..c.len()).map(|i| c.image_f32(i)).collect()
+        } else {
+            Vec::new()
+        };
+        let work = std::env::temp_dir().join(format!("edgefit-compare-{}", std::process::id()));
+        std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+        let spec = CompareSpec {
+            models: &models,
+            precisions: &precisions,
+            sparsities: &self.sparsity,
+            test: &test,
+            calib: &calib,
+            work_dir: &work,
+        };
+        let bar = progress::bar("compare");
+        let mut cb = |stage: &str, done: usize, total: usize| {
+            bar.set_prefix(stage.to_owned());
+            progress::callback(&bar)(done, total);
+        };
+        let variants = measure_variants(&spec, &mut cb);
+        bar.finish_and_clear();
+        let variants = variants.context("compare")?;
+
+        let devices = match &self.port {
+            Some(port) => self.measure_on_device(port, &variants, &all)?,
+            None => Vec::new(),
+        };
+        let _ = std::fs::remove_dir_all(&work);
+        let criterion = match self.criterion {
+            CriterionArg::Accuracy => Criterion::Accuracy,
+            CriterionArg::Latency => Criterion::Latency,
+            CriterionArg::Energy => Criterion::Energy,
+        };
+        let rows = rows(&variants, &profiles, &devices);
+        let r = results(
+            utc_now(),
+            host_name(),
+            criterion,
+            rows,
+            &profiles,
+            &variants,
+        );
+        let written = write_report(&r, &self.out)
+            .with_context(|| format!("write the report into {}", self.out.display()))?;
+        print!("{}", edgefit_report::render_terminal(&r));
+        println!();
+        for v in &r.verdicts {
+            println!("{}", v.sentence);
+        }
+        println!(
+            "\naccuracy: measured on {} test images; latency and energy: \"measured\" where a \
+             device or this host ran the plan, else estimated from the profile (see each figure's source)",
+            test.len()
+        );
+        println!(
+            "wrote {} files into {} (open report.html)",
+            written.len(),
+            self.out.display()
+        );
+        Ok(())
+    }
+
+    /// Flashes and benches every variant that fits the device on `port`.
+    fn measure_on_device(
+        &self,
+        port: &Port,
+        variants: &[Variant],
+        all: &[edgefit_profiles::Profile],
+    ) -> anyhow::Result<Vec<DeviceMeasurement>> {
+        let mut client = connect(port, 3.0)?;
+        let board = client.device().board.clone();
+        let profile = match &self.device_profile {
+            Some(n) => edgefit_profiles::find_profile(all, n)?.name.clone(),
+            None => match all.iter().find(|p| p.name.contains(&board)) {
+                Some(p) => p.name.clone(),
+                None => bail!(
+                    "no profile matches the device's board `{board}`: pass --device-profile NAME"
+                ),
+            },
+        };
+        let mut data = load_idx_dataset(&bundled_data_dir(), "t10k").context("test data")?;
+        data.truncate(self.device_limit.max(1));
+        let mut out = Vec::new();
+        for v in variants {
+            let image = std::fs::read(&v.plan_path)
+                .with_context(|| format!("read {}", v.plan_path.display()))?;
+            let dev = client.device().clone();
+            if image.len() > dev.plan_slot_bytes as usize
+                || v.arena_bytes > u64::from(dev.arena_bytes)
+            {
+                eprintln!(
+                    "{} {}: does not fit {board} (plan {} B, slot {} B; arena {} B, device {} B), not measured there",
+                    v.model, v.variant, image.len(), dev.plan_slot_bytes, v.arena_bytes, dev.arena_bytes
+                );
+                continue;
+            }
+            let bar = progress::bytes_bar("flash");
+            flash_plan(&mut client, &image, &mut progress::callback(&bar))
+                .with_context(|| format!("flash {} {} to {board}", v.model, v.variant))?;
+            bar.finish_and_clear();
+            let bar = progress::bar("bench");
+            let report = bench(
+                &mut client,
+                &image,
+                &data,
+                BenchOptions {
+                    compare_outputs: true,
+                },
+                &mut progress::callback(&bar),
+            )
+            .with_context(|| format!("bench {} {} on {board}", v.model, v.variant))?;
+            bar.finish_and_clear();
+            let energy = report.energy_uj_per_inference.value.map(|uj| uj / 1000.0);
+            out.push(DeviceMeasurement {
+                model: v.model.clone(),
+                variant: v.variant.clone(),
+                profile: profile.clone(),
+                device: format!("{board} ({})", report.latency.source),
+                latency_ms: report.latency.us.p50_us / 1000.0,
+                energy_mj: energy,
+                sensor: energy.map(|_| report.energy_uj_per_inference.source.clone()),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,557 @@
+//! `edgefit compare`: every variant (model x precision x sparsity) of the
+//! given models, measured once on this host, then judged against each
+//! device profile: does it fit RAM and flash, how fast and at what energy
+//! (measured where a device or this host ran it, else estimated from the
+//! profile, and labelled so), and which variant of each architecture is best
+//! on each board.
+
+use std::path::{Path, PathBuf};
+
+use edgefit_engine::Precision;
+use edgefit_profiles::Profile;
+use edgefit_report::{BestVariant, LayerMemory, Results, Row, Verdict, RESULTS_SCHEMA};
+
+use crate::compile::{compile_with, precision_name, CompileError, CompileOptions};
+use crate::data::Dataset;
+use crate::evaluate::evaluate;
+use crate::import::{import_onnx, ImportError, ImportOptions};
+use crate::inspect_plan::inspect_plan;
+use crate::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, PruneError, Scope};
+use crate::quant::calibrate::CalibrationMethod;
+use crate::quant::calibrate_graph;
+use crate::reference::ReferenceError;
+use crate::runner::{PlanRunner, RunError, Runner};
+
+/// RAM the engine needs besides the arena: the `Engine` value and the
+/// per-op state it keeps on the stack (measured as part of the firmware's
+/// stack high-water mark; a conservative constant here).
+pub const ENGINE_STATE_BYTES: u64 = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error(transparent)]
+    Prune(#[from] PruneError),
+    #[error("import {path}: {source}")]
+    Import { path: PathBuf, source: ImportError },
+    #[error("calibrate {path}: {source}")]
+    Calibrate {
+        path: PathBuf,
+        source: ReferenceError,
+    },
+    #[error("compile {path}: {source}")]
+    Compile { path: PathBuf, source: CompileError },
+    #[error("run {path}: {source}")]
+    Run { path: PathBuf, source: RunError },
+    #[error("{0}")]
+    Plan(String),
+}
+
+/// What to compare.
+pub struct CompareSpec<'a> {
+    pub models: &'a [PathBuf],
+    pub precisions: &'a [Precision],
+    /// Magnitude sparsities (LAMP scope); 0 = the model as it is.
+    pub sparsities: &'a [f64],
+    pub test: &'a Dataset,
+    /// Calibration images (pixel/255) for int8.
+    pub calib: &'a [Vec<f32>],
+    /// Folder for the pruned models and compiled plans.
+    pub work_dir: &'a Path,
+}
+
+/// One variant, measured on this host.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub model: String,
+    pub architecture: String,
+    pub variant: String,
+    pub precision: Precision,
+    pub sparsity: f64,
+    pub params: u64,
+    pub macs: u64,
+    pub plan_bytes: u64,
+    /// Activation arena (what a microcontroller plan, without scratch, needs).
+    pub arena_bytes: u64,
+    /// Scratch the fast host kernels add on Linux boards.
+    pub scratch_bytes: u64,
+    pub accuracy: f64,
+    pub images: u64,
+    /// Median per-image latency of the engine on this host, in ms.
+    pub host_latency_ms: f64,
+    /// The plan file for microcontrollers (no scratch).
+    pub plan_path: PathBuf,
+    pub layers: Vec<LayerMemory>,
+}
+
+/// Progress: stage description, done, total.
+pub type Progress<'p> = &'p mut dyn FnMut(&str, usize, usize);
+
+/// "VGG" or "ResNet" from the model card next to the model
+/// (`M.json`'s "architecture" starts with it), else from the graph: residual
+/// additions make a ResNet.
+fn architecture(path: &Path, graph: &crate::ir::Graph) -> String {
+    let card = std::fs::read_to_string(path.with_extension("json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("architecture")?.as_str().map(str::to_owned));
+    if let Some(a) = card {
+        let lower = a.to_ascii_lowercase();
+        if lower.starts_with("resnet") {
+            return "ResNet".into();
+        }
+        if lower.starts_with("vgg") {
+            return "VGG".into();
+        }
+    }
+    let has_add = graph
+        .nodes
+        .iter()
+        .any(|n| matches!(n.op, crate::ir::Op::Add { .. }));
+    if has_add { "ResNet" } else { "VGG" }.into()
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Measures every variant of every model on this host.
+pub fn measure_variants(
+    spec: &CompareSpec<'_>,
+    progress: Progress<'_>,
+) -> Result<Vec<Variant>, CompareError> {
+    let mut out = Vec::new();
+    for model_path in spec.models {
+        let name = stem(model_path);
+        for &sparsity in spec.sparsities {
+            // The pruned model (or the original at sparsity 0).
+            let source = if sparsity > 0.0 {
+                progress(&format!("{name}: prune {sparsity}"), 0, 1);
+                let mut m = load_model(model_path)?;
+                prune_magnitude(
+                    &mut m,
+                    &MagnitudeOptions {
+                        sparsity,
+                        scope: Scope::Lamp,
+                        exclude_first: false,
+                        exclude_last: false,
+                    },
+                )?;
+                let p = spec.work_dir.join(format!("{name}-lamp{sparsity}.onnx"));
+                save_model(&m, &p)?;
+                p
+            } else {
+                model_path.clone()
+            };
+            let imported = import_onnx(&source, &ImportOptions::default()).map_err(|e| {
+                CompareError::Import {
+                    path: source.clone(),
+                    source: e,
+                }
+            })?;
+            let graph = &imported.graph;
+            let arch = architecture(model_path, graph);
+            let analysis = crate::analysis::analyse(graph);
+            let nonzero = crate::prune::nonzero_weights(&load_model(&source)?)? as u64;
+            let dense_params = analysis.totals.params as u64;
+            let weights_total = crate::prune::nonzero_weights(&load_model(model_path)?)? as u64;
+            // Parameters as deployed: zeros pruned away do not count.
+            let params = dense_params.saturating_sub(weights_total.saturating_sub(nonzero));
+            for &precision in spec.precisions {
+                let pname = precision_name(precision);
+                let label = if sparsity > 0.0 {
+                    format!("{pname} LAMP {:.0}%", sparsity * 100.0)
+                } else {
+                    pname.to_owned()
+                };
+                let what = format!("{name} {label}");
+                let ranges = if precision == Precision::Int8 {
+                    let mut cb = |d, t| progress(&format!("{what}: calibrate"), d, t);
+                    Some(
+                        calibrate_graph(
+                            &source,
+                            graph,
+                            spec.calib,
+                            CalibrationMethod::MinMax,
+                            &mut cb,
+                        )
+                        .map_err(|e| CompareError::Calibrate {
+                            path: source.clone(),
+                            source: e,
+                        })?,
+                    )
+                } else {
+                    None
+                };
+                let compile = |scratch| {
+                    compile_with(
+                        graph,
+                        precision,
+                        ranges.as_deref(),
+                        0,
+                        CompileOptions {
+                            scratch,
+                            ..CompileOptions::default()
+                        },
+                    )
+                    .map_err(|e| CompareError::Compile {
+                        path: source.clone(),
+                        source: e,
+                    })
+                };
+                let host_plan = compile(true)?;
+                let mcu_plan = compile(false)?;
+                let plan_path = spec
+                    .work_dir
+                    .join(format!("{name}-{}.efp", label.replace([' ', '%'], "")));
+                std::fs::write(&plan_path, &mcu_plan.bytes).map_err(|e| {
+                    CompareError::Plan(format!("write {}: {e}", plan_path.display()))
+                })?;
+                let run_err = |e| CompareError::Run {
+                    path: plan_path.clone(),
+                    source: e,
+                };
+                let mut runner = Runner::Plan(Box::new(
+                    PlanRunner::new(&host_plan.bytes).map_err(run_err)?,
+                ));
+                let mut cb = |d, t| progress(&format!("{what}: evaluate"), d, t);
+                let eval = evaluate(
+                    &mut runner,
+                    "edgefit-engine".into(),
+                    what.clone(),
+                    spec.test,
+                    &mut cb,
+                )
+                .map_err(run_err)?;
+                let report = inspect_plan(&plan_path.display().to_string(), &mcu_plan.bytes)
+                    .map_err(|e| CompareError::Plan(e.to_string()))?;
+                let layers = report
+                    .ops
+                    .iter()
+                    .map(|op| LayerMemory {
+                        model: format!("{name} {label}"),
+                        layer: op.op.clone(),
+                        index: op.index as u32,
+                        output_bytes: op.output_bytes as u64,
+                        weight_bytes: op.weight_bytes as u64,
+                    })
+                    .collect();
+                out.push(Variant {
+                    model: name.clone(),
+                    architecture: arch.clone(),
+                    variant: label,
+                    precision,
+                    sparsity,
+                    params,
+                    macs: analysis.totals.macs,
+                    plan_bytes: mcu_plan.bytes.len() as u64,
+                    arena_bytes: mcu_plan.summary.arena_bytes as u64,
+                    scratch_bytes: host_plan.summary.scratch_bytes as u64,
+                    accuracy: eval.accuracy,
+                    images: eval.samples as u64,
+                    host_latency_ms: eval.latency.p50_us / 1000.0,
+                    plan_path,
+                    layers,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A measurement from a real device (`edgefit bench` through `--port`).
+#[derive(Debug, Clone)]
+pub struct DeviceMeasurement {
+    /// Variant label and model it belongs to.
+    pub model: String,
+    pub variant: String,
+    pub profile: String,
+    pub device: String,
+    pub latency_ms: f64,
+    /// Energy per inference from the device's sensor, if it has one.
+    pub energy_mj: Option<f64>,
+    pub sensor: Option<String>,
+}
+
+/// The profile's name for this host.
+pub const THIS_MACHINE: &str = "this-machine";
+
+/// One row per variant and profile.
+pub fn rows(variants: &[Variant], profiles: &[Profile], devices: &[DeviceMeasurement]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for p in profiles {
+        let linux = p.kind == "linux";
+        for v in variants {
+            let ram = v.arena_bytes + if linux { v.scratch_bytes } else { 0 } + ENGINE_STATE_BYTES;
+            let fit = p.fits(v.plan_bytes, ram);
+            let device = devices
+                .iter()
+                .find(|d| d.profile == p.name && d.model == v.model && d.variant == v.variant);
+            let (latency_ms, latency_source) = match device {
+                Some(d) => (Some(d.latency_ms), format!("measured on {}", d.device)),
+                None if p.name == THIS_MACHINE => {
+                    (Some(v.host_latency_ms), "measured on this host".to_owned())
+                }
+                // A profile's cycles per MAC describe its int8 kernels.
+                None if v.precision == Precision::Int8 => (
+                    Some(p.estimated_latency_s(v.macs) * 1e3),
+                    format!(
+                        "estimated ({} cycles/MAC at {} MHz)",
+                        p.cycles_per_mac, p.clock_mhz
+                    ),
+                ),
+                None => (
+                    None,
+                    "not measured (the profile's cycles/MAC are for int8 kernels)".to_owned(),
+                ),
+            };
+            let (energy_mj, energy_source, watts) =
+                match device.and_then(|d| d.energy_mj.map(|e| (d, e))) {
+                    Some((d, e)) => (
+                        Some(e),
+                        format!("measured ({})", d.sensor.clone().unwrap_or_default()),
+                        e / d.latency_ms.max(f64::MIN_POSITIVE),
+                    ),
+                    None => match latency_ms {
+                        Some(l) => (
+                            Some(p.estimated_energy_j(l / 1e3) * 1e3),
+                            "estimated".to_owned(),
+                            p.power.typical_active_w,
+                        ),
+                        None => (None, "not measured".to_owned(), p.power.typical_active_w),
+                    },
+                };
+            rows.push(Row {
+                model: v.model.clone(),
+                architecture: v.architecture.clone(),
+                variant: v.variant.clone(),
+                precision: precision_name(v.precision).to_owned(),
+                sparsity: v.sparsity,
+                params: v.params,
+                macs: v.macs,
+                plan_bytes: v.plan_bytes,
+                arena_bytes: v.arena_bytes + if linux { v.scratch_bytes } else { 0 },
+                peak_ram_bytes: ram,
+                accuracy: v.accuracy,
+                accuracy_images: v.images,
+                latency_ms,
+                latency_source,
+                energy_mj,
+                energy_source,
+                accuracy_per_watt: Some(v.accuracy / watts.max(f64::MIN_POSITIVE)),
+                profile: p.name.clone(),
+                device: device.map(|d| d.device.clone()),
+                fits_ram: fit.fits_ram(),
+                ram_margin_bytes: fit.ram_margin,
+                fits_flash: fit.fits_flash(),
+                flash_margin_bytes: fit.flash_margin,
+                ram_limit_bytes: p.ram_bytes,
+                flash_limit_bytes: p.plan_limit_bytes(),
+            });
+        }
+    }
+    rows
+}
+
+/// How the best variant is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Criterion {
+    /// Highest accuracy (ties: smaller plan).
+    Accuracy,
+    /// Lowest latency among variants within one point of the best accuracy.
+    Latency,
+    /// Lowest energy per inference, likewise.
+    Energy,
+}
+
+impl Criterion {
+    pub fn name(self) -> &'static str {
+        match self {
+            Criterion::Accuracy => "accuracy",
+            Criterion::Latency => "latency",
+            Criterion::Energy => "energy",
+        }
+    }
+}
+
+fn kb(b: u64) -> String {
+    format!("{:.1} KiB", b as f64 / 1024.0)
+}
+
+/// The best fitting variant of one architecture on one profile.
+fn best<'r>(rows: &[&'r Row], c: Criterion) -> Option<&'r Row> {
+    let fitting: Vec<&Row> = rows
+        .iter()
+        .copied()
+        .filter(|r| r.fits_ram && r.fits_flash)
+        .collect();
+    let top = fitting.iter().map(|r| r.accuracy).fold(f64::NAN, f64::max);
+    let key = |r: &Row| match c {
+        Criterion::Accuracy => (-r.accuracy, r.plan_bytes as f64),
+        Criterion::Latency => (r.latency_ms.unwrap_or(f64::INFINITY), -r.accuracy),
+        Criterion::Energy => (r.energy_mj.unwrap_or(f64::INFINITY), -r.accuracy),
+    };
+    fitting
+        .into_iter()
+        .filter(|r| c == Criterion::Accuracy || r.accuracy >= top - 0.01)
+        .min_by(|a, b| {
+            let (ka, kb) = (key(a), key(b));
+            ka.0.total_cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+        })
+}
+
+/// Per profile: the best variant of each architecture and one sentence.
+pub fn verdicts(rows: &[Row], profiles: &[Profile], c: Criterion) -> Vec<Verdict> {
+    let mut archs: Vec<&str> = rows.iter().map(|r| r.architecture.as_str()).collect();
+    archs.sort_unstable();
+    archs.dedup();
+    profiles
+        .iter()
+        .map(|p| {
+            let on: Vec<&Row> = rows.iter().filter(|r| r.profile == p.name).collect();
+            let bests: Vec<(&str, Option<&Row>)> = archs
+                .iter()
+                .map(|a| {
+                    let of: Vec<&Row> = on.iter().copied().filter(|r| r.architecture == *a).collect();
+                    (*a, best(&of, c))
+                })
+                .collect();
+            let describe = |r: &Row| {
+                let lat = r.latency_ms.map_or("no latency".into(), |l| {
+                    let tag = if r.latency_source.starts_with("estimated") { " est." } else { "" };
+                    format!("{l:.2} ms{tag}")
+                });
+                format!(
+                    "{} {} ({:.1}%, {} flash, {} RAM, {lat})",
+                    r.model,
+                    r.variant,
+                    100.0 * r.accuracy,
+                    kb(r.plan_bytes),
+                    kb(r.peak_ram_bytes)
+                )
+            };
+            let fitting: Vec<&(&str, Option<&Row>)> = bests.iter().filter(|(_, b)| b.is_some()).collect();
+            let sentence = match fitting.as_slice() {
+                [] => {
+                    let smallest = on.iter().min_by_key(|r| {
+                        (-r.ram_margin_bytes.min(0)) + (-r.flash_margin_bytes.min(0))
+                    });
+                    match smallest {
+                        Some(r) => format!(
+                            "On {}, nothing fits: the closest, {} {}, needs {} more RAM and {} more flash.",
+                            p.name,
+                            r.model,
+                            r.variant,
+                            kb((-r.ram_margin_bytes).max(0) as u64),
+                            kb((-r.flash_margin_bytes).max(0) as u64)
+                        ),
+                        None => format!("On {}, no variant was compared.", p.name),
+                    }
+                }
+                [(a, Some(r))] => format!(
+                    "On {}, only {a} fits: {}; no {} variant fits.",
+                    p.name,
+                    describe(r),
+                    archs.iter().filter(|x| *x != a).cloned().collect::<Vec<_>>().join(" or ")
+                ),
+                _ => {
+                    let mut ranked: Vec<(&str, &Row)> =
+                        fitting.iter().filter_map(|(a, r)| r.map(|r| (*a, r))).collect();
+                    ranked.sort_by(|x, y| {
+                        let k = |r: &Row| match c {
+                            Criterion::Accuracy => -r.accuracy,
+                            Criterion::Latency => r.latency_ms.unwrap_or(f64::INFINITY),
+                            Criterion::Energy => r.energy_mj.unwrap_or(f64::INFINITY),
+                        };
+                        k(x.1).total_cmp(&k(y.1))
+                    });
+                    let (wa, wr) = ranked[0];
+                    let others: Vec<String> = ranked[1..]
+                        .iter()
+                        .map(|(a, r)| format!("the best {a} is {}", describe(r)))
+                        .collect();
+                    format!(
+                        "On {}, {wa} wins on {}: {}; {}.",
+                        p.name,
+                        c.name(),
+                        describe(wr),
+                        others.join("; ")
+                    )
+                }
+            };
+            Verdict {
+                profile: p.name.clone(),
+                best: bests
+                    .iter()
+                    .filter_map(|(a, r)| {
+                        r.map(|r| BestVariant {
+                            architecture: (*a).to_owned(),
+                            model: r.model.clone(),
+                            variant: r.variant.clone(),
+                            why: format!("best {} among the variants that fit", c.name()),
+                        })
+                    })
+                    .collect(),
+                sentence,
+            }
+        })
+        .collect()
+}
+
+/// The whole result set.
+pub fn results(
+    created: String,
+    host: String,
+    c: Criterion,
+    rows: Vec<Row>,
+    profiles: &[Profile],
+    variants: &[Variant],
+) -> Results {
+    let verdicts = verdicts(&rows, profiles, c);
+    let mut layers = Vec::new();
+    for v in variants {
+        if v.sparsity == 0.0 && v.precision == Precision::Int8 {
+            layers.extend(v.layers.iter().cloned());
+        }
+    }
+    Results {
+        schema: RESULTS_SCHEMA.to_owned(),
+        created,
+        host,
+        criterion: c.name().to_owned(),
+        rows,
+        verdicts,
+        layers,
+    }
+}
+
+/// Writes `results.json`, `results.csv`, the plots (SVG and PNG) and a
+/// self-contained `report.html` into `dir`; returns the files written.
+pub fn write_report(r: &Results, dir: &Path) -> Result<Vec<PathBuf>, CompareError> {
+    let io = |what: &Path, e: std::io::Error| {
+        CompareError::Plan(format!("write {}: {e}", what.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let mut written = Vec::new();
+    let json = dir.join("results.json");
+    let text = serde_json::to_string_pretty(r).map_err(|e| CompareError::Plan(e.to_string()))?;
+    std::fs::write(&json, text).map_err(|e| io(&json, e))?;
+    written.push(json);
+    let csv = dir.join("results.csv");
+    std::fs::write(&csv, edgefit_report::render_csv(r)).map_err(|e| io(&csv, e))?;
+    written.push(csv);
+    let plots =
+        edgefit_report::render_plots(r, dir).map_err(|e| CompareError::Plan(e.to_string()))?;
+    let mut svgs = Vec::new();
+    for p in &plots {
+        if p.extension().is_some_and(|e| e == "svg") {
+            let text = std::fs::read_to_string(p).map_err(|e| io(p, e))?;
+            svgs.push((stem(p).replace(['-', '_'], " "), text));
+        }
+    }
+    written.extend(plots);
+    let html = dir.join("report.html");
+    std::fs::write(&html, edgefit_report::render_html(r, &svgs)).map_err(|e| io(&html, e))?;
+    written.push(html);
+    Ok(written)
+}

@@ -1,0 +1,260 @@
+//! `edgefit compare`, `edgefit report` and `edgefit devices` end to end: a
+//! small comparison (both bundled models, int8 dense and LAMP-50%, 300 test
+//! images, three boards) writes the table, JSON, CSV, plots and an HTML
+//! report that headless Chromium renders; merged device results keep every
+//! row; bad profiles are clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use edgefit_e2e::{assert_fails_with, edgefit, stderr};
+
+fn out_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edgefit-compare-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A board too small for the dense VGG plan: 32 KiB RAM, 256 KiB flash.
+fn tiny_profile(dir: &Path) -> PathBuf {
+    let nrf = std::fs::read_to_string(edgefit_e2e::repo_root().join("profiles/nrf52840-dk.toml"))
+        .unwrap()
+        .replace("name = \"nrf52840-dk\"", "name = \"tiny-m4\"")
+        .replace("ram_bytes = 262_144", "ram_bytes = 32_768")
+        .replace("plan_flash_bytes = 393_216", "plan_flash_bytes = 262_144")
+        .replace("\nflash_bytes = 1_048_576", "\nflash_bytes = 262_144");
+    let path = dir.join("tiny-m4.toml");
+    std::fs::write(&path, nrf).unwrap();
+    path
+}
+
+fn compare(out: &Path) -> String {
+    let tiny = tiny_profile(out);
+    let o = edgefit(&[
+        "compare",
+        "--profile",
+        tiny.to_str().unwrap(),
+        "--precisions",
+        "int8",
+        "--sparsity",
+        "0,0.5",
+        "--limit",
+        "300",
+        "--calib-samples",
+        "100",
+        "--profiles",
+        "nrf52840-dk,rp2040-pico,this-machine,tiny-m4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Renders `html` with headless Chromium into a PNG and returns the DOM it
+/// loaded.
+fn chromium(html: &Path, png: &Path) -> String {
+    let profile = html.with_file_name("chromium-profile");
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+    ];
+    let url = format!("file://{}", html.display());
+    let run = |extra: &[String]| {
+        Command::new("chromium")
+            .args(common)
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("chromium (Debian package `chromium`; scripts/test.sh installs it)")
+    };
+    let shot = run(&[
+        format!("--screenshot={}", png.display()),
+        "--window-size=1280,3000".into(),
+    ]);
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let dom = run(&["--dump-dom".into()]);
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    String::from_utf8_lossy(&dom.stdout).into_owned()
+}
+
+#[test]
+fn compare_writes_every_output_and_chromium_renders_the_report() {
+    let dir = out_dir("main");
+    let text = compare(&dir);
+    // Terminal: the verdict for each board.
+    for p in ["nrf52840-dk", "rp2040-pico", "this-machine", "tiny-m4"] {
+        assert!(text.contains(&format!("On {p},")), "{p}: {text}");
+    }
+    for f in ["results.json", "results.csv", "report.html"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    let svgs = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "svg")
+        })
+        .count();
+    let pngs = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png")
+        })
+        .count();
+    assert!(svgs >= 4 && pngs >= 4, "{svgs} SVG, {pngs} PNG");
+
+    // JSON: 2 models x 2 variants x 4 profiles, estimated figures labelled.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 16);
+    let on = |p: &'static str| rows.iter().filter(move |r| r["profile"] == p);
+    assert!(on("nrf52840-dk").all(|r| r["energy_source"] == "estimated"));
+    assert!(on("this-machine").all(|r| r["latency_source"] == "measured on this host"));
+    assert!(on("rp2040-pico").all(|r| r["latency_source"]
+        .as_str()
+        .unwrap()
+        .starts_with("estimated")));
+    // Margins are the limit minus the need, to the byte; negative = shortfall.
+    for r in rows {
+        let (ram, limit) = (
+            r["peak_ram_bytes"].as_i64().unwrap(),
+            r["ram_limit_bytes"].as_i64().unwrap(),
+        );
+        assert_eq!(r["ram_margin_bytes"].as_i64().unwrap(), limit - ram);
+        assert_eq!(r["fits_ram"].as_bool().unwrap(), limit >= ram);
+        let (plan, flash) = (
+            r["plan_bytes"].as_i64().unwrap(),
+            r["flash_limit_bytes"].as_i64().unwrap(),
+        );
+        assert_eq!(r["flash_margin_bytes"].as_i64().unwrap(), flash - plan);
+    }
+    // The dense VGG int8 plan needs more flash than tiny-m4 has: marked
+    // not fitting, with the exact shortfall, in JSON, CSV and HTML.
+    let vgg = rows
+        .iter()
+        .find(|r| r["profile"] == "tiny-m4" && r["model"] == "vgg-fmnist" && r["variant"] == "int8")
+        .unwrap();
+    let shortfall = vgg["plan_bytes"].as_i64().unwrap() - 262_144;
+    assert!(shortfall > 0);
+    assert_eq!(vgg["fits_flash"], false);
+    assert_eq!(vgg["flash_margin_bytes"].as_i64().unwrap(), -shortfall);
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 17, "{csv}");
+    assert!(csv.contains(&format!(",{},", -shortfall)), "{csv}");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let grouped = |n: i64| {
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    assert!(
+        html.contains(&grouped(shortfall)) || html.contains(&shortfall.to_string()),
+        "shortfall {shortfall} not in the HTML"
+    );
+    assert!(csv.contains("estimated"));
+
+    // Chromium loads the page (no network: every figure inline) and shows
+    // the plots and the verdicts.
+    let png = dir.join("report.png");
+    let dom = chromium(&dir.join("report.html"), &png);
+    assert!(dom.contains("id=\"verdicts\""), "no verdicts");
+    assert!(dom.matches("<svg").count() >= 4, "plots missing");
+    assert!(dom.contains("On nrf52840-dk,"));
+    assert!(dom.contains("estimated"));
+    let size = std::fs::metadata(&png).unwrap().len();
+    assert!(size > 50_000, "screenshot of {size} bytes");
+    let _ = std::fs::copy(
+        &png,
+        std::env::temp_dir().join("edgefit-report-screenshot.png"),
+    );
+
+    // `edgefit report` regenerates the same from the JSON, and merges two
+    // devices' results without losing rows.
+    let mut other: serde_json::Value = json.clone();
+    for r in other["rows"].as_array_mut().unwrap() {
+        r["device"] = "qemu mps2-an386 (test copy)".into();
+    }
+    let second = dir.join("other.json");
+    std::fs::write(&second, serde_json::to_string(&other).unwrap()).unwrap();
+    let merged = dir.join("merged");
+    let o = edgefit(&[
+        "report",
+        dir.join("results.json").to_str().unwrap(),
+        second.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(merged.join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["rows"].as_array().unwrap().len(), 32);
+    assert!(merged.join("report.html").is_file());
+}
+
+#[test]
+fn devices_lists_profiles_and_bad_profiles_are_clear_errors() {
+    let o = edgefit(&["devices"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for p in [
+        "qemu-mps2-an386",
+        "stm32f746-disco",
+        "nrf52840-dk",
+        "rp2040-pico",
+        "esp32-s3",
+        "raspberry-pi-4",
+        "raspberry-pi-5",
+        "jetson-orin-nano",
+        "this-machine",
+    ] {
+        assert!(text.contains(p), "{p}: {text}");
+    }
+    let dir = out_dir("profiles");
+    let bad = dir.join("mine.toml");
+    let good = std::fs::read_to_string(edgefit_e2e::repo_root().join("profiles/nrf52840-dk.toml"))
+        .unwrap();
+    let broken = good.replacen("ram_bytes = ", "ram_bytes = \"lots\" # ", 1);
+    std::fs::write(&bad, &broken).unwrap();
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("ram_bytes"))
+        .unwrap()
+        + 1;
+    assert_fails_with(
+        &edgefit(&["devices", "--profile", bad.to_str().unwrap()]),
+        &["mine.toml", &format!("line {line}"), "ram_bytes"],
+    );
+    assert_fails_with(
+        &edgefit(&["compare", "--profiles", "nosuchboard", "--limit", "1"]),
+        &["nosuchboard", "nrf52840-dk", "this-machine"],
+    );
+}
