@@ -12,8 +12,9 @@ use crate::evaluate::evaluate;
 use crate::import::{import_onnx, ImportError, ImportOptions};
 use crate::prune::channels::activation_means;
 use crate::prune::{
-    correction_inputs, load_model, prune_channels, prune_magnitude, save_model, ChannelOptions,
-    MagnitudeOptions, PruneError,
+    correction_inputs, load_model, magnitude_correction_inputs, prune_channels,
+    prune_magnitude_corrected, save_model, ActivationMeans, ChannelOptions, MagnitudeOptions,
+    PruneError,
 };
 use crate::quant::calibrate::CalibrationMethod;
 use crate::quant::calibrate_graph;
@@ -77,7 +78,11 @@ pub struct SweepPoint {
 /// How a sweep prunes; the options' `sparsity` is set per point.
 #[derive(Debug, Clone)]
 pub enum SweepPrune {
-    Magnitude(MagnitudeOptions),
+    /// Magnitude pruning, with bias correction on the calibration images if set.
+    Magnitude {
+        options: MagnitudeOptions,
+        correct_bias: bool,
+    },
     /// Channel pruning, with bias correction on the calibration images if set.
     Channels {
         options: ChannelOptions,
@@ -100,6 +105,23 @@ pub struct SweepSpec<'a> {
 /// Progress of [`sweep_point`]: which stage, done and total images.
 pub type Progress<'p> = &'p mut dyn FnMut(&str, usize, usize);
 
+/// Mean activations of `names` in the unpruned model over the calibration
+/// images, for bias correction.
+fn means_for(
+    spec: &SweepSpec<'_>,
+    names: &[String],
+    progress: Progress<'_>,
+) -> Result<ActivationMeans, SweepError> {
+    progress("bias correction", 0, 1);
+    let shape = [1, 1, spec.test.rows, spec.test.cols];
+    activation_means(spec.model, &shape, names, spec.calib).map_err(|source| {
+        SweepError::Correction {
+            path: spec.model.to_owned(),
+            source,
+        }
+    })
+}
+
 /// Prunes, compiles and evaluates one sparsity.
 pub fn sweep_point(
     spec: &SweepSpec<'_>,
@@ -108,10 +130,19 @@ pub fn sweep_point(
 ) -> Result<SweepPoint, SweepError> {
     let mut model = load_model(spec.model)?;
     let achieved = match &spec.prune {
-        SweepPrune::Magnitude(o) => {
-            let mut opts = o.clone();
+        SweepPrune::Magnitude {
+            options,
+            correct_bias,
+        } => {
+            let mut opts = options.clone();
             opts.sparsity = sparsity;
-            prune_magnitude(&mut model, &opts)?.pruned_sparsity()
+            let means = if *correct_bias && sparsity > 0.0 {
+                let names = magnitude_correction_inputs(&model)?;
+                Some(means_for(spec, &names, &mut *progress)?)
+            } else {
+                None
+            };
+            prune_magnitude_corrected(&mut model, &opts, means.as_ref())?.pruned_sparsity()
         }
         SweepPrune::Channels {
             options,

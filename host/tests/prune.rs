@@ -150,7 +150,10 @@ fn sweep_points_are_consistent() {
     std::fs::create_dir_all(&work).unwrap();
     let spec = SweepSpec {
         model: &src,
-        prune: SweepPrune::Magnitude(opts(0.0, Scope::Lamp, false)),
+        prune: SweepPrune::Magnitude {
+            options: opts(0.0, Scope::Lamp, false),
+            correct_bias: false,
+        },
         precision: edgefit_engine::Precision::Int8,
         calib: &calib,
         test: &test,
@@ -269,4 +272,43 @@ fn sparse_plans_are_smaller_and_bit_exact() {
             }
         }
     }
+}
+
+/// Bias correction after LAMP 50% on ResNet: the weights are those of the
+/// uncorrected pruning, only biases move, and the loss stays within a point
+/// (2,000 test images; the docs have the full-set figure).
+#[test]
+fn magnitude_bias_correction_recovers_resnet() {
+    use edgefit::prune::channels::activation_means;
+    use edgefit::prune::{magnitude_correction_inputs, prune_magnitude_corrected};
+    let src = models().join("resnet-fmnist.onnx");
+    let mut calib = load_idx_dataset(&bundled_data_dir(), "calib").unwrap();
+    calib.truncate(200);
+    let samples: Vec<Vec<f32>> = (0..calib.len()).map(|i| calib.image_f32(i)).collect();
+    let mut plain = load_model(&src).unwrap();
+    prune_magnitude(&mut plain, &opts(0.5, Scope::Lamp, false)).unwrap();
+    let mut corrected = load_model(&src).unwrap();
+    let names = magnitude_correction_inputs(&corrected).unwrap();
+    assert!(names.contains(&"input".to_owned()), "{names:?}");
+    let means = activation_means(&src, &[1, 1, 28, 28], &names, &samples).unwrap();
+    prune_magnitude_corrected(&mut corrected, &opts(0.5, Scope::Lamp, false), Some(&means))
+        .unwrap();
+    let (gp, gc) = (
+        plain.graph.as_ref().unwrap(),
+        corrected.graph.as_ref().unwrap(),
+    );
+    let mut moved = 0;
+    for (a, b) in gp.initializer.iter().zip(&gc.initializer) {
+        let is_bias = gp.node.iter().any(|n| n.input.get(2) == Some(&a.name));
+        if is_bias {
+            moved += usize::from(a != b);
+        } else {
+            assert_eq!(a, b, "{}: only biases change", a.name);
+        }
+    }
+    assert!(moved >= 5, "{moved} biases corrected");
+    let out = scratch("resnet-lamp-50-corrected.onnx");
+    save_model(&corrected, &out).unwrap();
+    let (dense, pruned) = (accuracy(&src, 2000), accuracy(&out, 2000));
+    assert!(dense - pruned <= 0.01, "{dense:.4} -> {pruned:.4}");
 }

@@ -7,8 +7,9 @@ use edgefit::import::ImportOptions;
 use edgefit::inspect::inspect_onnx;
 use edgefit::prune::channels::activation_means;
 use edgefit::prune::{
-    correction_inputs, load_model, prune_channels, prune_magnitude, save_model, ChannelOptions,
-    ChannelReport, ChannelScope, MagnitudeOptions, Scope,
+    correction_inputs, load_model, magnitude_correction_inputs, prune_channels,
+    prune_magnitude_corrected, save_model, ActivationMeans, ChannelOptions, ChannelReport,
+    ChannelScope, MagnitudeOptions, Scope,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,8 +57,9 @@ pub struct PruneCmd {
     /// Where to write the pruned ONNX model
     #[arg(short, long, value_name = "PRUNED.onnx")]
     output: PathBuf,
-    /// Channels only: correct each consumer's bias for the removed channels'
-    /// mean activation, measured by tract on the calibration images
+    /// Correct biases for what was removed, at the mean activations measured by
+    /// tract on the calibration images (channels: each consumer's bias; magnitude:
+    /// each pruned layer's own bias)
     #[arg(long)]
     correct_bias: bool,
     /// Calibration images for --correct-bias (default: the bundled subset of
@@ -95,16 +97,20 @@ impl PruneCmd {
         if self.method == Method::Channels {
             return self.run_channels();
         }
-        if self.correct_bias {
-            bail!("--correct-bias applies to --method channels (magnitude pruning keeps every channel)");
-        }
         let opts = magnitude_options(self.sparsity, self.scope, &self.exclude);
         let what = || format!("prune {}", self.model.display());
         // The model must import before anything is written: the same checks
         // as `inspect` (supported ops, static shapes).
         let before = inspect_onnx(&self.model, &ImportOptions::default()).with_context(what)?;
         let mut model = load_model(&self.model).with_context(what)?;
-        let report = prune_magnitude(&mut model, &opts).with_context(what)?;
+        let means = if self.correct_bias {
+            let names = magnitude_correction_inputs(&model).with_context(what)?;
+            Some(self.means(&names)?)
+        } else {
+            None
+        };
+        let report =
+            prune_magnitude_corrected(&mut model, &opts, means.as_ref()).with_context(what)?;
         save_model(&model, &self.output).with_context(what)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -168,6 +174,26 @@ impl PruneCmd {
 }
 
 impl PruneCmd {
+    /// Mean activations of `names` in the unpruned model over the calibration
+    /// images (for --correct-bias).
+    fn means(&self, names: &[String]) -> anyhow::Result<ActivationMeans> {
+        let dir = self.calib.clone().unwrap_or_else(bundled_data_dir);
+        let mut data = load_idx_dataset(&dir, "calib").context("calibration data")?;
+        if self.calib_samples == 0 {
+            bail!("--calib-samples must be at least 1");
+        }
+        data.truncate(self.calib_samples);
+        let samples: Vec<Vec<f32>> = (0..data.len()).map(|i| data.image_f32(i)).collect();
+        let shape = [1, 1, data.rows, data.cols];
+        eprintln!(
+            "measuring mean activations of {} tensors on {} calibration images",
+            names.len(),
+            samples.len()
+        );
+        activation_means(&self.model, &shape, names, &samples)
+            .context("bias correction: running the model on the calibration images")
+    }
+
     fn run_channels(&self) -> anyhow::Result<()> {
         let what = || format!("prune {}", self.model.display());
         let scope = match self.scope {
@@ -187,24 +213,8 @@ impl PruneCmd {
         let before = inspect_onnx(&self.model, &ImportOptions::default()).with_context(what)?;
         let mut model = load_model(&self.model).with_context(what)?;
         let means = if self.correct_bias {
-            let dir = self.calib.clone().unwrap_or_else(bundled_data_dir);
-            let mut data = load_idx_dataset(&dir, "calib").context("calibration data")?;
-            if self.calib_samples == 0 {
-                bail!("--calib-samples must be at least 1");
-            }
-            data.truncate(self.calib_samples);
-            let samples: Vec<Vec<f32>> = (0..data.len()).map(|i| data.image_f32(i)).collect();
-            let shape = [1, 1, data.rows, data.cols];
             let names = correction_inputs(&model).with_context(what)?;
-            eprintln!(
-                "measuring mean activations of {} tensors on {} calibration images",
-                names.len(),
-                samples.len()
-            );
-            Some(
-                activation_means(&self.model, &shape, &names, &samples)
-                    .context("bias correction: running the model on the calibration images")?,
-            )
+            Some(self.means(&names)?)
         } else {
             None
         };

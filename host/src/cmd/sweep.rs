@@ -38,8 +38,8 @@ pub struct SweepCmd {
     /// Calibration images for int8 (and for --correct-bias)
     #[arg(long, default_value_t = 500)]
     calib_samples: usize,
-    /// Channels only: correct the consumers' biases for the removed channels'
-    /// mean activations (measured on the calibration images)
+    /// Correct biases for what pruning removed, at the mean activations measured
+    /// on the calibration images
     #[arg(long)]
     correct_bias: bool,
     /// Write the results to a .csv or .json file
@@ -53,12 +53,10 @@ pub struct SweepCmd {
 impl SweepCmd {
     pub fn run(self) -> anyhow::Result<()> {
         let prune = match self.method {
-            Method::Magnitude => {
-                if self.correct_bias {
-                    bail!("--correct-bias applies to --method channels");
-                }
-                SweepPrune::Magnitude(magnitude_options(0.0, self.scope, &self.exclude))
-            }
+            Method::Magnitude => SweepPrune::Magnitude {
+                options: magnitude_options(0.0, self.scope, &self.exclude),
+                correct_bias: self.correct_bias,
+            },
             Method::Channels => SweepPrune::Channels {
                 options: ChannelOptions {
                     sparsity: 0.0,

@@ -24,10 +24,10 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
 
 use super::magnitude::batchnorm_scale;
-use super::{set_tensor_f32, tensor_f32, PruneError};
+use super::{add_to_bias, set_tensor_f32, tensor_f32, PruneError};
 
 /// How channels are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -685,41 +685,7 @@ fn correct_bias(
             (o, d)
         }
     };
-    if n.op_type == "MatMul" {
-        // A MatMul has no bias input; leave it uncorrected.
-        return Ok(());
-    }
-    // Conv and Gemm both take the bias as input 2.
-    let bias_pos = 2;
-    let bias_name = match n.input.get(bias_pos).filter(|s| !s.is_empty()) {
-        Some(b) => b.clone(),
-        None => {
-            let name = format!("{}.pruned_bias", n.name);
-            graph.initializer.push(TensorProto {
-                name: name.clone(),
-                dims: vec![outs as i64],
-                data_type: DataType::Float as i32,
-                float_data: vec![0.0; outs],
-                ..TensorProto::default()
-            });
-            let node = &mut graph.node[c.index];
-            node.input.resize(bias_pos, String::new());
-            node.input.push(name.clone());
-            name
-        }
-    };
-    let Some(bi) = init_index(graph, &bias_name) else {
-        return Ok(());
-    };
-    let mut b = tensor_f32(&graph.initializer[bi])?;
-    if b.len() != outs {
-        return Ok(());
-    }
-    for (v, d) in b.iter_mut().zip(&delta) {
-        *v += d;
-    }
-    set_tensor_f32(&mut graph.initializer[bi], &b);
-    Ok(())
+    add_to_bias(graph, c.index, outs, &delta)
 }
 
 /// Per-channel means from an NCHW mean tensor (channel-major blocks).
@@ -742,28 +708,49 @@ pub fn activation_means(
     names: &[String],
     samples: &[Vec<f32>],
 ) -> Result<ActivationMeans, crate::reference::ReferenceError> {
-    let reference = crate::reference::TractReference::load(path, input_shape, names)?;
-    let mut sums: Vec<Vec<f64>> = Vec::new();
+    // The graph input is the samples themselves; tract cannot return it as
+    // an extra output.
+    let inputs: Vec<String> = super::load_model(path)
+        .ok()
+        .and_then(|m| m.graph)
+        .map(|g| g.input.into_iter().map(|i| i.name).collect())
+        .unwrap_or_default();
+    let inner: Vec<String> = names
+        .iter()
+        .filter(|n| !inputs.contains(n))
+        .cloned()
+        .collect();
+    let reference = crate::reference::TractReference::load(path, input_shape, &inner)?;
+    let mut sums: Vec<Vec<f64>> = vec![Vec::new(); inner.len()];
+    let mut input_sum: Vec<f64> = Vec::new();
     for x in samples {
+        if input_sum.is_empty() {
+            input_sum = vec![0.0; x.len()];
+        }
+        for (a, b) in input_sum.iter_mut().zip(x) {
+            *a += *b as f64;
+        }
         let outs = reference.run(x)?;
-        for (i, v) in outs.iter().skip(1).enumerate() {
-            if sums.len() <= i {
-                sums.push(vec![0.0; v.len()]);
+        for (sum, v) in sums.iter_mut().zip(outs.iter().skip(1)) {
+            if sum.is_empty() {
+                *sum = vec![0.0; v.len()];
             }
-            for (a, b) in sums[i].iter_mut().zip(v) {
+            for (a, b) in sum.iter_mut().zip(v) {
                 *a += *b as f64;
             }
         }
     }
     let n = samples.len().max(1) as f64;
-    Ok(names
+    let mean = |s: &[f64]| s.iter().map(|v| (v / n) as f32).collect::<Vec<f32>>();
+    let mut out: ActivationMeans = inner
         .iter()
         .cloned()
-        .zip(
-            sums.into_iter()
-                .map(|s| s.iter().map(|v| (v / n) as f32).collect()),
-        )
-        .collect())
+        .zip(sums.iter().map(|s| mean(s)))
+        .collect();
+    for name in names.iter().filter(|n| inputs.contains(n)) {
+        out.insert(name.clone(), mean(&input_sum));
+    }
+    Ok(out)
 }
 
 /// The tensors whose mean activations bias correction needs.

@@ -97,6 +97,66 @@ impl PruneReport {
     }
 }
 
+/// Per output of a conv or dense layer: the sum over its pruned weights of
+/// weight x mean input (a conv's input mean per channel, averaged over
+/// positions). `None` when the shapes do not match.
+fn pruned_shift(
+    node: &NodeProto,
+    dims: &[i64],
+    before: &[f32],
+    after: &[f32],
+    mean: &[f32],
+) -> Option<(usize, Vec<f32>)> {
+    let d: Vec<usize> = dims.iter().map(|&v| v.max(0) as usize).collect();
+    let gone = |i: usize| if after[i] == 0.0 { before[i] } else { 0.0 };
+    match node.op_type.as_str() {
+        "Conv" => {
+            let (o, ci) = (*d.first()?, *d.get(1)?);
+            let taps: usize = d.get(2..)?.iter().product();
+            if o == 0 || ci == 0 || mean.is_empty() || !mean.len().is_multiple_of(ci) {
+                return None;
+            }
+            // Grouped convs read a slice of the channels: not corrected.
+            let per = mean.len() / ci;
+            let mc: Vec<f32> = (0..ci)
+                .map(|c| mean[c * per..(c + 1) * per].iter().sum::<f32>() / per as f32)
+                .collect();
+            let delta = (0..o)
+                .map(|oc| {
+                    (0..ci)
+                        .map(|c| {
+                            let s = (oc * ci + c) * taps;
+                            (s..s + taps).map(gone).sum::<f32>() * mc[c]
+                        })
+                        .sum()
+                })
+                .collect();
+            Some((o, delta))
+        }
+        "Gemm" | "MatMul" => {
+            let trans_b = node.op_type == "Gemm"
+                && node
+                    .attribute
+                    .iter()
+                    .any(|a| a.name == "transB" && a.i == 1);
+            let (k, o) = if trans_b {
+                (*d.get(1)?, *d.first()?)
+            } else {
+                (*d.first()?, *d.get(1)?)
+            };
+            if mean.len() != k {
+                return None;
+            }
+            let at = |f: usize, oc: usize| if trans_b { oc * k + f } else { f * o + oc };
+            let delta = (0..o)
+                .map(|oc| (0..k).map(|f| gone(at(f, oc)) * mean[f]).sum())
+                .collect();
+            Some((o, delta))
+        }
+        _ => None,
+    }
+}
+
 /// A prunable layer found in the graph.
 struct Target {
     node: usize,
@@ -109,6 +169,36 @@ struct Target {
 pub fn prune_magnitude(
     model: &mut ModelProto,
     opts: &MagnitudeOptions,
+) -> Result<PruneReport, PruneError> {
+    prune_magnitude_corrected(model, opts, None)
+}
+
+/// The tensors whose mean activations [`prune_magnitude_corrected`] needs:
+/// the input of every conv and dense layer.
+pub fn magnitude_correction_inputs(model: &ModelProto) -> Result<Vec<String>, PruneError> {
+    let Some(graph) = model.graph.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = Vec::new();
+    for t in find_targets(graph)? {
+        if let Some(i) = graph.node[t.node].input.first() {
+            if !names.contains(i) {
+                names.push(i.clone());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// [`prune_magnitude`], then, with `means` (mean activations of each layer's
+/// input over calibration images, from [`magnitude_correction_inputs`]),
+/// bias correction: each pruned weight's contribution at the mean input,
+/// `w * mean(x)`, is added to its output's bias, so the layer's mean output
+/// does not shift.
+pub fn prune_magnitude_corrected(
+    model: &mut ModelProto,
+    opts: &MagnitudeOptions,
+    means: Option<&super::ActivationMeans>,
 ) -> Result<PruneReport, PruneError> {
     if !(0.0..1.0).contains(&opts.sparsity) {
         return Err(PruneError::BadSparsity(opts.sparsity));
@@ -151,6 +241,7 @@ pub fn prune_magnitude(
 
     let zeros = |v: &[f32]| v.iter().filter(|w| **w == 0.0).count();
     let zeros_before: Vec<usize> = values.iter().map(|v| zeros(v)).collect();
+    let originals = means.map(|_| values.clone());
     let count = |n: usize| (opts.sparsity * n as f64).round() as usize;
     match opts.scope {
         Scope::Layer => {
@@ -194,6 +285,22 @@ pub fn prune_magnitude(
                 weights: v.len(),
                 sparsity: opts.sparsity,
             });
+        }
+    }
+    if let (Some(means), Some(originals)) = (means, &originals) {
+        for (i, t) in targets.iter().enumerate() {
+            if excluded(i) {
+                continue;
+            }
+            let node = graph.node[t.node].clone();
+            let Some(mean) = node.input.first().and_then(|n| means.get(n)) else {
+                continue;
+            };
+            let dims = graph.initializer[t.init].dims.clone();
+            if let Some((outs, delta)) = pruned_shift(&node, &dims, &originals[i], &values[i], mean)
+            {
+                super::add_to_bias(graph, t.node, outs, &delta)?;
+            }
         }
     }
     let mut layers = Vec::with_capacity(targets.len());

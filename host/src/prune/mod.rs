@@ -19,7 +19,10 @@ pub use channels::{
     channel_groups, correction_inputs, prune_channels, ActivationMeans, ChannelOptions,
     ChannelReport, ChannelScope,
 };
-pub use magnitude::{prune_magnitude, MagnitudeOptions, Scope};
+pub use magnitude::{
+    magnitude_correction_inputs, prune_magnitude, prune_magnitude_corrected, MagnitudeOptions,
+    Scope,
+};
 
 /// What can go wrong while pruning.
 #[derive(Debug, thiserror::Error)]
@@ -175,4 +178,49 @@ pub fn nonzero_weights(model: &ModelProto) -> Result<usize, PruneError> {
         n += tensor_f32(t)?.iter().filter(|v| **v != 0.0).count();
     }
     Ok(n)
+}
+
+/// Adds `delta` (one value per output) to the bias of node `index` (a Conv
+/// or Gemm), creating a zero bias first if it has none. A MatMul has no bias
+/// input and is left alone.
+pub(crate) fn add_to_bias(
+    graph: &mut tract_onnx::pb::GraphProto,
+    index: usize,
+    outs: usize,
+    delta: &[f32],
+) -> Result<(), PruneError> {
+    let n = graph.node[index].clone();
+    if n.op_type == "MatMul" || delta.len() != outs {
+        return Ok(());
+    }
+    // Conv and Gemm both take the bias as input 2.
+    let bias_name = match n.input.get(2).filter(|s| !s.is_empty()) {
+        Some(b) => b.clone(),
+        None => {
+            let name = format!("{}.corrected_bias", n.name);
+            graph.initializer.push(TensorProto {
+                name: name.clone(),
+                dims: vec![outs as i64],
+                data_type: DataType::Float as i32,
+                float_data: vec![0.0; outs],
+                ..TensorProto::default()
+            });
+            let node = &mut graph.node[index];
+            node.input.resize(2, String::new());
+            node.input.push(name.clone());
+            name
+        }
+    };
+    let Some(bi) = graph.initializer.iter().position(|t| t.name == bias_name) else {
+        return Ok(());
+    };
+    let mut b = tensor_f32(&graph.initializer[bi])?;
+    if b.len() != outs {
+        return Ok(());
+    }
+    for (v, d) in b.iter_mut().zip(delta) {
+        *v += d;
+    }
+    set_tensor_f32(&mut graph.initializer[bi], &b);
+    Ok(())
 }
