@@ -365,6 +365,13 @@ pub enum Criterion {
 }
 
 impl Criterion {
+    /// The criterion named `name` ("accuracy", "latency", "energy").
+    pub fn from_name(name: &str) -> Option<Criterion> {
+        [Criterion::Accuracy, Criterion::Latency, Criterion::Energy]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Criterion::Accuracy => "accuracy",
@@ -379,6 +386,13 @@ fn kb(b: u64) -> String {
 }
 
 /// The best fitting variant of one architecture on one profile.
+/// Accuracies closer than this are a tie: a quarter point is about one
+/// standard error at 92% on 10,000 test images.
+pub const ACCURACY_TIE: f64 = 0.0025;
+
+/// What ranks the candidates: smaller first, then the second value.
+type RankKey = fn(&Row) -> (f64, f64);
+
 fn best<'r>(rows: &[&'r Row], c: Criterion) -> Option<&'r Row> {
     let fitting: Vec<&Row> = rows
         .iter()
@@ -386,29 +400,36 @@ fn best<'r>(rows: &[&'r Row], c: Criterion) -> Option<&'r Row> {
         .filter(|r| r.fits_ram && r.fits_flash)
         .collect();
     let top = fitting.iter().map(|r| r.accuracy).fold(f64::NAN, f64::max);
-    let key = |r: &Row| match c {
-        Criterion::Accuracy => (-r.accuracy, r.plan_bytes as f64),
-        Criterion::Latency => (r.latency_ms.unwrap_or(f64::INFINITY), -r.accuracy),
-        Criterion::Energy => (r.energy_mj.unwrap_or(f64::INFINITY), -r.accuracy),
+    // Accuracy: among the variants tied with the best, the smallest plan.
+    // Latency, energy: among those within a point of the best accuracy.
+    let (window, key): (f64, RankKey) = match c {
+        Criterion::Accuracy => (ACCURACY_TIE, |r| (r.plan_bytes as f64, -r.accuracy)),
+        Criterion::Latency => (0.01, |r| {
+            (r.latency_ms.unwrap_or(f64::INFINITY), -r.accuracy)
+        }),
+        Criterion::Energy => (0.01, |r| {
+            (r.energy_mj.unwrap_or(f64::INFINITY), -r.accuracy)
+        }),
     };
     fitting
         .into_iter()
-        .filter(|r| c == Criterion::Accuracy || r.accuracy >= top - 0.01)
+        .filter(|r| r.accuracy >= top - window)
         .min_by(|a, b| {
             let (ka, kb) = (key(a), key(b));
             ka.0.total_cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
         })
 }
 
-/// Per profile: the best variant of each architecture and one sentence.
-pub fn verdicts(rows: &[Row], profiles: &[Profile], c: Criterion) -> Vec<Verdict> {
+/// Per profile (by name): the best variant of each architecture and one
+/// sentence.
+pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict> {
     let mut archs: Vec<&str> = rows.iter().map(|r| r.architecture.as_str()).collect();
     archs.sort_unstable();
     archs.dedup();
     profiles
         .iter()
         .map(|p| {
-            let on: Vec<&Row> = rows.iter().filter(|r| r.profile == p.name).collect();
+            let on: Vec<&Row> = rows.iter().filter(|r| &r.profile == p).collect();
             let bests: Vec<(&str, Option<&Row>)> = archs
                 .iter()
                 .map(|a| {
@@ -439,18 +460,18 @@ pub fn verdicts(rows: &[Row], profiles: &[Profile], c: Criterion) -> Vec<Verdict
                     match smallest {
                         Some(r) => format!(
                             "On {}, nothing fits: the closest, {} {}, needs {} more RAM and {} more flash.",
-                            p.name,
+                            p,
                             r.model,
                             r.variant,
                             kb((-r.ram_margin_bytes).max(0) as u64),
                             kb((-r.flash_margin_bytes).max(0) as u64)
                         ),
-                        None => format!("On {}, no variant was compared.", p.name),
+                        None => format!("On {}, no variant was compared.", p),
                     }
                 }
                 [(a, Some(r))] => format!(
                     "On {}, only {a} fits: {}; no {} variant fits.",
-                    p.name,
+                    p,
                     describe(r),
                     archs.iter().filter(|x| *x != a).cloned().collect::<Vec<_>>().join(" or ")
                 ),
@@ -470,17 +491,40 @@ pub fn verdicts(rows: &[Row], profiles: &[Profile], c: Criterion) -> Vec<Verdict
                         .iter()
                         .map(|(a, r)| format!("the best {a} is {}", describe(r)))
                         .collect();
-                    format!(
-                        "On {}, {wa} wins on {}: {}; {}.",
-                        p.name,
-                        c.name(),
-                        describe(wr),
-                        others.join("; ")
-                    )
+                    let tied = c == Criterion::Accuracy
+                        && ranked.iter().all(|(_, r)| wr.accuracy - r.accuracy <= ACCURACY_TIE);
+                    if tied {
+                        // Level on accuracy: the smaller plan is the answer.
+                        let (sa, sr) = ranked
+                            .iter()
+                            .min_by_key(|(_, r)| r.plan_bytes)
+                            .copied()
+                            .unwrap_or((wa, wr));
+                        let rest: Vec<String> = ranked
+                            .iter()
+                            .filter(|(a, _)| *a != sa)
+                            .map(|(a, r)| format!("the best {a} is {}", describe(r)))
+                            .collect();
+                        format!(
+                            "On {}, the architectures are level on accuracy (within {:.2} points), so {sa} wins on size: {}; {}.",
+                            p,
+                            100.0 * ACCURACY_TIE,
+                            describe(sr),
+                            rest.join("; ")
+                        )
+                    } else {
+                        format!(
+                            "On {}, {wa} wins on {}: {}; {}.",
+                            p,
+                            c.name(),
+                            describe(wr),
+                            others.join("; ")
+                        )
+                    }
                 }
             };
             Verdict {
-                profile: p.name.clone(),
+                profile: p.clone(),
                 best: bests
                     .iter()
                     .filter_map(|(a, r)| {
@@ -488,7 +532,16 @@ pub fn verdicts(rows: &[Row], profiles: &[Profile], c: Criterion) -> Vec<Verdict
                             architecture: (*a).to_owned(),
                             model: r.model.clone(),
                             variant: r.variant.clone(),
-                            why: format!("best {} among the variants that fit", c.name()),
+                            why: match c {
+                                Criterion::Accuracy => format!(
+                                    "smallest plan within {:.2} accuracy points of the best variant that fits",
+                                    100.0 * ACCURACY_TIE
+                                ),
+                                _ => format!(
+                                    "lowest {} within a point of the best accuracy among the variants that fit",
+                                    c.name()
+                                ),
+                            },
                         })
                     })
                     .collect(),
@@ -507,7 +560,8 @@ pub fn results(
     profiles: &[Profile],
     variants: &[Variant],
 ) -> Results {
-    let verdicts = verdicts(&rows, profiles, c);
+    let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+    let verdicts = verdicts(&rows, &names, c);
     let mut layers = Vec::new();
     for v in variants {
         if v.sparsity == 0.0 && v.precision == Precision::Int8 {

@@ -151,17 +151,8 @@ pub fn sweep_point(
             let mut opts = options.clone();
             opts.sparsity = sparsity;
             let means = if *correct_bias && sparsity > 0.0 {
-                progress("bias correction", 0, 1);
-                let shape = [1, 1, spec.test.rows, spec.test.cols];
                 let names = correction_inputs(&model)?;
-                Some(
-                    activation_means(spec.model, &shape, &names, spec.calib).map_err(|source| {
-                        SweepError::Correction {
-                            path: spec.model.to_owned(),
-                            source,
-                        }
-                    })?,
-                )
+                Some(means_for(spec, &names, &mut *progress)?)
             } else {
                 None
             };

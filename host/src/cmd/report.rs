@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use edgefit::compare::write_report;
+use edgefit::compare::{verdicts, write_report, Criterion};
 
 #[derive(Args)]
 pub struct ReportCmd {
@@ -16,7 +16,13 @@ pub struct ReportCmd {
 
 impl ReportCmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let r = edgefit_report::load_results(&self.results).context("load results")?;
+        let mut r = edgefit_report::load_results(&self.results).context("load results")?;
+        // Verdicts over every row, merged devices included.
+        let criterion = Criterion::from_name(&r.criterion).unwrap_or(Criterion::Accuracy);
+        let mut profiles: Vec<String> = r.rows.iter().map(|row| row.profile.clone()).collect();
+        profiles.sort();
+        profiles.dedup();
+        r.verdicts = verdicts(&r.rows, &profiles, criterion);
         let written = write_report(&r, &self.out)
             .with_context(|| format!("write the report into {}", self.out.display()))?;
         print!("{}", edgefit_report::render_terminal(&r));

@@ -482,13 +482,7 @@ pub fn prune_channels(
     opts: &ChannelOptions,
     means: Option<&ActivationMeans>,
 ) -> Result<ChannelReport, PruneError> {
-    if !(0.0..1.0).contains(&opts.sparsity) {
-        return Err(PruneError::BadSparsity(opts.sparsity));
-    }
-    let graph = model
-        .graph
-        .as_mut()
-        .ok_or_else(|| PruneError::NothingToPrune(" (the file has no graph)".into()))?;
+    let graph = super::graph_to_prune(model, opts.sparsity)?;
     let mut groups = channel_groups(graph)?;
     if groups.is_empty() {
         return Err(PruneError::NothingToPrune(

@@ -200,13 +200,7 @@ pub fn prune_magnitude_corrected(
     opts: &MagnitudeOptions,
     means: Option<&super::ActivationMeans>,
 ) -> Result<PruneReport, PruneError> {
-    if !(0.0..1.0).contains(&opts.sparsity) {
-        return Err(PruneError::BadSparsity(opts.sparsity));
-    }
-    let graph = model
-        .graph
-        .as_mut()
-        .ok_or_else(|| PruneError::NothingToPrune(" (the file has no graph)".into()))?;
+    let graph = super::graph_to_prune(model, opts.sparsity)?;
     let targets = find_targets(graph)?;
     if targets.is_empty() {
         return Err(PruneError::NothingToPrune(String::new()));

@@ -224,3 +224,17 @@ pub(crate) fn add_to_bias(
     set_tensor_f32(&mut graph.initializer[bi], &b);
     Ok(())
 }
+
+/// The graph of `model`, once `sparsity` is checked to be in [0, 1).
+pub(crate) fn graph_to_prune(
+    model: &mut ModelProto,
+    sparsity: f64,
+) -> Result<&mut tract_onnx::pb::GraphProto, PruneError> {
+    if !(0.0..1.0).contains(&sparsity) {
+        return Err(PruneError::BadSparsity(sparsity));
+    }
+    model
+        .graph
+        .as_mut()
+        .ok_or_else(|| PruneError::NothingToPrune(" (the file has no graph)".into()))
+}

@@ -243,6 +243,14 @@ fn sparse_dot(bits: &[u8], from: usize, to: usize, vals: &[u8], x: &[u8], zp: i3
     (acc, vi)
 }
 
+/// `w` has `n` rows and the requantisation arrays and bias `n` entries.
+fn channels_match(w: &BitmapRows<'_>, o: &Out8<'_, '_>, bias: Option<I32s<'_>>, n: usize) -> bool {
+    w.rows == n
+        && o.q.multipliers.len() >= n
+        && o.q.shifts.len() >= n
+        && bias.is_none_or(|b| b.len() >= n)
+}
+
 /// int8 dense layer over sparse weights, skipping zero weights: `x` has
 /// `k` values, `out` one per row.
 pub(crate) fn dense_i8(
@@ -253,12 +261,7 @@ pub(crate) fn dense_i8(
     out: &mut [u8],
 ) -> KResult {
     let n = out.len();
-    if x.len() != w.k
-        || w.rows != n
-        || o.q.multipliers.len() < n
-        || o.q.shifts.len() < n
-        || bias.is_some_and(|b| b.len() < n)
-    {
+    if x.len() != w.k || !channels_match(w, o, bias, n) {
         return Err(ShapeError);
     }
     for (r, (bits, vals)) in w.iter_rows().enumerate() {
@@ -270,9 +273,9 @@ pub(crate) fn dense_i8(
 }
 
 /// Regular (groups = 1) int8 convolution over sparse OHWI weights,
-/// skipping zero weights; needs no scratch. Same loop order as the
-/// portable dense kernel: per output pixel, per channel, per kernel row,
-/// one run of contiguous in-bounds taps.
+/// skipping zero weights; needs no scratch. Channel-major (the bitmap's
+/// rows are walked in order), then per output pixel, per kernel row, one
+/// run of contiguous in-bounds taps as in the portable dense kernel.
 pub(crate) fn conv2d_i8(
     g: &Geom,
     x: &[u8],
@@ -286,12 +289,9 @@ pub(crate) fn conv2d_i8(
     if g.input_len() != Some(x.len())
         || g.output_len() != Some(out.len())
         || k != Some(w.k)
-        || w.rows != n
         || g.stride_h == 0
         || g.stride_w == 0
-        || o.q.multipliers.len() < n
-        || o.q.shifts.len() < n
-        || bias.is_some_and(|b| b.len() < n)
+        || !channels_match(w, o, bias, n)
     {
         return Err(ShapeError);
     }
