@@ -55,8 +55,11 @@ pub struct CompareSpec<'a> {
     pub test: &'a Dataset,
     /// Calibration images (pixel/255) for int8.
     pub calib: &'a [Vec<f32>],
-    /// Folder for the pruned models and compiled plans.
+    /// Folder for the pruned models.
     pub work_dir: &'a Path,
+    /// Folder for the microcontroller plans of every variant (kept: flash
+    /// one, bench it, and `edgefit report` merges the bench report).
+    pub plans_dir: &'a Path,
 }
 
 /// One variant, measured on this host.
@@ -80,6 +83,8 @@ pub struct Variant {
     pub host_latency_ms: f64,
     /// The plan file for microcontrollers (no scratch).
     pub plan_path: PathBuf,
+    /// Its CRC-32, as `edgefit bench` reports it.
+    pub plan_crc32: String,
     pub layers: Vec<LayerMemory>,
 }
 
@@ -202,7 +207,7 @@ pub fn measure_variants(
                 let host_plan = compile(true)?;
                 let mcu_plan = compile(false)?;
                 let plan_path = spec
-                    .work_dir
+                    .plans_dir
                     .join(format!("{name}-{}.efp", label.replace([' ', '%'], "")));
                 std::fs::write(&plan_path, &mcu_plan.bytes).map_err(|e| {
                     CompareError::Plan(format!("write {}: {e}", plan_path.display()))
@@ -250,6 +255,7 @@ pub fn measure_variants(
                     accuracy: eval.accuracy,
                     images: eval.samples as u64,
                     host_latency_ms: eval.latency.p50_us / 1000.0,
+                    plan_crc32: format!("{:08x}", edgefit_proto::crc32(&mcu_plan.bytes)),
                     plan_path,
                     layers,
                 });
@@ -347,6 +353,7 @@ pub fn rows(variants: &[Variant], profiles: &[Profile], devices: &[DeviceMeasure
                 flash_margin_bytes: fit.flash_margin,
                 ram_limit_bytes: p.ram_bytes,
                 flash_limit_bytes: p.plan_limit_bytes(),
+                plan_crc32: Some(v.plan_crc32.clone()),
             });
         }
     }
@@ -608,4 +615,79 @@ pub fn write_report(r: &Results, dir: &Path) -> Result<Vec<PathBuf>, CompareErro
     std::fs::write(&html, edgefit_report::render_html(r, &svgs)).map_err(|e| io(&html, e))?;
     written.push(html);
     Ok(written)
+}
+
+/// Merges one `edgefit bench` report (schema `edgefit.bench.v1`, as JSON)
+/// into `r`: the rows of the variant whose plan has the benched plan's CRC
+/// get, on the profile named after the device's board, the latency the
+/// device measured (and its energy if it has a sensor; else the profile's
+/// typical power times that latency, estimated). Returns how many rows
+/// changed; an error when no row has that plan or no profile that board.
+pub fn merge_bench(r: &mut Results, bench: &serde_json::Value) -> Result<usize, CompareError> {
+    let bad = |what: &str| CompareError::Plan(format!("bench report: {what}"));
+    let crc = bench["plan"]["crc32"]
+        .as_str()
+        .ok_or_else(|| bad("no plan.crc32"))?;
+    let board = bench["device"]["board"]
+        .as_str()
+        .ok_or_else(|| bad("no device.board"))?;
+    let p50_us = bench["latency"]["us"]["p50_us"]
+        .as_f64()
+        .ok_or_else(|| bad("no latency.us.p50_us"))?;
+    let timing = bench["latency"]["source"]
+        .as_str()
+        .unwrap_or("device clock");
+    let energy_mj = bench["energy_uj_per_inference"]["value"]
+        .as_f64()
+        .map(|uj| uj / 1000.0);
+    let sensor = bench["energy_uj_per_inference"]["source"]
+        .as_str()
+        .unwrap_or("sensor");
+    let latency_ms = p50_us / 1000.0;
+    let mut changed = 0;
+    let mut known_plan = false;
+    for row in r.rows.iter_mut() {
+        if row.plan_crc32.as_deref() != Some(crc) {
+            continue;
+        }
+        known_plan = true;
+        if !row.profile.contains(board) || row.device.is_some() {
+            continue;
+        }
+        // The profile's typical power, from the estimate the row carries.
+        let watts = match (row.energy_mj, row.latency_ms) {
+            (Some(e), Some(l)) if l > 0.0 && !row.energy_source.starts_with("measured") => {
+                Some(e / l)
+            }
+            _ => None,
+        };
+        row.latency_ms = Some(latency_ms);
+        row.latency_source = format!("measured on {board} ({timing})");
+        row.device = Some(board.to_owned());
+        match (energy_mj, watts) {
+            (Some(e), _) => {
+                row.energy_mj = Some(e);
+                row.energy_source = format!("measured ({sensor})");
+                row.accuracy_per_watt =
+                    Some(row.accuracy / (e / latency_ms).max(f64::MIN_POSITIVE));
+            }
+            (None, Some(w)) => {
+                row.energy_mj = Some(w * latency_ms);
+                row.energy_source = "estimated".to_owned();
+            }
+            (None, None) => {}
+        }
+        changed += 1;
+    }
+    if !known_plan {
+        return Err(bad(&format!(
+            "no compared variant has plan CRC {crc}: run edgefit compare on the models first"
+        )));
+    }
+    if changed == 0 {
+        return Err(bad(&format!(
+            "plan {crc} is compared, but no profile name contains the board `{board}` (or it was merged already)"
+        )));
+    }
+    Ok(changed)
 }

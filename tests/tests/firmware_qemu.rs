@@ -595,3 +595,115 @@ fn qemu_dsp_kernels_equal_portable_on_cortex_m4() {
         "{text}"
     );
 }
+
+/// `edgefit compare --port`: every int8 variant that fits the board is
+/// flashed and benched on it; its rows carry the latency measured there,
+/// the other profile's rows stay estimated.
+#[test]
+fn qemu_compare_measures_latency_on_the_device() {
+    let qemu = Qemu::boot("compare");
+    let out = scratch_dir().join("compare");
+    let _ = std::fs::remove_dir_all(&out);
+    let text = ok(
+        &qemu.edgefit(&[
+            "compare",
+            "--precisions",
+            "int8",
+            "--sparsity",
+            "0",
+            "--limit",
+            "200",
+            "--calib-samples",
+            "50",
+            "--device-limit",
+            "5",
+            "--profiles",
+            "qemu-mps2-an386,nrf52840-dk",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "compare --port",
+    );
+    assert!(text.contains("On qemu-mps2-an386,"), "{text}");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        let source = r["latency_source"].as_str().unwrap();
+        if r["profile"] == "qemu-mps2-an386" {
+            assert!(source.starts_with("measured on mps2-an386"), "{source}");
+            assert!(r["device"].as_str().unwrap().contains("mps2-an386"));
+            // One instruction per ns: ResNet ~18.3 M instructions, VGG ~9.3 M.
+            let ms = r["latency_ms"].as_f64().unwrap();
+            assert!((5.0..40.0).contains(&ms), "{ms} ms");
+        } else {
+            assert!(source.starts_with("estimated"), "{source}");
+            assert!(r["device"].is_null());
+        }
+    }
+
+    // The plans stay in --out: flash one, bench it, and `edgefit report`
+    // puts the device's figures into a comparison made without --port.
+    let plain = scratch_dir().join("compare-plain");
+    let _ = std::fs::remove_dir_all(&plain);
+    let o = Command::new(edgefit_bin())
+        .args([
+            "compare",
+            "--precisions",
+            "int8",
+            "--sparsity",
+            "0",
+            "--limit",
+            "200",
+            "--calib-samples",
+            "50",
+            "--profiles",
+            "qemu-mps2-an386,nrf52840-dk",
+            "--out",
+        ])
+        .arg(&plain)
+        .output()
+        .expect("run edgefit compare");
+    ok(&o, "compare");
+    let resnet = plain.join("plans/resnet-fmnist-int8.efp");
+    ok(&qemu.edgefit(&["flash", resnet.to_str().unwrap()]), "flash");
+    let bench = plain.join("bench.json");
+    ok(
+        &qemu.edgefit(&[
+            "bench",
+            resnet.to_str().unwrap(),
+            "--limit",
+            "5",
+            "--out",
+            bench.to_str().unwrap(),
+        ]),
+        "bench",
+    );
+    let merged = plain.join("merged");
+    let o = Command::new(edgefit_bin())
+        .arg("report")
+        .arg(plain.join("results.json"))
+        .arg(&bench)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .expect("run edgefit report");
+    ok(&o, "report with a bench file");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(merged.join("results.json")).unwrap())
+            .unwrap();
+    let measured: Vec<&Value> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["device"].is_string())
+        .collect();
+    assert_eq!(measured.len(), 1, "only the benched variant on its board");
+    assert_eq!(measured[0]["model"], "resnet-fmnist");
+    assert_eq!(measured[0]["profile"], "qemu-mps2-an386");
+    assert!(measured[0]["latency_source"]
+        .as_str()
+        .unwrap()
+        .starts_with("measured on mps2-an386"));
+}

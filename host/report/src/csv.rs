@@ -5,7 +5,7 @@ use std::fmt::Display;
 use crate::{Results, Row};
 
 /// The [`Row`] field names in declaration (and JSON) order: the CSV header.
-pub const ROW_FIELDS: [&str; 25] = [
+pub const ROW_FIELDS: [&str; 26] = [
     "model",
     "architecture",
     "variant",
@@ -31,6 +31,7 @@ pub const ROW_FIELDS: [&str; 25] = [
     "flash_margin_bytes",
     "ram_limit_bytes",
     "flash_limit_bytes",
+    "plan_crc32",
 ];
 
 /// Quotes a field when it contains a comma, quote or line break (RFC 4180).
@@ -73,6 +74,7 @@ fn cells(r: &Row) -> [String; ROW_FIELDS.len()] {
         r.flash_margin_bytes.to_string(),
         r.ram_limit_bytes.to_string(),
         r.flash_limit_bytes.to_string(),
+        field(&opt(&r.plan_crc32)),
     ]
 }
 

@@ -92,6 +92,10 @@ pub struct Row {
     pub ram_limit_bytes: u64,
     /// The profile's flash available to the plan, in bytes.
     pub flash_limit_bytes: u64,
+    /// CRC-32 of the microcontroller plan (`{:08x}`), which `edgefit bench`
+    /// reports too: it ties a device's bench results to this row's variant.
+    #[serde(default)]
+    pub plan_crc32: Option<String>,
 }
 
 /// Which variant to use on one profile.

@@ -99,6 +99,7 @@ fn row(v: &Variant, p: &(&str, u64, u64, bool)) -> Row {
         flash_margin_bytes: flash_limit as i64 - v.plan as i64,
         ram_limit_bytes: ram_limit,
         flash_limit_bytes: flash_limit,
+        plan_crc32: None,
     }
 }
 

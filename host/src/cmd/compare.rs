@@ -60,7 +60,8 @@ pub struct CompareCmd {
     /// How the best variant of each architecture is chosen on each profile
     #[arg(long, value_enum, default_value = "accuracy")]
     criterion: CriterionArg,
-    /// Folder for results.json, results.csv, the plots and report.html
+    /// Folder for results.json, results.csv, the plots, report.html and the
+    /// variants' microcontroller plans (plans/*.efp)
     #[arg(long, default_value = "edgefit-report")]
     out: PathBuf,
 }
@@ -137,6 +138,9 @@ impl CompareCmd {
         };
         let work = std::env::temp_dir().join(format!("edgefit-compare-{}", std::process::id()));
         std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+        let plans_dir = self.out.join("plans");
+        std::fs::create_dir_all(&plans_dir)
+            .with_context(|| format!("create {}", plans_dir.display()))?;
         let spec = CompareSpec {
             models: &models,
             precisions: &precisions,
@@ -144,6 +148,7 @@ impl CompareCmd {
             test: &test,
             calib: &calib,
             work_dir: &work,
+            plans_dir: &plans_dir,
         };
         let bar = progress::bar("compare");
         let mut cb = |stage: &str, done: usize, total: usize| {

@@ -1,12 +1,15 @@
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
-use edgefit::compare::{verdicts, write_report, Criterion};
+use edgefit::compare::{merge_bench, verdicts, write_report, Criterion};
+use edgefit::device::bench::BENCH_SCHEMA;
 
 #[derive(Args)]
 pub struct ReportCmd {
-    /// Results from `edgefit compare` (results.json), several to merge (e.g. one per device)
+    /// Results from `edgefit compare` (results.json), several to merge (e.g. one
+    /// per device), and `edgefit bench --out X.json` reports from devices, whose
+    /// measured latency and energy replace the estimates of their board's rows
     #[arg(value_name = "RESULTS.json", required = true)]
     results: Vec<PathBuf>,
     /// Folder for the report, the merged results, CSV and plots
@@ -16,7 +19,31 @@ pub struct ReportCmd {
 
 impl ReportCmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let mut r = edgefit_report::load_results(&self.results).context("load results")?;
+        // Bench reports are merged into the compare results after those load.
+        let mut compared = Vec::new();
+        let mut benches = Vec::new();
+        for path in &self.results {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?;
+            let schema = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("schema").and_then(|s| s.as_str()).map(str::to_owned));
+            if schema.as_deref() == Some(BENCH_SCHEMA) {
+                benches.push((path, text));
+            } else {
+                compared.push(path.clone());
+            }
+        }
+        if compared.is_empty() {
+            bail!("no edgefit compare results among the files: bench reports merge into them");
+        }
+        let mut r = edgefit_report::load_results(&compared).context("load results")?;
+        for (path, text) in benches {
+            let v: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+            let n = merge_bench(&mut r, &v).with_context(|| format!("{}", path.display()))?;
+            eprintln!("{}: measured figures for {n} rows", path.display());
+        }
         // Verdicts over every row, merged devices included.
         let criterion = Criterion::from_name(&r.criterion).unwrap_or(Criterion::Accuracy);
         let mut profiles: Vec<String> = r.rows.iter().map(|row| row.profile.clone()).collect();
