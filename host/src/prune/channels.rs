@@ -328,6 +328,25 @@ pub fn channel_groups(graph: &GraphProto) -> Result<Vec<ChannelGroup>, PruneErro
                 }
             }
         }
+        // Conv consumers must read exactly the group's channels (a model whose
+        // shapes disagree is left alone rather than indexed out of bounds).
+        for c in &g.consumers {
+            let n = &graph.node[c.index];
+            if n.op_type == "Conv" {
+                let i = n
+                    .input
+                    .get(1)
+                    .and_then(|w| init_index(graph, w))
+                    .and_then(|w| graph.initializer[w].dims.get(1).copied())
+                    .unwrap_or(0);
+                if i as usize != g.channels {
+                    g.frozen.get_or_insert(format!(
+                        "conv `{}` reads {i} channels, not the {} written",
+                        n.name, g.channels
+                    ));
+                }
+            }
+        }
         // Dense consumers: features per channel from the weight's input size.
         for c in &mut g.consumers {
             if c.block == 0 {
@@ -414,13 +433,20 @@ fn shrink(
     axis: usize,
     keep: &[usize],
     block: usize,
+    channels: usize,
 ) -> Result<(), PruneError> {
     let Some(i) = init_index(graph, name) else {
         return Ok(());
     };
     let t = &graph.initializer[i];
-    if t.dims.len() <= axis || !(t.dims[axis] as usize).is_multiple_of(block) {
-        return Err(bad_tensor(t, "its shape does not match the channels"));
+    if t.dims.get(axis).map(|&d| d as usize) != Some(channels * block) {
+        return Err(bad_tensor(
+            t,
+            &format!(
+                "its shape {:?} does not hold {channels} channels along axis {axis}",
+                t.dims
+            ),
+        ));
     }
     let v = tensor_f32(t)?;
     let nv = select(&v, &t.dims, axis, keep, block);
@@ -573,13 +599,13 @@ pub fn prune_channels(
         for &p in &g.producer_nodes {
             // Weight and bias lose the channels along their first axis.
             for name in graph.node[p].input.clone().iter().skip(1) {
-                shrink(graph, name, 0, &keep, 1)?;
+                shrink(graph, name, 0, &keep, 1, g.channels)?;
             }
         }
         for &b in &g.batchnorms {
             let n = graph.node[b].clone();
             for name in n.input.iter().skip(1) {
-                shrink(graph, name, 0, &keep, 1)?;
+                shrink(graph, name, 0, &keep, 1, g.channels)?;
             }
         }
         for c in &g.consumers {
@@ -590,7 +616,7 @@ pub fn prune_channels(
                 "Gemm" if attr_i(&n, "transB", 0) == 1 => 1,
                 _ => 0,
             };
-            shrink(graph, &name, axis, &keep, c.block)?;
+            shrink(graph, &name, axis, &keep, c.block, g.channels)?;
         }
         g.removed = r;
     }
