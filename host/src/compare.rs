@@ -128,11 +128,14 @@ pub fn measure_variants(
     let mut out = Vec::new();
     for model_path in spec.models {
         let name = stem(model_path);
+        let original = load_model(model_path)?;
+        let weights_total = crate::prune::nonzero_weights(&original)? as u64;
         for &sparsity in spec.sparsities {
-            // The pruned model (or the original at sparsity 0).
-            let source = if sparsity > 0.0 {
+            // The pruned model (or the original at sparsity 0) and its
+            // non-zero conv/dense weights.
+            let (source, nonzero) = if sparsity > 0.0 {
                 progress(&format!("{name}: prune {sparsity}"), 0, 1);
-                let mut m = load_model(model_path)?;
+                let mut m = original.clone();
                 prune_magnitude(
                     &mut m,
                     &MagnitudeOptions {
@@ -144,9 +147,9 @@ pub fn measure_variants(
                 )?;
                 let p = spec.work_dir.join(format!("{name}-lamp{sparsity}.onnx"));
                 save_model(&m, &p)?;
-                p
+                (p, crate::prune::nonzero_weights(&m)? as u64)
             } else {
-                model_path.clone()
+                (model_path.clone(), weights_total)
             };
             let imported = import_onnx(&source, &ImportOptions::default()).map_err(|e| {
                 CompareError::Import {
@@ -157,11 +160,9 @@ pub fn measure_variants(
             let graph = &imported.graph;
             let arch = architecture(model_path, graph);
             let analysis = crate::analysis::analyse(graph);
-            let nonzero = crate::prune::nonzero_weights(&load_model(&source)?)? as u64;
-            let dense_params = analysis.totals.params as u64;
-            let weights_total = crate::prune::nonzero_weights(&load_model(model_path)?)? as u64;
             // Parameters as deployed: zeros pruned away do not count.
-            let params = dense_params.saturating_sub(weights_total.saturating_sub(nonzero));
+            let params = (analysis.totals.params as u64)
+                .saturating_sub(weights_total.saturating_sub(nonzero));
             for &precision in spec.precisions {
                 let pname = precision_name(precision);
                 let label = if sparsity > 0.0 {

@@ -129,32 +129,32 @@ pub fn sweep_point(
     progress: Progress<'_>,
 ) -> Result<SweepPoint, SweepError> {
     let mut model = load_model(spec.model)?;
+    let correct_bias = match &spec.prune {
+        SweepPrune::Magnitude { correct_bias, .. } | SweepPrune::Channels { correct_bias, .. } => {
+            *correct_bias && sparsity > 0.0
+        }
+    };
+    let means = if correct_bias {
+        let names = match &spec.prune {
+            SweepPrune::Magnitude { .. } => magnitude_correction_inputs(&model)?,
+            SweepPrune::Channels { .. } => correction_inputs(&model)?,
+        };
+        Some(means_for(spec, &names, &mut *progress)?)
+    } else {
+        None
+    };
     let achieved = match &spec.prune {
-        SweepPrune::Magnitude {
-            options,
-            correct_bias,
-        } => {
-            let mut opts = options.clone();
-            opts.sparsity = sparsity;
-            let means = if *correct_bias && sparsity > 0.0 {
-                let names = magnitude_correction_inputs(&model)?;
-                Some(means_for(spec, &names, &mut *progress)?)
-            } else {
-                None
+        SweepPrune::Magnitude { options, .. } => {
+            let opts = MagnitudeOptions {
+                sparsity,
+                ..options.clone()
             };
             prune_magnitude_corrected(&mut model, &opts, means.as_ref())?.pruned_sparsity()
         }
-        SweepPrune::Channels {
-            options,
-            correct_bias,
-        } => {
-            let mut opts = options.clone();
-            opts.sparsity = sparsity;
-            let means = if *correct_bias && sparsity > 0.0 {
-                let names = correction_inputs(&model)?;
-                Some(means_for(spec, &names, &mut *progress)?)
-            } else {
-                None
+        SweepPrune::Channels { options, .. } => {
+            let opts = ChannelOptions {
+                sparsity,
+                ..options.clone()
             };
             let (n, removed) = prune_channels(&mut model, &opts, means.as_ref())?.channels();
             removed as f64 / n.max(1) as f64
