@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting, the firmware builds, the workspace's unit, integration
-# and end-to-end tests (the firmware runs in QEMU).
+# and end-to-end tests (the firmware runs in QEMU, the aarch64 Linux agent
+# under qemu-aarch64).
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,9 @@ cargo fmt --all -- --check
 # board runs in the end-to-end tests; the real boards are built, not run).
 bash scripts/firmware.sh install
 bash scripts/firmware.sh build
+# The Linux agent cross-built for aarch64 (native engine) runs under
+# qemu-aarch64 in tests/tests/agent.rs: the toolchain, and the build.
+bash scripts/agent-aarch64.sh build >/dev/null
 # The end-to-end tests run the real binary: build it first. `edgefit/probe`
 # (flash-firmware, probe-rs; pure Rust, no system libraries) in both, so the
 # test run reuses the build; tests/tests/flash_firmware_cli.rs needs it.

@@ -24,6 +24,13 @@ pub enum ReferenceError {
 
 type Plan = Arc<TypedRunnableModel>;
 
+fn load_error(path: &Path, e: TractError) -> ReferenceError {
+    ReferenceError::Load {
+        path: path.to_owned(),
+        reason: format!("{e:#}"),
+    }
+}
+
 /// A loaded, optimised tract model with its input shape and the values it returns.
 pub struct TractReference {
     plan: Plan,
@@ -39,20 +46,36 @@ impl TractReference {
         input_shape: &[usize],
         extra_outputs: &[String],
     ) -> Result<Self, ReferenceError> {
-        let load = |reason: String| ReferenceError::Load {
-            path: path.to_owned(),
-            reason,
-        };
-        let mut model = tract_onnx::onnx()
+        let model = tract_onnx::onnx()
             .model_for_path(path)
-            .map_err(|e| load(format!("{e:#}")))?;
+            .map_err(|e| load_error(path, e))?;
+        Self::prepare(model, path, input_shape, extra_outputs)
+    }
+
+    /// As [`TractReference::load`], from ONNX bytes in memory (a tract model
+    /// artifact's model); `label` names it in errors.
+    pub fn from_onnx_bytes(
+        bytes: &[u8],
+        label: &Path,
+        input_shape: &[usize],
+    ) -> Result<Self, ReferenceError> {
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| load_error(label, e))?;
+        Self::prepare(model, label, input_shape, &[])
+    }
+
+    fn prepare(
+        mut model: InferenceModel,
+        path: &Path,
+        input_shape: &[usize],
+        extra_outputs: &[String],
+    ) -> Result<Self, ReferenceError> {
+        let load = |e| load_error(path, e);
         model
             .set_input_fact(0, f32::fact(input_shape).into())
-            .map_err(|e| load(format!("{e:#}")))?;
-        let mut outlets = model
-            .output_outlets()
-            .map_err(|e| load(format!("{e:#}")))?
-            .to_vec();
+            .map_err(load)?;
+        let mut outlets = model.output_outlets().map_err(load)?.to_vec();
         outlets.truncate(1);
         let mut outputs = vec![model
             .outlet_label(outlets[0])
@@ -65,13 +88,11 @@ impl TractReference {
             outlets.push(outlet);
             outputs.push(name.clone());
         }
-        model
-            .select_output_outlets(&outlets)
-            .map_err(|e| load(format!("{e:#}")))?;
+        model.select_output_outlets(&outlets).map_err(load)?;
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())
-            .map_err(|e| load(format!("{e:#}")))?;
+            .map_err(load)?;
         Ok(TractReference {
             plan,
             input_shape: input_shape.to_vec(),

@@ -25,16 +25,26 @@ pub fn model(rel: &str) -> PathBuf {
 /// The `edgefit` binary built next to this test executable
 /// (`cargo build --workspace --bins` puts it there; `cargo test --workspace` too).
 pub fn edgefit_bin() -> PathBuf {
+    workspace_bin("edgefit")
+}
+
+/// The `edgefit-agent` binary (the Linux agent) built next to this test
+/// executable.
+pub fn agent_bin() -> PathBuf {
+    workspace_bin("edgefit-agent")
+}
+
+fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/edgefit
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
-    let bin = dir.join(format!("edgefit{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build -p edgefit` first",
+        "{} is missing: run `cargo build --workspace --bins` first",
         bin.display()
     );
     bin

@@ -144,6 +144,40 @@ pub enum PlanError {
     },
 }
 
+impl PlanError {
+    /// A number for the error (1 + the variant's position), the `detail` of
+    /// a device's `BadPlan` answer on every target.
+    pub const fn code(&self) -> u32 {
+        match self {
+            Self::Truncated { .. } => 1,
+            Self::BadMagic { .. } => 2,
+            Self::UnsupportedVersion { .. } => 3,
+            Self::UnknownFlags { .. } => 4,
+            Self::BadHeaderSize { .. } => 5,
+            Self::CrcMismatch { .. } => 6,
+            Self::ReservedNotZero { .. } => 7,
+            Self::BadEnum { .. } => 8,
+            Self::BadSection { .. } => 9,
+            Self::BadRank { .. } => 10,
+            Self::BadDims { .. } => 11,
+            Self::TensorLengthMismatch { .. } => 12,
+            Self::TensorOutOfBounds { .. } => 13,
+            Self::TensorMisaligned { .. } => 14,
+            Self::BadZeroPoint { .. } => 15,
+            Self::TensorIndex { .. } => 16,
+            Self::WrongDType { .. } => 17,
+            Self::WrongLocation { .. } => 18,
+            Self::Shape { .. } => 19,
+            Self::ShapeMismatch { .. } => 20,
+            Self::BadParam { .. } => 21,
+            Self::BadArray { .. } => 22,
+            Self::Overlap { .. } => 23,
+            Self::Unsupported { .. } => 24,
+            Self::BadSparse { .. } => 25,
+        }
+    }
+}
+
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use PlanError::*;

@@ -30,6 +30,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+mod argmax;
 mod error;
 pub mod exec;
 pub mod format;
@@ -38,6 +39,7 @@ pub mod plan;
 #[cfg(feature = "std")]
 pub mod writer;
 
+pub use argmax::argmax;
 pub use error::{ExecError, PlanError};
 pub use exec::Engine;
 pub use format::{

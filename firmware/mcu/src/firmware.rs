@@ -2,15 +2,16 @@
 
 use edgefit_engine::{Engine, ExecError, Plan, FORMAT_VERSION};
 use edgefit_proto::{
-    decode_frame, encode_frame, BenchSummary, DeviceInfo, DeviceMsg, ErrorCode, FrameReader,
-    HostMsg, PlanInfo, PowerSensorKind, ProtoError, Reject, Transfer, MAX_CHUNK, MAX_FRAME,
-    PROTOCOL_VERSION,
+    decode_frame, encode_frame, BenchSummary, DeviceInfo, DeviceMsg, EngineKind, ErrorCode,
+    FrameReader, HostMsg, PlanInfo, PowerSensorKind, ProtoError, Reject, Transfer, MAX_CHUNK,
+    MAX_FRAME, PROTOCOL_VERSION,
 };
 
-use crate::bench::{argmax, energy_uj, mean_power, Bench, Part};
+use crate::bench::{energy_uj, mean_power, Bench, Part};
 use crate::diag::{self, diag};
 use crate::slots::{bad_plan, Geometry, Slot, Store};
 use crate::{BoardInfo, Clock, MappedFlash, PowerMeter, StackMeter};
+use edgefit_engine::argmax;
 
 /// Bytes read from the link per `read` call (staged, then fed to the frame
 /// reader up to the end of a frame).
@@ -40,6 +41,14 @@ fn exec_error(e: ExecError) -> Reject {
         ExecError::Internal { .. } => internal_detail::EXEC_KERNEL,
     };
     Reject::new(ErrorCode::Internal, detail)
+}
+
+/// The firmware has one engine.
+fn native_only(engine: Option<EngineKind>) -> Result<(), Reject> {
+    match engine {
+        None | Some(EngineKind::Native) => Ok(()),
+        Some(other) => Err(Reject::new(ErrorCode::EngineUnavailable, other as u32)),
+    }
 }
 
 fn unexpected(kind: u8) -> Reject {
@@ -255,6 +264,8 @@ impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
             timing: self.clock.source(),
             tick_hz: self.clock.tick_hz(),
             active_plan: store.active.map(|s| s.info()),
+            engines: EngineKind::Native.name(),
+            accelerator: "",
         }))
     }
 
@@ -374,7 +385,7 @@ impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
         let energy = mean_power(p0, p1).and_then(|p| energy_uj(p, ticks, self.clock.tick_hz()));
         let dtype = engine.plan().output().map_err(|e| bad_plan(&e))?.dtype;
         let bench = self.bench_mut(7)?;
-        bench.record(ticks, energy);
+        bench.tally.record(ticks, energy);
         let want = bench.want_outputs;
         let arena: &'c [u8] = self.arena;
         let out = engine.output(arena).map_err(exec_error)?;
@@ -393,19 +404,22 @@ impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
         Ok(DeviceMsg::BenchSummary(BenchSummary {
             plan_id: b.plan_id,
             slot: b.slot,
-            samples: b.samples,
+            samples: b.tally.samples,
             timing: self.clock.source(),
             tick_hz,
             clock_hz: self.info.clock_hz,
-            total_ticks: b.total_ticks,
-            min_ticks: b.min_ticks,
-            max_ticks: b.max_ticks,
+            total_ticks: b.tally.total_ticks,
+            min_ticks: b.tally.min_ticks,
+            max_ticks: b.tally.max_ticks,
             arena_bytes_used: b.arena_used,
             stack_high_water_bytes: self.stack.high_water_bytes(),
             power_sensor: self.power.kind(),
-            energy_uj: b.energy_measured.then_some(b.energy_uj),
-            avg_power_mw: b.avg_power_mw(tick_hz),
+            energy_uj: b.tally.energy_measured.then_some(b.tally.energy_uj),
+            avg_power_mw: b.tally.avg_power_mw(tick_hz),
             idle_power_mw: b.idle_power_mw,
+            engine: EngineKind::Native,
+            peak_rss_bytes: None,
+            gpu_memory_bytes: None,
         }))
     }
 }
@@ -605,10 +619,11 @@ fn dispatch<'c, F: MappedFlash, C: Clock, P: PowerMeter, S: StackMeter>(
         HostMsg::BenchStart {
             plan_id,
             want_outputs,
+            engine,
             ..
         } => {
-            let r = store
-                .plan()
+            let r = native_only(engine)
+                .and_then(|()| store.plan())
                 .and_then(|(active, plan)| core.bench_start(active, &plan, plan_id, want_outputs));
             if r.is_ok() {
                 store.upload = None;
@@ -620,6 +635,8 @@ fn dispatch<'c, F: MappedFlash, C: Clock, P: PowerMeter, S: StackMeter>(
             core.bench = None;
             Ok(ack)
         }
+        // A serial link has no token: whoever holds the cable may flash.
+        HostMsg::Auth { .. } => Ok(ack),
         HostMsg::Sample { .. }
         | HostMsg::SampleChunk { .. }
         | HostMsg::SampleRun { .. }
@@ -693,10 +710,12 @@ where
             HostMsg::BenchStart {
                 plan_id,
                 want_outputs,
+                engine,
                 ..
-            } => core
-                .bench_start(active, &plan, plan_id, want_outputs)
+            } => native_only(engine)
+                .and_then(|()| core.bench_start(active, &plan, plan_id, want_outputs))
                 .map(|()| ack),
+            HostMsg::Auth { .. } => Ok(ack),
             HostMsg::Sample { index, data } => core.sample(&engine, index, data),
             HostMsg::SampleChunk {
                 index,

@@ -114,10 +114,11 @@ mod firmware;
 mod flash;
 mod slots;
 
-pub use crate::bench::argmax;
 pub use crate::firmware::{internal_detail, Firmware};
 pub use crate::flash::{MappedFlash, RamFlash};
 pub use crate::slots::{plan_error_code, storage_detail, MAX_WRITE_SIZE, RECORD_LEN};
+/// Re-exported: the firmware's `Record.predicted`.
+pub use edgefit_engine::argmax;
 
 use edgefit_proto::{PowerSensorKind, TimingSource};
 

@@ -213,33 +213,7 @@ fn storage<E: NorFlashError>(e: E) -> Reject {
 /// `UnsupportedVersion` = 3, ..., `Unsupported` = 24, `BadSparse` = 25); see the table in the
 /// crate docs.
 pub fn plan_error_code(e: &PlanError) -> u32 {
-    match e {
-        PlanError::Truncated { .. } => 1,
-        PlanError::BadMagic { .. } => 2,
-        PlanError::UnsupportedVersion { .. } => 3,
-        PlanError::UnknownFlags { .. } => 4,
-        PlanError::BadHeaderSize { .. } => 5,
-        PlanError::CrcMismatch { .. } => 6,
-        PlanError::ReservedNotZero { .. } => 7,
-        PlanError::BadEnum { .. } => 8,
-        PlanError::BadSection { .. } => 9,
-        PlanError::BadRank { .. } => 10,
-        PlanError::BadDims { .. } => 11,
-        PlanError::TensorLengthMismatch { .. } => 12,
-        PlanError::TensorOutOfBounds { .. } => 13,
-        PlanError::TensorMisaligned { .. } => 14,
-        PlanError::BadZeroPoint { .. } => 15,
-        PlanError::TensorIndex { .. } => 16,
-        PlanError::WrongDType { .. } => 17,
-        PlanError::WrongLocation { .. } => 18,
-        PlanError::Shape { .. } => 19,
-        PlanError::ShapeMismatch { .. } => 20,
-        PlanError::BadParam { .. } => 21,
-        PlanError::BadArray { .. } => 22,
-        PlanError::Overlap { .. } => 23,
-        PlanError::Unsupported { .. } => 24,
-        PlanError::BadSparse { .. } => 25,
-    }
+    e.code()
 }
 
 pub(crate) fn bad_plan(e: &PlanError) -> Reject {

@@ -20,6 +20,7 @@ fn bench_start(plan_id: Option<u32>, want_outputs: bool) -> HostMsg<'static> {
         plan_id,
         samples: 3,
         want_outputs,
+        engine: None,
     }
 }
 

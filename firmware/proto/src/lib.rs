@@ -49,6 +49,7 @@ mod error;
 mod frame;
 mod msg;
 mod reader;
+mod tally;
 mod transfer;
 
 pub use crate::cobs::{cobs_decode_in_place, cobs_encode, cobs_max_encoded_len};
@@ -57,10 +58,11 @@ pub use crate::error::ProtoError;
 pub use crate::frame::encode_frame_vec;
 pub use crate::frame::{decode_frame, encode_frame, Message};
 pub use crate::msg::{
-    BenchRecord, BenchSummary, DeviceInfo, DeviceMsg, ErrorCode, HostMsg, PlanInfo,
+    BenchRecord, BenchSummary, DeviceInfo, DeviceMsg, EngineKind, ErrorCode, HostMsg, PlanInfo,
     PowerSensorKind, TimingSource,
 };
 pub use crate::reader::FrameReader;
+pub use crate::tally::BenchTally;
 pub use crate::transfer::{
     crc32, plan_chunks, sample_parts, Crc32, PlanChunks, Reject, SampleParts, Transfer,
 };
@@ -69,7 +71,7 @@ pub use crate::transfer::{
 /// [`HostMsg::Hello`] / [`DeviceInfo::protocol_version`]. Bumped on any change
 /// to the frame layout or to any message's encoding; peers of different
 /// versions do not talk (there is no negotiation).
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Bytes of chunk data ([`HostMsg::PlanChunk`], [`HostMsg::SampleChunk`],
 /// [`HostMsg::Sample`], [`BenchRecord::outputs`]) that always fit in one frame.

@@ -66,6 +66,10 @@ pub enum HostMsg<'a> {
         samples: u32,
         /// Send each sample's raw output tensor in its [`BenchRecord`].
         want_outputs: bool,
+        /// The engine to run the artifact on (`None`: the device's best for
+        /// the artifact's kind; the [`BenchSummary`] says which ran). A
+        /// device without it answers [`ErrorCode::EngineUnavailable`].
+        engine: Option<EngineKind>,
     },
     /// `7`: One whole input sample (quantised tensor bytes, as the plan's input
     /// expects): the device runs it. Answer: [`DeviceMsg::Record`], or
@@ -102,6 +106,16 @@ pub enum HostMsg<'a> {
     /// `11`: Drops any transfer or benchmark in progress and returns to idle
     /// (not a reboot; the active plan stays). Answer: `Ack`.
     Reset,
+    /// `12`: Presents the device's access token. A device that has one (the
+    /// Linux agent started with `--token-file`) refuses every other message
+    /// with [`ErrorCode::Unauthorized`] until this one has matched, and
+    /// closes the connection on a wrong token. A device without a token
+    /// (a serial link: physical access) answers `Ack`. Answer: `Ack`, or
+    /// `Error` with [`ErrorCode::Unauthorized`].
+    Auth {
+        /// The token's bytes (at most [`MAX_CHUNK`](crate::MAX_CHUNK)).
+        token: &'a [u8],
+    },
 }
 
 /// Device → host: the answers to [`HostMsg`]s.
@@ -172,6 +186,13 @@ pub struct DeviceInfo<'a> {
     pub tick_hz: u64,
     /// The plan that would run now.
     pub active_plan: Option<PlanInfo>,
+    /// The engines this device has, comma-separated (`"native"`,
+    /// `"native,tract-cpu,tract-cuda"`).
+    pub engines: &'a str,
+    /// The accelerator in use, or why none is (`"cuda: NVIDIA ..."`,
+    /// `"none: built without the cuda feature"`); empty on a
+    /// microcontroller.
+    pub accelerator: &'a str,
 }
 
 /// A plan stored on a device.
@@ -240,6 +261,36 @@ pub struct BenchSummary {
     pub avg_power_mw: Option<u32>,
     /// Idle power before the run, if measured.
     pub idle_power_mw: Option<u32>,
+    /// The engine that ran the samples.
+    pub engine: EngineKind,
+    /// Peak resident memory of the process during the run (Linux `VmHWM`,
+    /// reset at `BenchStart`), if measured.
+    pub peak_rss_bytes: Option<u64>,
+    /// Accelerator memory held by the model and its run, if one was used.
+    pub gpu_memory_bytes: Option<u64>,
+}
+
+/// An inference engine of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EngineKind {
+    /// `0`: `edgefit-engine` running a plan (bit-exact on every target).
+    Native,
+    /// `1`: tract on the CPU, running a tract model artifact (f32 or f16).
+    TractCpu,
+    /// `2`: tract-cuda on an NVIDIA GPU, running a tract model artifact.
+    TractCuda,
+}
+
+impl EngineKind {
+    /// The name used on command lines and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::TractCpu => "tract-cpu",
+            Self::TractCuda => "tract-cuda",
+        }
+    }
 }
 
 /// What measures a device's power.
@@ -274,7 +325,7 @@ pub enum TimingSource {
     SysTick,
     /// `2`: QEMU `-icount` virtual time (deterministic, not real speed).
     QemuIcount,
-    /// `3`: A monotonic clock in nanoseconds (Linux `CLOCK_MONOTONIC_RAW`).
+    /// `3`: A monotonic clock in nanoseconds (Linux `CLOCK_MONOTONIC`).
     MonotonicNs,
 }
 
@@ -320,6 +371,9 @@ pub enum ErrorCode {
     PlanMismatch,
     /// `15`: Writing the plan slot failed. Detail: device-specific.
     Storage,
+    /// `16`: The requested engine is not on this device or cannot run the
+    /// active artifact. Detail: the [`EngineKind`] index.
+    EngineUnavailable,
 }
 
 impl ErrorCode {
@@ -342,6 +396,7 @@ impl ErrorCode {
             Self::BadPlan => "plan rejected by the engine",
             Self::PlanMismatch => "another plan is active",
             Self::Storage => "plan storage failed",
+            Self::EngineUnavailable => "engine not available for this artifact",
         }
     }
 }
@@ -369,6 +424,7 @@ impl HostMsg<'_> {
             Self::SampleRun { .. } => 9,
             Self::BenchEnd => 10,
             Self::Reset => 11,
+            Self::Auth { .. } => 12,
         }
     }
 

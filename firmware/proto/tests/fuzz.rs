@@ -114,6 +114,7 @@ fn mutated_valid_frames_never_panic_and_never_pass_crc_silently() {
             plan_id: None,
             samples: 5,
             want_outputs: false,
+            engine: None,
         },
         HostMsg::hello(),
     ];

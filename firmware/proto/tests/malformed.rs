@@ -3,6 +3,9 @@
 
 use edgefit_proto::*;
 
+/// This build's version, as the frame header carries it.
+const V: u8 = PROTOCOL_VERSION as u8;
+
 /// Stuffs a hand-made unstuffed frame (no delimiter appended).
 fn stuff(raw: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; cobs_max_encoded_len(raw.len())];
@@ -52,9 +55,9 @@ fn events(stream: &[u8]) -> Vec<Result<(u32, HostMsg<'static>), ProtoError>> {
 #[test]
 fn bad_crc() {
     let body = postcard_of(&HostMsg::Ping { nonce: 1 });
-    let good = raw(1, 5, &body, None);
+    let good = raw(V, 5, &body, None);
     let computed = crc32(&good[..good.len() - 4]);
-    let bad = raw(1, 5, &body, Some(computed ^ 0x8000_0000));
+    let bad = raw(V, 5, &body, Some(computed ^ 0x8000_0000));
     assert_eq!(
         decode_host(stuff(&bad)),
         Err(ProtoError::Crc {
@@ -76,6 +79,7 @@ fn bad_crc() {
             plan_id: Some(3),
             samples: 100,
             want_outputs: true,
+            engine: None,
         },
     );
     let body_len = frame.len() - 1;
@@ -224,19 +228,19 @@ fn garbage_between_frames() {
 #[test]
 fn wrong_version_is_reported_before_decoding() {
     let body = postcard_of(&HostMsg::Hello {
-        protocol_version: 2,
+        protocol_version: 3,
     });
-    let err = decode_host(stuff(&raw(2, 0, &body, None))).unwrap_err();
+    let err = decode_host(stuff(&raw(3, 0, &body, None))).unwrap_err();
     assert_eq!(
         err,
         ProtoError::VersionMismatch {
-            peer: 2,
+            peer: 3,
             local: PROTOCOL_VERSION
         }
     );
     let text = err.to_string();
     assert!(
-        text.contains("peer speaks v2") && text.contains("upgrade this side"),
+        text.contains("peer speaks v3") && text.contains("upgrade this side"),
         "{text}"
     );
     // Even a body this version cannot parse gets the version error.
@@ -265,6 +269,8 @@ fn wrong_version_is_reported_before_decoding() {
         timing: TimingSource::SysTick,
         tick_hz: 1,
         active_plan: None,
+        engines: "native",
+        accelerator: "",
     };
     assert_eq!(
         info.check_version(),
@@ -288,7 +294,7 @@ fn trailing_bytes() {
     let mut body = postcard_of(&HostMsg::Ping { nonce: 7 });
     body.extend([0xAB, 0xCD]);
     assert_eq!(
-        decode_host(stuff(&raw(1, 0, &body, None))),
+        decode_host(stuff(&raw(V, 0, &body, None))),
         Err(ProtoError::TrailingBytes { extra: 2 })
     );
 }
@@ -305,7 +311,7 @@ fn undecodable_messages() {
     ] {
         assert!(
             matches!(
-                decode_host(stuff(&raw(1, 0, body, None))),
+                decode_host(stuff(&raw(V, 0, body, None))),
                 Err(ProtoError::Decode(_))
             ),
             "{body:02x?}"
@@ -313,7 +319,7 @@ fn undecodable_messages() {
     }
     // A chunk claiming more data than the frame holds.
     assert!(matches!(
-        decode_host(stuff(&raw(1, 0, &[3, 0, 0, 0x80, 0x10, 1, 2], None))),
+        decode_host(stuff(&raw(V, 0, &[3, 0, 0, 0x80, 0x10, 1, 2], None))),
         Err(ProtoError::Decode(_))
     ));
     // Invalid UTF-8 in a device string.
@@ -332,12 +338,14 @@ fn undecodable_messages() {
         timing: TimingSource::SysTick,
         tick_hz: 1,
         active_plan: None,
+        engines: "native",
+        accelerator: "",
     });
     let mut body = [0u8; 64];
     let body = postcard::to_slice(&hello, &mut body).unwrap();
     let at = body.windows(2).position(|w| w == b"AB").unwrap();
     body[at] = 0xC3;
-    let mut frame = stuff(&raw(1, 0, body, None));
+    let mut frame = stuff(&raw(V, 0, body, None));
     assert!(matches!(
         decode_frame::<DeviceMsg>(&mut frame),
         Err(ProtoError::Decode(_))

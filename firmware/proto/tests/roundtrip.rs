@@ -31,11 +31,13 @@ fn host_msgs<'a>(big: &'a [u8], small: &'a [u8]) -> Vec<HostMsg<'a>> {
             plan_id: Some(7),
             samples: 10_000,
             want_outputs: true,
+            engine: Some(EngineKind::TractCuda),
         },
         HostMsg::BenchStart {
             plan_id: None,
             samples: 0,
             want_outputs: false,
+            engine: None,
         },
         HostMsg::Sample {
             index: 3,
@@ -52,6 +54,8 @@ fn host_msgs<'a>(big: &'a [u8], small: &'a [u8]) -> Vec<HostMsg<'a>> {
         },
         HostMsg::BenchEnd,
         HostMsg::Reset,
+        HostMsg::Auth { token: small },
+        HostMsg::Auth { token: &[] },
     ]
 }
 
@@ -80,6 +84,8 @@ fn device_msgs<'a>(big: &'a [u8]) -> Vec<DeviceMsg<'a>> {
         timing: TimingSource::QemuIcount,
         tick_hz: 25_000_000,
         active_plan: Some(plan()),
+        engines: "native",
+        accelerator: "",
     };
     let linux = DeviceInfo {
         board: "rpi5 ünïcode",
@@ -90,6 +96,8 @@ fn device_msgs<'a>(big: &'a [u8]) -> Vec<DeviceMsg<'a>> {
         timing: TimingSource::MonotonicNs,
         tick_hz: 1_000_000_000,
         active_plan: None,
+        engines: "native,tract-cpu,tract-cuda",
+        accelerator: "none: CUDA driver not found (libcuda.so.1)",
         ..info
     };
     let summary = BenchSummary {
@@ -108,6 +116,9 @@ fn device_msgs<'a>(big: &'a [u8]) -> Vec<DeviceMsg<'a>> {
         energy_uj: Some(987_654_321),
         avg_power_mw: Some(120),
         idle_power_mw: None,
+        engine: EngineKind::Native,
+        peak_rss_bytes: None,
+        gpu_memory_bytes: None,
     };
     let mut msgs = vec![
         DeviceMsg::DeviceHello(info),
@@ -136,6 +147,17 @@ fn device_msgs<'a>(big: &'a [u8]) -> Vec<DeviceMsg<'a>> {
             power_sensor: PowerSensorKind::None,
             ..summary
         }),
+        DeviceMsg::BenchSummary(BenchSummary {
+            engine: EngineKind::TractCuda,
+            peak_rss_bytes: Some(u64::MAX),
+            gpu_memory_bytes: Some(1 << 33),
+            ..summary
+        }),
+        DeviceMsg::BenchSummary(BenchSummary {
+            engine: EngineKind::TractCpu,
+            peak_rss_bytes: Some(123_456_789),
+            ..summary
+        }),
     ];
     let codes = [
         ErrorCode::BadFrame,
@@ -154,6 +176,7 @@ fn device_msgs<'a>(big: &'a [u8]) -> Vec<DeviceMsg<'a>> {
         ErrorCode::BadPlan,
         ErrorCode::PlanMismatch,
         ErrorCode::Storage,
+        ErrorCode::EngineUnavailable,
     ];
     msgs.extend(
         codes
@@ -223,7 +246,7 @@ fn every_host_message_round_trips() {
     kinds.dedup();
     assert_eq!(
         kinds,
-        (0..=11).collect::<Vec<_>>(),
+        (0..=12).collect::<Vec<_>>(),
         "a HostMsg variant is missing from the list"
     );
     for (i, m) in msgs.iter().enumerate() {
@@ -363,7 +386,7 @@ fn golden_frames() {
     let ping = encode_frame(7, &HostMsg::Ping { nonce: 42 }, &mut out)
         .unwrap()
         .to_vec();
-    assert_eq!(hex(&ping), "03 01 07 01 01 07 01 2a e5 1c be e4 00");
+    assert_eq!(hex(&ping), "03 02 07 01 01 07 01 2a 78 06 56 d5 00");
     let chunk = HostMsg::PlanChunk {
         index: 1,
         offset: 2048,
@@ -374,12 +397,12 @@ fn golden_frames() {
         .to_vec();
     assert_eq!(
         hex(&frame),
-        "0c 01 04 03 02 01 03 01 80 10 03 aa 06 bb 56 94 c9 97 00"
+        "0c 02 04 03 02 01 03 01 80 10 03 aa 06 bb 98 f8 03 2a 00"
     );
     let ack = encode_frame(8, &DeviceMsg::Ack { seq: 7 }, &mut out)
         .unwrap()
         .to_vec();
-    assert_eq!(hex(&ack), "03 01 08 01 01 07 02 07 86 a1 1a 7b 00");
+    assert_eq!(hex(&ack), "03 02 08 01 01 07 02 07 1b bb f2 4a 00");
 }
 
 fn hex(b: &[u8]) -> String {

@@ -1,22 +1,53 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use edgefit::data::{bundled_data_dir, load_idx_dataset};
 use edgefit::device::bench::{bench, render_csv, render_text, BenchOptions};
-use edgefit::device::flash::cached_plan_path;
+use edgefit::device::flash::{cached_plan_path, flash_plan};
+use edgefit::device::{Client, ClientConfig};
+use edgefit_agent::{Agent, AgentConfig};
+use edgefit_proto::EngineKind;
 
 use super::device::PortArgs;
 use super::progress;
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum EngineArg {
+    /// The device's best for the artifact (tract-cuda when a GPU is found)
+    Auto,
+    Native,
+    TractCpu,
+    TractCuda,
+}
+
+impl EngineArg {
+    fn kind(self) -> Option<EngineKind> {
+        match self {
+            EngineArg::Auto => None,
+            EngineArg::Native => Some(EngineKind::Native),
+            EngineArg::TractCpu => Some(EngineKind::TractCpu),
+            EngineArg::TractCuda => Some(EngineKind::TractCuda),
+        }
+    }
+}
+
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["port", "local"]))]
 pub struct BenchCmd {
     #[command(flatten)]
-    port: PortArgs,
-    /// The plan the device runs (default: the copy `edgefit flash` kept of the device's active plan)
+    port: Option<PortArgs>,
+    /// Benchmark VARIANT (a plan, or a tract artifact from `compile --target tract`)
+    /// on the Linux agent's engines run in this process, on this machine
+    #[arg(long, value_name = "VARIANT")]
+    local: Option<PathBuf>,
+    /// The artifact the device runs (default: the copy `edgefit flash` kept of the device's active one)
     plan: Option<PathBuf>,
+    /// The engine to run on (the Linux agent: native for plans, tract-cpu or tract-cuda for tract artifacts)
+    #[arg(long, value_enum, default_value = "auto")]
+    engine: EngineArg,
     /// Folder with t10k-images-idx3-ubyte[.gz] and labels (default: the bundled test split)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long)]
     data: Option<PathBuf>,
     /// Benchmark only the first N images
     #[arg(long)]
@@ -32,6 +63,33 @@ pub struct BenchCmd {
     no_outputs: bool,
 }
 
+/// Starts the agent in this process on a loopback port with a fresh store,
+/// flashes `variant` to it, and returns the session.
+fn local_agent(variant: &Path) -> anyhow::Result<(Client, Vec<u8>)> {
+    let image = std::fs::read(variant).with_context(|| format!("read {}", variant.display()))?;
+    let store = std::env::temp_dir().join(format!("edgefit-local-agent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&store);
+    let agent = Agent::bind(AgentConfig::new(([127, 0, 0, 1], 0).into(), store))
+        .context("start the local agent")?;
+    let addr = agent.local_addr()?;
+    agent.spawn();
+    let link = edgefit::device::open(
+        &edgefit::device::Port::Tcp {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        },
+        std::time::Duration::from_secs(5),
+    )?;
+    let config = ClientConfig {
+        run_timeout: std::time::Duration::from_secs(600),
+        ..ClientConfig::default()
+    };
+    let mut client = Client::connect(link, config).context("connect to the local agent")?;
+    flash_plan(&mut client, &image, &mut |_, _| {})
+        .with_context(|| format!("load {} into the local agent", variant.display()))?;
+    Ok((client, image))
+}
+
 impl BenchCmd {
     pub fn run(self) -> anyhow::Result<()> {
         let dir = self.data.clone().unwrap_or_else(bundled_data_dir);
@@ -39,30 +97,20 @@ impl BenchCmd {
         if let Some(n) = self.limit {
             data.truncate(n);
         }
-        let mut client = self.port.connect()?;
-        let plan_path = match &self.plan {
-            Some(p) => p.clone(),
-            None => {
-                let Some(active) = client.device().active_plan else {
-                    bail!(
-                        "{} has no active plan: flash one first (edgefit flash --port ... PLAN.efp)",
-                        client.device().board
-                    );
-                };
-                let cached = cached_plan_path(active.crc32);
-                if !cached.exists() {
-                    bail!(
-                        "the device runs plan {:08x} (CRC {:08x}), which this host did not flash: \
-                         pass its .efp file",
-                        active.plan_id,
-                        active.crc32
-                    );
-                }
-                cached
+        let (mut client, image, what) = match (&self.local, &self.port) {
+            (Some(variant), _) => {
+                let (client, image) = local_agent(variant)?;
+                (client, image, variant.clone())
             }
+            (None, Some(port)) => {
+                let mut client = port.connect()?;
+                let path = self.plan_path(&mut client)?;
+                let image =
+                    std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+                (client, image, path)
+            }
+            (None, None) => bail!("pass --port PORT or --local VARIANT"),
         };
-        let image =
-            std::fs::read(&plan_path).with_context(|| format!("read {}", plan_path.display()))?;
         let bar = progress::bar("bench");
         let report = bench(
             &mut client,
@@ -70,10 +118,11 @@ impl BenchCmd {
             &data,
             BenchOptions {
                 compare_outputs: !self.no_outputs,
+                engine: self.engine.kind(),
             },
             &mut progress::callback(&bar),
         )
-        .with_context(|| format!("bench {} on {}", plan_path.display(), client.device().board))?;
+        .with_context(|| format!("bench {} on {}", what.display(), client.device().board))?;
         bar.finish_and_clear();
         if let Some(out) = &self.out {
             let text = match out.extension().and_then(|e| e.to_str()) {
@@ -89,5 +138,27 @@ impl BenchCmd {
             print!("{}", render_text(&report));
         }
         Ok(())
+    }
+
+    fn plan_path(&self, client: &mut Client) -> anyhow::Result<PathBuf> {
+        if let Some(p) = &self.plan {
+            return Ok(p.clone());
+        }
+        let Some(active) = client.device().active_plan else {
+            bail!(
+                "{} has no active plan: flash one first (edgefit flash --port ... PLAN.efp)",
+                client.device().board
+            );
+        };
+        let cached = cached_plan_path(active.crc32);
+        if !cached.exists() {
+            bail!(
+                "the device runs plan {:08x} (CRC {:08x}), which this host did not flash: \
+                 pass its file",
+                active.plan_id,
+                active.crc32
+            );
+        }
+        Ok(cached)
     }
 }

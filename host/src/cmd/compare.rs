@@ -45,6 +45,9 @@ pub struct CompareCmd {
     /// serial:/dev/ttyACM0 or tcp:HOST:PORT
     #[arg(long, value_name = "PORT")]
     port: Option<Port>,
+    /// File holding the device's access token (the agent's --token-file); also $EDGEFIT_TOKEN_FILE
+    #[arg(long, value_name = "FILE", env = "EDGEFIT_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// The profile of the device on --port (default: the profile whose name contains the device's board name)
     #[arg(long, value_name = "NAME")]
     device_profile: Option<String>,
@@ -205,7 +208,7 @@ impl CompareCmd {
         variants: &[Variant],
         all: &[edgefit_profiles::Profile],
     ) -> anyhow::Result<Vec<DeviceMeasurement>> {
-        let mut client = connect(port, 3.0)?;
+        let mut client = connect(port, 3.0, self.token_file.as_deref())?;
         let board = client.device().board.clone();
         let profile = match &self.device_profile {
             Some(n) => edgefit_profiles::find_profile(all, n)?.name.clone(),
@@ -243,6 +246,7 @@ impl CompareCmd {
                 &data,
                 BenchOptions {
                     compare_outputs: true,
+                    engine: None,
                 },
                 &mut progress::callback(&bar),
             )

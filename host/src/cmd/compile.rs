@@ -8,6 +8,7 @@ use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::quant::calibrate::CalibrationMethod;
 use edgefit::quant::{calibrate_graph, synthetic_samples};
 use edgefit::table::bytes;
+use edgefit_agent::{encode_tract_artifact, TractPrecision};
 use edgefit_engine::Precision;
 
 use super::progress;
@@ -27,6 +28,15 @@ impl PrecisionArg {
             PrecisionArg::F32 => Precision::F32,
         }
     }
+}
+
+/// What the variant is compiled for.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetArg {
+    /// An edgefit plan for the native engine (microcontrollers, the Linux agent)
+    Plan,
+    /// A tract model artifact (f32 or f16) for the Linux agent's tract-cpu / tract-cuda engines
+    Tract,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,7 +79,10 @@ pub struct CompileCmd {
     /// a pruned layer would be smaller (the results are the same bytes)
     #[arg(long)]
     dense_weights: bool,
-    /// Output plan file
+    /// What to compile for: a plan (.efp) or a tract model artifact (.eftm)
+    #[arg(long, value_enum, default_value = "plan")]
+    target: TargetArg,
+    /// Output file
     #[arg(short, long, value_name = "VARIANT.efp")]
     output: PathBuf,
 }
@@ -84,6 +97,36 @@ fn plan_id(model: &[u8], precision: u8) -> u32 {
 }
 
 impl CompileCmd {
+    /// Wraps the ONNX model for the agent's tract engines.
+    fn tract_artifact(&self, input_shape: Vec<usize>) -> anyhow::Result<()> {
+        let precision = match self.precision {
+            PrecisionArg::F32 => TractPrecision::F32,
+            PrecisionArg::F16 => TractPrecision::F16,
+            PrecisionArg::Int8 => bail!(
+                "--target tract takes --precision f32 or f16 (tract runs int8 QDQ models in \
+                 float); int8 variants are plans for the native engine"
+            ),
+        };
+        let source =
+            std::fs::read(&self.model).with_context(|| format!("read {}", self.model.display()))?;
+        // Check here that tract loads it, not on the device.
+        edgefit::reference::TractReference::from_onnx_bytes(&source, &self.model, &input_shape)
+            .context("tract cannot run this model")?;
+        let artifact = encode_tract_artifact(&source, precision, &input_shape)
+            .with_context(|| format!("wrap {}", self.model.display()))?;
+        std::fs::write(&self.output, &artifact)
+            .with_context(|| format!("write {}", self.output.display()))?;
+        println!(
+            "wrote {}: tract {} artifact, {} (ONNX model + {} B header), input {:?} f32",
+            self.output.display(),
+            precision.name(),
+            bytes(artifact.len()),
+            edgefit_agent::artifact::TRACT_HEADER,
+            input_shape
+        );
+        Ok(())
+    }
+
     pub fn run(self) -> anyhow::Result<()> {
         let model = import_onnx(
             &self.model,
@@ -94,6 +137,9 @@ impl CompileCmd {
         .with_context(|| format!("compile {}", self.model.display()))?;
         let graph = &model.graph;
         let precision = self.precision.precision();
+        if self.target == TargetArg::Tract {
+            return self.tract_artifact(graph.tensor(graph.input).shape.clone());
+        }
         let ranges = if precision == Precision::Int8 {
             let shape = graph.tensor(graph.input).shape.clone();
             let (samples, what) = match self.calib.as_deref() {

@@ -1,5 +1,6 @@
 //! Options shared by the subcommands that talk to a device.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,23 +15,33 @@ pub struct PortArgs {
     /// Seconds to wait for an answer before sending a request again (inferences and commits get 20x)
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     timeout: f64,
+    /// File holding the device's access token (the agent's --token-file); also $EDGEFIT_TOKEN_FILE
+    #[arg(long, value_name = "FILE", env = "EDGEFIT_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 }
 
 impl PortArgs {
-    /// Opens the link and the session (hello, version check, reset).
+    /// Opens the link and the session (token, hello, version check, reset).
     pub fn connect(&self) -> anyhow::Result<Client> {
-        connect(&self.port, self.timeout)
+        connect(&self.port, self.timeout, self.token_file.as_deref())
     }
 }
 
-/// Opens `port` and the session, with `timeout` seconds per request.
-pub fn connect(port: &Port, timeout: f64) -> anyhow::Result<Client> {
+/// Opens `port` and the session, with `timeout` seconds per request,
+/// presenting the token in `token_file` first when given.
+pub fn connect(port: &Port, timeout: f64, token_file: Option<&Path>) -> anyhow::Result<Client> {
+    let token = token_file
+        .map(|f| {
+            edgefit_agent::read_token(f).with_context(|| format!("token file {}", f.display()))
+        })
+        .transpose()?;
     let timeout = Duration::from_secs_f64(timeout.max(0.05));
     let link = device::open(port, timeout.max(Duration::from_secs(5)))
         .with_context(|| format!("open {port}"))?;
     let config = ClientConfig {
         timeout,
         run_timeout: timeout * 20,
+        token,
         ..ClientConfig::default()
     };
     Client::connect(link, config).with_context(|| format!("connect to the device on {port}"))

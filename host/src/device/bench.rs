@@ -1,11 +1,16 @@
-//! `edgefit bench`: a field benchmark of the plan a device runs. The host
-//! quantises each test image with the plan's input parameters, sends it, and
-//! checks each record; the same plan runs in the host engine on the same
-//! bytes, so every record is also checked against the host's prediction and
-//! output bytes.
+//! `edgefit bench`: a field benchmark of the artifact a device runs. For a
+//! plan, the host quantises each test image with the plan's input
+//! parameters, sends it, and checks each record; the same plan runs in the
+//! host engine on the same bytes, so every record is also checked against the
+//! host's prediction and output bytes. For a tract model artifact (the Linux
+//! agent's tract engines) the host sends the f32 image and checks each record
+//! against tract's f32 reference on the host.
 
-use edgefit_engine::{KernelPath, Plan};
-use edgefit_proto::{sample_parts, BenchSummary, HostMsg, TimingSource};
+use std::path::Path;
+
+use edgefit_agent::{ArtifactKind, TractArtifact, TractPrecision};
+use edgefit_engine::{KernelPath, Plan, TensorDesc};
+use edgefit_proto::{sample_parts, BenchSummary, EngineKind, HostMsg, TimingSource};
 use serde::Serialize;
 
 use super::client::{Client, ClientError, DeviceIdentity, LinkStats, Reply};
@@ -13,6 +18,7 @@ use crate::compile::precision_name;
 use crate::data::Dataset;
 use crate::evaluate::LatencyStats;
 use crate::inspect_plan::inspect_plan;
+use crate::reference::TractReference;
 use crate::runner::{encode_input, tensor_bytes, PlanRunner};
 
 pub const BENCH_SCHEMA: &str = "edgefit.bench.v1";
@@ -58,6 +64,8 @@ pub struct Sourced<T> {
 pub struct PlanSummary {
     pub plan_id: u32,
     pub crc32: String,
+    /// `plan` (native engine) or `tract-f32` / `tract-f16` (tract model artifact).
+    pub artifact: &'static str,
     pub precision: &'static str,
     pub size_bytes: usize,
     pub arena_bytes: usize,
@@ -93,6 +101,11 @@ pub struct BenchReport {
     pub schema: &'static str,
     pub device: DeviceIdentity,
     pub plan: PlanSummary,
+    /// The engine that ran the samples (`native`, `tract-cpu`, `tract-cuda`).
+    pub engine: &'static str,
+    /// Why the engine is not the accelerator, when the device has none in
+    /// use (its hello's `accelerator`), else empty.
+    pub engine_note: String,
     pub samples: usize,
     pub correct: usize,
     pub accuracy: f64,
@@ -108,6 +121,10 @@ pub struct BenchReport {
     pub instructions_per_mac: Sourced<f64>,
     pub arena_bytes_used: Sourced<u32>,
     pub stack_high_water_bytes: Sourced<u32>,
+    /// Peak resident memory of the device's process during the run.
+    pub peak_rss_bytes: Sourced<u64>,
+    /// Accelerator memory held by the model and its run.
+    pub gpu_memory_bytes: Sourced<u64>,
     pub energy_uj_per_inference: Sourced<f64>,
     pub avg_power_mw: Sourced<u32>,
     pub link: LinkStats,
@@ -118,6 +135,148 @@ pub struct BenchReport {
 pub struct BenchOptions {
     /// Ask for each sample's raw output bytes and compare them with the host's.
     pub compare_outputs: bool,
+    /// The engine to ask for (`None`: the device's best for the artifact).
+    pub engine: Option<EngineKind>,
+}
+
+/// The host's copy of what the device runs, to check every record against.
+enum HostModel<'a> {
+    Plan {
+        plan: Plan<'a>,
+        runner: Box<PlanRunner<'a>>,
+        input: TensorDesc,
+        macs: u64,
+    },
+    Tract {
+        precision: TractPrecision,
+        reference: TractReference,
+        input_values: usize,
+        last: Vec<u8>,
+    },
+}
+
+impl<'a> HostModel<'a> {
+    fn load(image: &'a [u8], kind: ArtifactKind) -> Result<Self, BenchError> {
+        let bad = |e: String| BenchError::BadPlan(e);
+        match kind {
+            ArtifactKind::Plan => {
+                let plan = Plan::parse(image).map_err(|e| bad(e.to_string()))?;
+                let macs = inspect_plan("plan", image)
+                    .map_err(|e| bad(e.to_string()))?
+                    .macs;
+                // The host's reference run uses the portable kernels: the
+                // path every target must match byte for byte.
+                let runner = PlanRunner::with_kernels(image, KernelPath::Portable)
+                    .map_err(|e| BenchError::Host(e.to_string()))?;
+                let input = runner.input_desc();
+                Ok(HostModel::Plan {
+                    plan,
+                    runner: Box::new(runner),
+                    input,
+                    macs,
+                })
+            }
+            ArtifactKind::Tract(precision) => {
+                let a = TractArtifact::parse(image).map_err(|e| bad(e.to_string()))?;
+                let reference = TractReference::from_onnx_bytes(
+                    a.model,
+                    Path::new("the tract artifact's model"),
+                    &a.input_shape,
+                )
+                .map_err(|e| BenchError::Host(e.to_string()))?;
+                Ok(HostModel::Tract {
+                    precision,
+                    reference,
+                    input_values: a.input_shape.iter().product(),
+                    last: Vec::new(),
+                })
+            }
+        }
+    }
+
+    fn sample_bytes(&self) -> usize {
+        match self {
+            HostModel::Plan { input, .. } => tensor_bytes(input),
+            HostModel::Tract { input_values, .. } => input_values * 4,
+        }
+    }
+
+    /// The bytes the device takes for `pixels`.
+    fn encode(&self, pixels: &[f32], out: &mut [u8]) -> Result<(), BenchError> {
+        match self {
+            HostModel::Plan { input, .. } => {
+                encode_input(input, pixels, out).map_err(|e| BenchError::Host(e.to_string()))
+            }
+            HostModel::Tract { .. } => {
+                for (o, v) in out.chunks_exact_mut(4).zip(pixels) {
+                    o.copy_from_slice(&v.to_le_bytes());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the host's copy; returns its prediction.
+    fn run(&mut self, pixels: &[f32]) -> Result<usize, BenchError> {
+        let host = |e: String| BenchError::Host(e);
+        match self {
+            HostModel::Plan { runner, .. } => {
+                let out = runner.run(pixels).map_err(|e| host(e.to_string()))?;
+                Ok(crate::runner::argmax(&out))
+            }
+            HostModel::Tract {
+                reference, last, ..
+            } => {
+                let out = reference
+                    .run(pixels)
+                    .map_err(|e| host(e.to_string()))?
+                    .swap_remove(0);
+                last.clear();
+                last.extend(out.iter().flat_map(|v| v.to_le_bytes()));
+                Ok(crate::runner::argmax(&out))
+            }
+        }
+    }
+
+    /// Whether the device's output bytes must equal the host's: plans
+    /// (bit-exact engine) and f32 tract artifacts (the same tract); an f16
+    /// artifact's outputs differ from the f32 reference by design.
+    fn compares_outputs(&self) -> bool {
+        !matches!(
+            self,
+            HostModel::Tract {
+                precision: TractPrecision::F16,
+                ..
+            }
+        )
+    }
+
+    fn raw_output(&self) -> Result<&[u8], BenchError> {
+        match self {
+            HostModel::Plan { runner, .. } => runner
+                .raw_output()
+                .map_err(|e| BenchError::Host(e.to_string())),
+            HostModel::Tract { last, .. } => Ok(last),
+        }
+    }
+
+    fn summary(&self, image: &[u8], plan_id: u32, kind: ArtifactKind) -> PlanSummary {
+        let (precision, arena, macs) = match self {
+            HostModel::Plan { plan, macs, .. } => {
+                (precision_name(plan.precision()), plan.arena_size(), *macs)
+            }
+            HostModel::Tract { precision, .. } => (precision.name(), 0, 0),
+        };
+        PlanSummary {
+            plan_id,
+            crc32: format!("{:08x}", edgefit_proto::crc32(image)),
+            artifact: kind.name(),
+            precision,
+            size_bytes: image.len(),
+            arena_bytes: arena,
+            macs,
+        }
+    }
 }
 
 /// Benchmarks the device's active plan, which must be `image`, over `data`.
@@ -129,38 +288,34 @@ pub fn bench(
     options: BenchOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<BenchReport, BenchError> {
-    let plan = Plan::parse(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
+    let (kind, plan_id) =
+        edgefit_agent::identify(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
     let plan_crc = edgefit_proto::crc32(image);
     let device = client.refresh()?.clone();
     let active = device.active_plan.ok_or(BenchError::NoPlan)?;
-    if active.crc32 != plan_crc || active.plan_id != plan.plan_id() {
+    if active.crc32 != plan_crc || active.plan_id != plan_id {
         return Err(BenchError::OtherPlan {
             device_id: active.plan_id,
             device_crc: active.crc32,
-            plan_id: plan.plan_id(),
+            plan_id,
             plan_crc,
         });
     }
-    let macs = inspect_plan("plan", image)
-        .map_err(|e| BenchError::BadPlan(e.to_string()))?
-        .macs;
-    // The host's reference run uses the portable kernels: the path every
-    // target must match byte for byte.
-    let mut host = PlanRunner::with_kernels(image, KernelPath::Portable)
-        .map_err(|e| BenchError::Host(e.to_string()))?;
-    let input = host.input_desc();
-    let mut sample = vec![0u8; tensor_bytes(&input)];
+    let mut host = HostModel::load(image, kind)?;
+    let compare_outputs = options.compare_outputs && host.compares_outputs();
+    let mut sample = vec![0u8; host.sample_bytes()];
 
     client.expect_ack(&HostMsg::BenchStart {
-        plan_id: Some(plan.plan_id()),
+        plan_id: Some(plan_id),
         samples: data.len() as u32,
-        want_outputs: options.compare_outputs,
+        want_outputs: compare_outputs,
+        engine: options.engine,
     })?;
     let mut records = Vec::with_capacity(data.len());
     progress(0, data.len());
     for i in 0..data.len() {
         let pixels = data.image_f32(i);
-        encode_input(&input, &pixels, &mut sample).map_err(|e| BenchError::Host(e.to_string()))?;
+        host.encode(&pixels, &mut sample)?;
         let mut record = None;
         for part in sample_parts(i as u32, &sample) {
             let reply = client
@@ -183,17 +338,9 @@ pub fn bench(
                 got: record.sample,
             });
         }
-        let host_out = host
-            .run(&pixels)
-            .map_err(|e| BenchError::Host(e.to_string()))?;
-        let host_predicted = crate::runner::argmax(&host_out);
+        let host_predicted = host.run(&pixels)?;
         let outputs_equal = match &record.outputs {
-            Some(bytes) => {
-                let raw = host
-                    .raw_output()
-                    .map_err(|e| BenchError::Host(e.to_string()))?;
-                Some(bytes.as_slice() == raw)
-            }
+            Some(bytes) => Some(bytes.as_slice() == host.raw_output()?),
             None => None,
         };
         records.push(SampleRow {
@@ -216,22 +363,13 @@ pub fn bench(
             }))
         }
     };
-    Ok(report(
-        device,
-        &plan,
-        image,
-        macs,
-        records,
-        summary,
-        client.stats,
-    ))
+    let plan = host.summary(image, plan_id, kind);
+    Ok(report(device, plan, records, summary, client.stats))
 }
 
 fn report(
     device: DeviceIdentity,
-    plan: &Plan<'_>,
-    image: &[u8],
-    macs: u64,
+    plan: PlanSummary,
     records: Vec<SampleRow>,
     summary: BenchSummary,
     link: LinkStats,
@@ -276,13 +414,23 @@ fn report(
     let energy = summary.energy_uj.map(|e| e as f64 / n.max(1) as f64);
     BenchReport {
         schema: BENCH_SCHEMA,
-        plan: PlanSummary {
-            plan_id: plan.plan_id(),
-            crc32: format!("{:08x}", edgefit_proto::crc32(image)),
-            precision: precision_name(plan.precision()),
-            size_bytes: image.len(),
-            arena_bytes: plan.arena_size(),
-            macs,
+        engine: summary.engine.name(),
+        engine_note: engine_note(&device, summary.engine),
+        peak_rss_bytes: Sourced {
+            value: summary.peak_rss_bytes,
+            source: if summary.peak_rss_bytes.is_some() {
+                "measured on the device: VmHWM of the agent process, reset at BenchStart".into()
+            } else {
+                "not measured by this device".into()
+            },
+        },
+        gpu_memory_bytes: Sourced {
+            value: summary.gpu_memory_bytes,
+            source: if summary.gpu_memory_bytes.is_some() {
+                "measured on the device (CUDA)".into()
+            } else {
+                "not measured: no accelerator used, or not readable".into()
+            },
         },
         samples: n,
         correct,
@@ -306,7 +454,9 @@ fn report(
             },
         },
         instructions_per_mac: Sourced {
-            value: instructions.map(|i| i / macs.max(1) as f64),
+            value: instructions
+                .filter(|_| plan.macs > 0)
+                .map(|i| i / plan.macs as f64),
             source: if icount {
                 "measured instructions / the plan's MACs".into()
             } else {
@@ -314,8 +464,12 @@ fn report(
             },
         },
         arena_bytes_used: Sourced {
-            value: Some(summary.arena_bytes_used),
-            source: "reported by the device".into(),
+            value: (summary.arena_bytes_used > 0).then_some(summary.arena_bytes_used),
+            source: if summary.arena_bytes_used > 0 {
+                "reported by the device".into()
+            } else {
+                "none: the engine allocates its own memory (see peak resident)".into()
+            },
         },
         stack_high_water_bytes: Sourced {
             value: (summary.stack_high_water_bytes > 0).then_some(summary.stack_high_water_bytes),
@@ -341,9 +495,21 @@ fn report(
                 no_sensor
             },
         },
+        plan,
         device,
         link,
         records,
+    }
+}
+
+/// Why a tract artifact ran on the CPU when the device could have an
+/// accelerator: the device's own explanation.
+fn engine_note(device: &DeviceIdentity, engine: EngineKind) -> String {
+    match engine {
+        EngineKind::TractCpu if device.accelerator.starts_with("none") => {
+            device.accelerator.clone()
+        }
+        _ => String::new(),
     }
 }
 
@@ -354,22 +520,31 @@ fn timing_source_text(t: TimingSource, hz: u64) -> String {
         TimingSource::QemuIcount => format!(
             "measured in QEMU virtual time (-icount shift=0: 1 ns per instruction; ticks at {hz} Hz); not real-hardware speed"
         ),
-        TimingSource::MonotonicNs => "measured: CLOCK_MONOTONIC_RAW (ns)".into(),
+        TimingSource::MonotonicNs => "measured: CLOCK_MONOTONIC around each inference (ns)".into(),
     }
 }
 
 /// A one-screen summary.
 pub fn render_text(r: &BenchReport) -> String {
     let mut s = format!(
-        "plan {:08x} ({}, {} bytes, arena {}) on {} ({}, {} MHz)\n",
+        "{} {:08x} ({}, {} bytes, arena {}) on {} ({}, {}), engine {}\n",
+        r.plan.artifact,
         r.plan.plan_id,
         r.plan.precision,
         r.plan.size_bytes,
         r.plan.arena_bytes,
         r.device.board,
         r.device.core,
-        r.device.clock_hz as f64 / 1e6
+        if r.device.clock_hz > 0 {
+            format!("{} MHz", r.device.clock_hz as f64 / 1e6)
+        } else {
+            "clock not reported".to_owned()
+        },
+        r.engine
     );
+    if !r.engine_note.is_empty() {
+        s.push_str(&format!("engine note  {}\n", r.engine_note));
+    }
     s.push_str(&format!(
         "accuracy     {:.2}% ({} / {})\nagreement    {:.2}% of predictions equal the host engine's",
         r.accuracy * 100.0,
@@ -409,10 +584,30 @@ pub fn render_text(r: &BenchReport) -> String {
         opt(r.stack_high_water_bytes.value),
         r.stack_high_water_bytes.source
     ));
-    s.push_str(&format!(
-        "energy       {}\n",
-        r.energy_uj_per_inference.source
-    ));
+    if let Some(rss) = r.peak_rss_bytes.value {
+        s.push_str(&format!(
+            "process      peak resident {:.1} MiB ({})\n",
+            rss as f64 / (1 << 20) as f64,
+            r.peak_rss_bytes.source
+        ));
+    }
+    if let Some(gpu) = r.gpu_memory_bytes.value {
+        s.push_str(&format!(
+            "gpu memory   {:.1} MiB ({})\n",
+            gpu as f64 / (1 << 20) as f64,
+            r.gpu_memory_bytes.source
+        ));
+    }
+    match r.energy_uj_per_inference.value {
+        Some(uj) => s.push_str(&format!(
+            "energy       {uj:.1} uJ per inference ({})\n",
+            r.energy_uj_per_inference.source
+        )),
+        None => s.push_str(&format!(
+            "energy       {}\n",
+            r.energy_uj_per_inference.source
+        )),
+    }
     if r.link.retransmissions > 0 || r.link.damaged_answers > 0 {
         s.push_str(&format!(
             "link         {} frames, {} retransmitted, {} damaged answers\n",

@@ -30,6 +30,10 @@ pub struct DeviceIdentity {
     #[serde(serialize_with = "debug_name")]
     pub timing: TimingSource,
     pub tick_hz: u64,
+    /// Engines on the device (`native`, `tract-cpu`, `tract-cuda`).
+    pub engines: Vec<String>,
+    /// The accelerator in use, or `none: <why>`; empty on a microcontroller.
+    pub accelerator: String,
     #[serde(skip)]
     pub active_plan: Option<PlanInfo>,
 }
@@ -58,6 +62,13 @@ impl From<&DeviceInfo<'_>> for DeviceIdentity {
             power_sensor: d.power_sensor,
             timing: d.timing,
             tick_hz: d.tick_hz,
+            engines: d
+                .engines
+                .split(',')
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            accelerator: d.accelerator.to_owned(),
             active_plan: d.active_plan,
         }
     }
@@ -161,11 +172,12 @@ fn request_name(msg: &HostMsg<'_>) -> &'static str {
         HostMsg::SampleRun { .. } => "SampleRun",
         HostMsg::BenchEnd => "BenchEnd",
         HostMsg::Reset => "Reset",
+        HostMsg::Auth { .. } => "Auth",
     }
 }
 
 /// Timeouts and retries of a session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// How long to wait for an answer before sending the request again.
     pub timeout: Duration,
@@ -174,6 +186,9 @@ pub struct ClientConfig {
     pub run_timeout: Duration,
     /// Sends of one request before giving up (the first included).
     pub attempts: u32,
+    /// The device's access token (the Linux agent's `--token-file`), sent
+    /// first when given.
+    pub token: Option<Vec<u8>>,
 }
 
 impl Default for ClientConfig {
@@ -182,6 +197,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(3),
             run_timeout: Duration::from_secs(60),
             attempts: 4,
+            token: None,
         }
     }
 }
@@ -232,6 +248,9 @@ impl Client {
             device: placeholder_identity(),
         };
         client.write(&[0], "Hello")?;
+        if let Some(token) = client.config.token.take() {
+            client.expect_ack(&HostMsg::Auth { token: &token })?;
+        }
         let hello = HostMsg::hello();
         match client.request(&hello) {
             Ok(Reply::Hello(d)) => client.device = d,
@@ -442,7 +461,8 @@ fn expect_for(msg: &HostMsg<'_>) -> Expect {
         | HostMsg::PlanAbort
         | HostMsg::BenchStart { .. }
         | HostMsg::SampleChunk { .. }
-        | HostMsg::Reset => Expect::Ack,
+        | HostMsg::Reset
+        | HostMsg::Auth { .. } => Expect::Ack,
     }
 }
 
@@ -513,6 +533,8 @@ fn placeholder_identity() -> DeviceIdentity {
         power_sensor: PowerSensorKind::None,
         timing: TimingSource::MonotonicNs,
         tick_hz: 0,
+        engines: Vec::new(),
+        accelerator: String::new(),
         active_plan: None,
     }
 }

@@ -1,8 +1,10 @@
-//! `edgefit flash`: checks a plan against what the device announced, sends it
-//! in chunks to the device's inactive slot and commits it.
+//! `edgefit flash`: checks an artifact (a plan, or a tract model artifact for
+//! the Linux agent) against what the device announced, sends it in chunks to
+//! the device's inactive slot and commits it.
 
 use std::path::PathBuf;
 
+use edgefit_agent::ArtifactKind;
 use edgefit_engine::Plan;
 use edgefit_proto::{plan_chunks, HostMsg, PlanInfo};
 
@@ -12,6 +14,11 @@ use super::client::{Client, ClientError, Reply};
 pub enum FlashError {
     #[error("not a valid plan: {0}")]
     BadPlan(String),
+    #[error(
+        "{board} has no engine for tract model artifacts (its engines: {engines}); \
+         flash a plan, or run the agent built with tract"
+    )]
+    NoTractEngine { board: String, engines: String },
     #[error(
         "the plan is {plan} bytes but the device's plan slot holds {slot} bytes ({board}); \
          nothing was sent"
@@ -61,12 +68,28 @@ pub fn flash_plan(
     image: &[u8],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Flashed, FlashError> {
-    let plan = Plan::parse(image).map_err(|e| FlashError::BadPlan(e.to_string()))?;
     let device = client.device().clone();
-    if plan.header().version != device.engine_version {
-        return Err(FlashError::EngineVersion {
-            plan: plan.header().version,
-            device: device.engine_version,
+    let (kind, plan_id) =
+        edgefit_agent::identify(image).map_err(|e| FlashError::BadPlan(e.to_string()))?;
+    if kind == ArtifactKind::Plan {
+        let plan = Plan::parse(image).map_err(|e| FlashError::BadPlan(e.to_string()))?;
+        if plan.header().version != device.engine_version {
+            return Err(FlashError::EngineVersion {
+                plan: plan.header().version,
+                device: device.engine_version,
+            });
+        }
+        if plan.arena_size() > device.arena_bytes as usize {
+            return Err(FlashError::ArenaTooSmall {
+                needed: plan.arena_size(),
+                available: device.arena_bytes,
+                board: device.board,
+            });
+        }
+    } else if !device.engines.iter().any(|e| e.starts_with("tract")) {
+        return Err(FlashError::NoTractEngine {
+            board: device.board,
+            engines: device.engines.join(","),
         });
     }
     if image.len() > device.plan_slot_bytes as usize {
@@ -76,15 +99,8 @@ pub fn flash_plan(
             board: device.board,
         });
     }
-    if plan.arena_size() > device.arena_bytes as usize {
-        return Err(FlashError::ArenaTooSmall {
-            needed: plan.arena_size(),
-            available: device.arena_bytes,
-            board: device.board,
-        });
-    }
     let total = image.len();
-    let begin = HostMsg::plan_begin(plan.plan_id(), image).ok_or(FlashError::TooLarge {
+    let begin = HostMsg::plan_begin(plan_id, image).ok_or(FlashError::TooLarge {
         plan: total,
         slot: device.plan_slot_bytes,
         board: device.board.clone(),

@@ -189,6 +189,8 @@ pub fn decode_reply(mut frame: Vec<u8>) -> (u32, Reply) {
         DeviceMsg::DeviceHello(d) => Reply::Hello(DeviceInfo {
             board: leak(d.board),
             core: leak(d.core),
+            engines: leak(d.engines),
+            accelerator: leak(d.accelerator),
             ..d
         }),
         DeviceMsg::Pong { nonce } => Reply::Pong(nonce),

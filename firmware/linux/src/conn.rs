@@ -1,0 +1,179 @@
+//! One TCP connection's framing: frames in (bounded: a frame longer than
+//! `MAX_FRAME` ends the connection), answers out, the last answer kept for
+//! a retransmitted request.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+
+use edgefit_proto::{
+    encode_frame, DeviceMsg, ErrorCode, FrameReader, ProtoError, MAX_FRAME, PROTOCOL_VERSION,
+};
+
+/// Why a connection ends.
+#[derive(Debug)]
+pub enum ConnEnd {
+    /// The peer closed it.
+    Closed,
+    /// Nothing arrived for the idle timeout.
+    Idle,
+    /// More than `MAX_FRAME` bytes without a delimiter.
+    Oversized(usize),
+    /// The session refused the peer (token) and closed.
+    Refused(&'static str),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ConnEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnEnd::Closed => f.write_str("closed by the host"),
+            ConnEnd::Idle => f.write_str("idle timeout"),
+            ConnEnd::Oversized(n) => write!(f, "oversized frame ({n}+ bytes, limit {MAX_FRAME})"),
+            ConnEnd::Refused(why) => write!(f, "refused: {why}"),
+            ConnEnd::Io(e) => write!(f, "link error: {e}"),
+        }
+    }
+}
+
+impl From<io::Error> for ConnEnd {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ConnEnd::Idle,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => ConnEnd::Closed,
+            _ => ConnEnd::Io(e),
+        }
+    }
+}
+
+/// A frame that arrived: its encoded bytes (to decode in place), or why it
+/// cannot be read.
+pub enum Incoming {
+    Frame(Vec<u8>),
+    Bad(ProtoError),
+}
+
+pub struct Conn {
+    stream: TcpStream,
+    reader: Box<FrameReader<MAX_FRAME>>,
+    buf: Box<[u8; 8192]>,
+    pos: usize,
+    len: usize,
+    /// Bytes since the last delimiter.
+    open: usize,
+    tx: Box<[u8; MAX_FRAME]>,
+    tx_len: usize,
+    /// `(seq, kind)` of the request `tx` answers.
+    answered: Option<(u32, u8)>,
+    seq: u32,
+    /// Sequence number of the last frame decoded.
+    pub last_good: u32,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Self {
+        Conn {
+            stream,
+            reader: Box::new(FrameReader::new()),
+            buf: Box::new([0; 8192]),
+            pos: 0,
+            len: 0,
+            open: 0,
+            tx: Box::new([0; MAX_FRAME]),
+            tx_len: 0,
+            answered: None,
+            seq: 0,
+            last_good: 0,
+        }
+    }
+
+    /// Reads until a frame ends.
+    pub fn next(&mut self) -> Result<Incoming, ConnEnd> {
+        loop {
+            if self.pos >= self.len {
+                let n = self.stream.read(&mut self.buf[..])?;
+                if n == 0 {
+                    return Err(ConnEnd::Closed);
+                }
+                self.pos = 0;
+                self.len = n;
+            }
+            let seg = &self.buf[self.pos..self.len];
+            match seg.iter().position(|&b| b == 0) {
+                None => {
+                    self.open += seg.len();
+                    if self.open > MAX_FRAME {
+                        return Err(ConnEnd::Oversized(self.open));
+                    }
+                    let _ = self.reader.feed(seg);
+                    self.pos = self.len;
+                }
+                Some(z) => {
+                    let seg = &self.buf[self.pos..=self.pos + z];
+                    self.pos += z + 1;
+                    self.open = 0;
+                    match self.reader.feed(seg).1 {
+                        Some(Ok(frame)) => return Ok(Incoming::Frame(frame.to_vec())),
+                        Some(Err(e)) => return Ok(Incoming::Bad(e)),
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `(seq, kind)` is the request answered last.
+    pub fn is_repeat(&self, seq: u32, kind: u8) -> bool {
+        self.tx_len > 0 && self.answered == Some((seq, kind))
+    }
+
+    /// Sends the answer to request `(seq, kind)` and keeps it.
+    pub fn answer(&mut self, seq: u32, kind: u8, msg: &DeviceMsg<'_>) -> Result<(), ConnEnd> {
+        let n = match encode_frame(self.seq, msg, &mut self.tx[..]) {
+            Ok(f) => f.len(),
+            Err(_) => {
+                let e = DeviceMsg::error(seq, ErrorCode::Internal, 0);
+                encode_frame(self.seq, &e, &mut self.tx[..]).map_or(0, |f| f.len())
+            }
+        };
+        self.seq = self.seq.wrapping_add(1);
+        self.tx_len = n;
+        self.answered = Some((seq, kind));
+        self.stream.write_all(&self.tx[..n])?;
+        Ok(())
+    }
+
+    /// Sends the kept answer again.
+    pub fn resend(&mut self) -> Result<(), ConnEnd> {
+        self.stream.write_all(&self.tx[..self.tx_len])?;
+        Ok(())
+    }
+
+    /// Answers a frame that could not be read (the kept answer stays).
+    pub fn bad_frame(&mut self, e: &ProtoError) -> Result<(), ConnEnd> {
+        let (code, detail) = match *e {
+            ProtoError::Crc { computed, .. } => (ErrorCode::BadCrc, computed),
+            ProtoError::VersionMismatch { .. } => {
+                (ErrorCode::VersionMismatch, u32::from(PROTOCOL_VERSION))
+            }
+            ProtoError::FrameTooLarge { len, .. } | ProtoError::Truncated { len, .. } => {
+                (ErrorCode::BadFrame, u32::try_from(len).unwrap_or(u32::MAX))
+            }
+            _ => (ErrorCode::BadFrame, 0),
+        };
+        self.error(self.last_good, code, detail)
+    }
+
+    /// Sends an `Error` without keeping it.
+    pub fn error(&mut self, seq: u32, code: ErrorCode, detail: u32) -> Result<(), ConnEnd> {
+        let mut out = [0u8; 64];
+        let msg = DeviceMsg::error(seq, code, detail);
+        if let Ok(f) = encode_frame(self.seq, &msg, &mut out) {
+            self.seq = self.seq.wrapping_add(1);
+            self.stream.write_all(f)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,280 @@
+//! The agent: a TCP listener, one exclusive session at a time, the artifact
+//! store and the engines.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, TryLockError};
+use std::thread;
+use std::time::Duration;
+
+use edgefit_proto::{decode_frame, ErrorCode, HostMsg};
+
+use crate::conn::{Conn, ConnEnd, Incoming};
+use crate::engines::{engine_names, probe_accelerator, Accelerator, Runner};
+use crate::power::AgentPower;
+use crate::session::Session;
+use crate::store::{ArtifactStore, Stored};
+use crate::system;
+
+/// Default port of the agent.
+pub const DEFAULT_PORT: u16 = 4600;
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub listen: SocketAddr,
+    pub store: PathBuf,
+    /// Required from every connection when set; required to listen on a
+    /// non-loopback address.
+    pub token: Option<Vec<u8>>,
+    /// A connection that sends nothing this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest artifact accepted.
+    pub max_artifact_bytes: u32,
+    /// Largest plan arena allowed.
+    pub max_arena_bytes: u32,
+    /// Root for sysfs/procfs board and sensor files (tests: a fixture tree).
+    pub sysfs_root: PathBuf,
+    /// Board name for the hello (default: read from the machine).
+    pub board: Option<String>,
+}
+
+impl AgentConfig {
+    pub fn new(listen: SocketAddr, store: PathBuf) -> Self {
+        AgentConfig {
+            listen,
+            store,
+            token: None,
+            idle_timeout: Duration::from_secs(60),
+            max_artifact_bytes: 1 << 30,
+            max_arena_bytes: 1 << 30,
+            sysfs_root: PathBuf::from("/"),
+            board: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(
+        "refusing to listen on {0} without a token: anyone who can reach it could run code \
+         on this machine; pass --token-file, or listen on 127.0.0.1"
+    )]
+    NeedsToken(SocketAddr),
+    #[error("the token is empty")]
+    EmptyToken,
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// What the hello says about this machine (read once).
+pub struct Identity {
+    pub board: String,
+    pub core: String,
+    pub clock_hz: u32,
+    pub ram_bytes: u64,
+    pub storage_bytes: u64,
+    pub engines: &'static str,
+    pub accelerator: Accelerator,
+}
+
+/// State shared by the sessions; the mutex makes a session exclusive.
+pub struct AgentState {
+    pub store: ArtifactStore,
+    pub active: Option<Stored>,
+    pub power: AgentPower,
+    /// The active tract artifact loaded for an engine: (artifact CRC, runner).
+    pub tract: Option<(u32, Box<dyn Runner + Send>)>,
+}
+
+pub struct Shared {
+    pub config: AgentConfig,
+    pub identity: Identity,
+    pub state: Mutex<AgentState>,
+}
+
+/// A bound agent, ready to serve.
+pub struct Agent {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Agent {
+    /// Checks the configuration, opens the store (loading the active
+    /// artifact), probes the accelerator and the power sensor, and binds.
+    pub fn bind(config: AgentConfig) -> Result<Agent, AgentError> {
+        if config.token.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err(AgentError::EmptyToken);
+        }
+        if config.token.is_none() && !config.listen.ip().is_loopback() {
+            return Err(AgentError::NeedsToken(config.listen));
+        }
+        let opened = ArtifactStore::open(&config.store, config.max_artifact_bytes)?;
+        for (path, why) in &opened.rejected {
+            eprintln!("edgefit-agent: ignoring {}: {why}", path.display());
+        }
+        let root = config.sysfs_root.clone();
+        let identity = Identity {
+            board: config
+                .board
+                .clone()
+                .unwrap_or_else(|| system::board_name(&root)),
+            core: system::core_name(&root),
+            clock_hz: system::clock_hz(&root),
+            ram_bytes: system::ram_bytes(&root),
+            storage_bytes: system::storage_bytes(&config.store),
+            engines: engine_names(),
+            accelerator: probe_accelerator(),
+        };
+        let power = AgentPower::discover(&root);
+        let listener = TcpListener::bind(config.listen).map_err(|source| AgentError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let mut state = AgentState {
+            store: opened.store,
+            active: opened.active,
+            power,
+            tract: None,
+        };
+        crate::session::preload(&mut state);
+        eprintln!(
+            "edgefit-agent: {} ({}) on {}, store {}, engines {}, accelerator {}, power {}, active {}",
+            identity.board,
+            identity.core,
+            listener.local_addr().map_or(config.listen, |a| a),
+            config.store.display(),
+            identity.engines,
+            identity.accelerator.description,
+            state.power.description(),
+            state.active.as_ref().map_or("none".to_owned(), |a| format!(
+                "{} {:08x}",
+                a.kind.name(),
+                a.info.plan_id
+            )),
+        );
+        Ok(Agent {
+            listener,
+            shared: Arc::new(Shared {
+                config,
+                identity,
+                state: Mutex::new(state),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves connections until the listener fails.
+    pub fn serve(self) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = self.listener.accept()?;
+            let shared = Arc::clone(&self.shared);
+            thread::spawn(move || {
+                let end = handle(stream, &shared);
+                eprintln!("edgefit-agent: {peer}: {end}");
+            });
+        }
+    }
+
+    /// Serves on a background thread (in-process use: `edgefit bench
+    /// --local`, tests).
+    pub fn spawn(self) -> thread::JoinHandle<std::io::Result<()>> {
+        thread::spawn(move || self.serve())
+    }
+}
+
+fn sat_u32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Constant-time comparison, so the answer's timing says nothing about how
+/// much of a wrong token matched.
+pub(crate) fn token_matches(given: &[u8], token: &[u8]) -> bool {
+    let mut diff = given.len() ^ token.len();
+    for (i, &t) in token.iter().enumerate() {
+        diff |= usize::from(given.get(i).copied().unwrap_or(!t) ^ t);
+    }
+    diff == 0
+}
+
+/// Reads the next frame that decodes; answers unreadable ones.
+fn next_request(conn: &mut Conn) -> Result<Vec<u8>, ConnEnd> {
+    loop {
+        match conn.next()? {
+            Incoming::Frame(f) => return Ok(f),
+            Incoming::Bad(e) => conn.bad_frame(&e)?,
+        }
+    }
+}
+
+/// One connection: the token first (when the agent has one), then an
+/// exclusive session, or `Busy` if another host holds it.
+fn handle(stream: TcpStream, shared: &Shared) -> ConnEnd {
+    let _ = stream.set_nodelay(true);
+    if let Err(e) = stream.set_read_timeout(Some(shared.config.idle_timeout)) {
+        return ConnEnd::Io(e);
+    }
+    let mut conn = Conn::new(stream);
+    let r = (|| {
+        if let Some(token) = &shared.config.token {
+            let mut raw = next_request(&mut conn)?;
+            let Ok((seq, msg)) = decode_frame::<HostMsg<'_>>(&mut raw) else {
+                conn.error(0, ErrorCode::Unauthorized, 2)?;
+                return Err(ConnEnd::Refused("undecodable first frame, no token"));
+            };
+            match msg {
+                HostMsg::Auth { token: given } if token_matches(given, token) => {
+                    conn.last_good = seq;
+                    conn.answer(seq, msg.kind(), &edgefit_proto::DeviceMsg::Ack { seq })?;
+                }
+                HostMsg::Auth { .. } => {
+                    conn.error(seq, ErrorCode::Unauthorized, 1)?;
+                    return Err(ConnEnd::Refused("wrong token"));
+                }
+                _ => {
+                    conn.error(seq, ErrorCode::Unauthorized, 2)?;
+                    return Err(ConnEnd::Refused("no token"));
+                }
+            }
+        }
+        let mut state = match shared.state.try_lock() {
+            Ok(s) => s,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                let mut raw = next_request(&mut conn)?;
+                let seq = decode_frame::<HostMsg<'_>>(&mut raw).map_or(0, |(s, _)| s);
+                conn.error(seq, ErrorCode::Busy, 1)?;
+                return Err(ConnEnd::Refused("busy: another host holds the agent"));
+            }
+        };
+        Session::new(&mut conn, shared, &mut state).run()
+    })();
+    let end = r.err().unwrap_or(ConnEnd::Closed);
+    if let ConnEnd::Oversized(n) = end {
+        let _ = conn.error(conn.last_good, ErrorCode::BadFrame, sat_u32(n));
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn tokens_match_exactly() {
+        assert!(token_matches(b"secret", b"secret"));
+        assert!(!token_matches(b"secreT", b"secret"));
+        assert!(!token_matches(b"secret!", b"secret"));
+        assert!(!token_matches(b"secre", b"secret"));
+        assert!(!token_matches(b"", b"secret"));
+    }
+}

@@ -1,0 +1,567 @@
+//! The Linux agent end to end: the real `edgefit-agent` binary on a loopback
+//! port (and, cross-built, under qemu-aarch64), driven by the host's client
+//! and CLI. Plans and tract artifacts are compiled from the bundled models.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use edgefit::data::{bundled_data_dir, load_idx_dataset, Dataset};
+use edgefit::device::bench::{bench, BenchOptions, BenchReport};
+use edgefit::device::flash::flash_plan;
+use edgefit::device::{Client, ClientConfig, ClientError, Port};
+use edgefit_e2e::{agent_bin, edgefit, model, repo_root, stderr};
+use edgefit_proto::{
+    decode_frame, encode_frame_vec, sample_parts, DeviceMsg, EngineKind, ErrorCode, FrameReader,
+    HostMsg, MAX_FRAME,
+};
+
+fn scratch() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent");
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `edgefit compile` once per variant and test run.
+fn variant(name: &str, args: &[&str]) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let out = scratch().join(name);
+    if !out.exists() {
+        let mut all: Vec<&str> = args.to_vec();
+        let o = out.to_str().expect("utf-8 path");
+        all.extend(["-o", o]);
+        let r = edgefit(&all);
+        assert!(r.status.success(), "compile {name}: {}", stderr(&r));
+    }
+    out
+}
+
+fn resnet_int8() -> PathBuf {
+    let m = model("resnet-fmnist.onnx");
+    variant(
+        "resnet-int8.efp",
+        &["compile", m.to_str().unwrap(), "--calib-samples", "200"],
+    )
+}
+
+fn vgg_int8() -> PathBuf {
+    let m = model("vgg-fmnist.onnx");
+    variant(
+        "vgg-int8.efp",
+        &["compile", m.to_str().unwrap(), "--calib-samples", "200"],
+    )
+}
+
+fn resnet_tract(precision: &str) -> PathBuf {
+    let m = model("resnet-fmnist.onnx");
+    variant(
+        &format!("resnet-{precision}.eftm"),
+        &[
+            "compile",
+            m.to_str().unwrap(),
+            "--precision",
+            precision,
+            "--target",
+            "tract",
+        ],
+    )
+}
+
+fn test_data(limit: usize) -> Dataset {
+    let mut d = load_idx_dataset(&bundled_data_dir(), "t10k").expect("bundled test data");
+    d.truncate(limit);
+    d
+}
+
+/// A running agent process; killed on drop.
+struct AgentProc {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl AgentProc {
+    /// `edgefit-agent serve` (or `program` with `prefix` args, for qemu)
+    /// with a store and extra args; waits until it listens.
+    fn start_with(
+        program: &Path,
+        prefix: &[&str],
+        name: &str,
+        store: &Path,
+        extra: &[&str],
+    ) -> Self {
+        let port = free_port();
+        let log = scratch().join(format!("{name}-{port}.log"));
+        let child = Command::new(program)
+            .args(prefix)
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--store")
+            .arg(store)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("agent log"))
+            .spawn()
+            .expect("start edgefit-agent");
+        let mut agent = AgentProc { child, port, log };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                panic!("the agent exited ({status}): {}", agent.log_text());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the agent did not listen: {}",
+                agent.log_text()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        agent
+    }
+
+    fn start(name: &str, store: &Path, extra: &[&str]) -> Self {
+        Self::start_with(&agent_bin(), &[], name, store, extra)
+    }
+
+    fn port_arg(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.port)
+    }
+
+    fn client_with(&self, token: Option<&[u8]>) -> Result<Client, ClientError> {
+        let port: Port = self.port_arg().parse().expect("port");
+        let link = edgefit::device::open(&port, Duration::from_secs(5)).expect("connect");
+        Client::connect(
+            link,
+            ClientConfig {
+                token: token.map(<[u8]>::to_vec),
+                run_timeout: Duration::from_secs(300),
+                ..ClientConfig::default()
+            },
+        )
+    }
+
+    fn client(&self) -> Client {
+        self.client_with(None).expect("hello")
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fresh_store(name: &str) -> PathBuf {
+    let d = scratch().join(format!("{name}-store"));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn flash(client: &mut Client, path: &Path) {
+    let image = std::fs::read(path).expect("read variant");
+    flash_plan(client, &image, &mut |_, _| {}).expect("flash");
+}
+
+fn run_bench(
+    client: &mut Client,
+    path: &Path,
+    data: &Dataset,
+    engine: Option<EngineKind>,
+) -> BenchReport {
+    let image = std::fs::read(path).expect("read variant");
+    bench(
+        client,
+        &image,
+        data,
+        BenchOptions {
+            compare_outputs: true,
+            engine,
+        },
+        &mut |_, _| {},
+    )
+    .expect("bench")
+}
+
+/// `edgefit evaluate X --json`'s accuracy.
+fn evaluate_accuracy(path: &Path) -> f64 {
+    let out = edgefit(&["evaluate", path.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("evaluate JSON");
+    v["accuracy"].as_f64().expect("accuracy")
+}
+
+/// Every sample once, in order: no record lost or duplicated.
+fn assert_sequence(r: &BenchReport, n: usize) {
+    assert_eq!(r.samples, n);
+    assert!(
+        r.records.iter().enumerate().all(|(i, rec)| rec.index == i),
+        "records out of sequence"
+    );
+}
+
+#[test]
+fn loopback_benches_all_test_images_of_both_plans() {
+    let data = test_data(10_000);
+    let agent = AgentProc::start("loopback", &fresh_store("loopback"), &[]);
+    let mut client = agent.client();
+    assert_eq!(client.device().engines[0], "native");
+    for plan in [resnet_int8(), vgg_int8()] {
+        flash(&mut client, &plan);
+        let r = run_bench(&mut client, &plan, &data, None);
+        assert_sequence(&r, 10_000);
+        assert_eq!(r.engine, "native");
+        assert_eq!(
+            r.agreement_with_host, 1.0,
+            "predictions differ from the host engine"
+        );
+        assert_eq!(r.outputs_identical, Some(10_000), "output bytes differ");
+        assert_eq!(
+            r.accuracy,
+            evaluate_accuracy(&plan),
+            "accuracy differs from evaluate"
+        );
+        assert!(r.peak_rss_bytes.value.is_some_and(|b| b > 1 << 20));
+        assert_eq!(r.arena_bytes_used.value, Some(r.plan.arena_bytes as u32));
+        assert!(r.latency.us.p50_us > 0.0 && r.latency.us.p90_us >= r.latency.us.p50_us);
+        eprintln!(
+            "{}: {:.2}% on 10,000 images, p50 {:.0} us, peak RSS {} B",
+            plan.display(),
+            r.accuracy * 100.0,
+            r.latency.us.p50_us,
+            r.peak_rss_bytes.value.unwrap_or(0)
+        );
+    }
+}
+
+#[test]
+fn tract_engine_matches_tract_reference_and_reports_the_cpu_fallback() {
+    let f32_artifact = resnet_tract("f32");
+    let agent = AgentProc::start("tract", &fresh_store("tract"), &[]);
+    let client = agent.client();
+    let dev = client.device().clone();
+    assert!(
+        dev.engines.iter().any(|e| e == "tract-cpu"),
+        "{:?}",
+        dev.engines
+    );
+    assert!(dev.accelerator.starts_with("none"), "{}", dev.accelerator);
+    // One host at a time: let the CLI in.
+    drop(client);
+    // Through the CLI, as a user would.
+    let port = agent.port_arg();
+    let out = edgefit(&["flash", "--port", &port, f32_artifact.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = scratch().join("tract-f32.json");
+    let out = edgefit(&[
+        "bench",
+        "--port",
+        &port,
+        f32_artifact.to_str().unwrap(),
+        "--out",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("engine tract-cpu") && text.contains("engine note  none:"),
+        "{text}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["engine"], "tract-cpu");
+    assert_eq!(r["samples"], 10_000);
+    assert_eq!(r["outputs_identical"], 10_000);
+    assert_eq!(
+        r["accuracy"].as_f64().unwrap(),
+        evaluate_accuracy(&model("resnet-fmnist.onnx")),
+        "tract engine accuracy differs from tract's reference"
+    );
+    // Asking for the GPU where there is none is refused, not faked.
+    let mut client = agent.client();
+    let data = test_data(20);
+    let image = std::fs::read(&f32_artifact).unwrap();
+    let e = bench(
+        &mut client,
+        &image,
+        &data,
+        BenchOptions {
+            compare_outputs: true,
+            engine: Some(EngineKind::TractCuda),
+        },
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("engine not available"), "{e}");
+    // f16: tract translates the model; predictions mostly agree with f32.
+    let f16_artifact = resnet_tract("f16");
+    flash(&mut client, &f16_artifact);
+    let r = run_bench(
+        &mut client,
+        &f16_artifact,
+        &data,
+        Some(EngineKind::TractCpu),
+    );
+    assert_sequence(&r, 20);
+    assert_eq!(r.plan.precision, "f16");
+    assert!(r.agreement_with_host >= 0.9, "{}", r.agreement_with_host);
+}
+
+#[test]
+fn a_kill_mid_transfer_keeps_the_previous_artifact() {
+    let store = fresh_store("kill");
+    let resnet = resnet_int8();
+    let mut agent = AgentProc::start("kill", &store, &[]);
+    let mut client = agent.client();
+    flash(&mut client, &resnet);
+    let before = client.refresh().unwrap().active_plan.unwrap();
+    // Kill the agent when half of the VGG plan is sent.
+    let vgg = std::fs::read(vgg_int8()).unwrap();
+    let mut killed = false;
+    let e = flash_plan(&mut client, &vgg, &mut |sent, total| {
+        if !killed && sent > total / 2 {
+            agent.child.kill().expect("kill the agent");
+            let _ = agent.child.wait();
+            killed = true;
+        }
+    })
+    .unwrap_err();
+    assert!(killed, "{e}");
+    drop(client);
+    drop(agent);
+    assert!(
+        store.join("upload.tmp").exists(),
+        "the partial upload was on disk"
+    );
+    let agent = AgentProc::start("kill-restart", &store, &[]);
+    let mut client = agent.client();
+    let after = client.device().active_plan.unwrap();
+    assert_eq!((after.plan_id, after.crc32), (before.plan_id, before.crc32));
+    assert!(!store.join("upload.tmp").exists());
+    let r = run_bench(&mut client, &resnet, &test_data(200), None);
+    assert_sequence(&r, 200);
+    assert_eq!(r.outputs_identical, Some(200));
+}
+
+/// Sends `frames` on a fresh connection and returns the first answer, and
+/// whether the agent then closed the connection.
+fn probe(port: u16, bytes: &[u8]) -> (Option<(ErrorCode, u32)>, bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut reader: FrameReader<MAX_FRAME> = FrameReader::new();
+    let mut buf = [0u8; 4096];
+    let mut answer = None;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (answer, true),
+            Ok(n) => {
+                let mut rest = &buf[..n];
+                while !rest.is_empty() {
+                    let (used, frame) = reader.feed(rest);
+                    rest = &rest[used..];
+                    if let Some(Ok(f)) = frame {
+                        if let Ok((_, DeviceMsg::Error { code, detail, .. })) =
+                            decode_frame::<DeviceMsg>(f)
+                        {
+                            answer.get_or_insert((code, detail));
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (answer, true),
+            Err(_) => return (answer, false),
+        }
+    }
+}
+
+#[test]
+fn refusals_leave_a_running_bench_unharmed() {
+    let token_file = scratch().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let agent = AgentProc::start(
+        "refuse",
+        &fresh_store("refuse"),
+        &["--token-file", token_file.to_str().unwrap()],
+    );
+    let resnet = resnet_int8();
+    let image = std::fs::read(&resnet).unwrap();
+    let mut a = agent
+        .client_with(Some(b"s3cret-token"))
+        .expect("the right token");
+    flash_plan(&mut a, &image, &mut |_, _| {}).unwrap();
+    // Start a benchmark by hand and run half of it.
+    let data = test_data(100);
+    let mut runner = edgefit::runner::PlanRunner::new(&image).unwrap();
+    let input = runner.input_desc();
+    let mut sample = vec![0u8; edgefit::runner::tensor_bytes(&input)];
+    a.expect_ack(&HostMsg::BenchStart {
+        plan_id: None,
+        samples: 100,
+        want_outputs: true,
+        engine: None,
+    })
+    .unwrap();
+    let mut run = |client: &mut Client, i: usize| {
+        let pixels = data.image_f32(i);
+        edgefit::runner::encode_input(&input, &pixels, &mut sample).unwrap();
+        let mut got = None;
+        for part in sample_parts(i as u32, &sample) {
+            if let edgefit::device::client::Reply::Record(r) = client.request(&part).unwrap() {
+                got = Some(r);
+            }
+        }
+        let rec = got.expect("a record");
+        runner.run(&pixels).unwrap();
+        assert_eq!(rec.sample as usize, i);
+        assert_eq!(rec.outputs.as_deref(), Some(runner.raw_output().unwrap()));
+    };
+    for i in 0..50 {
+        run(&mut a, i);
+    }
+    let hello = encode_frame_vec(1, &HostMsg::hello()).unwrap();
+    // No token.
+    let (ans, closed) = probe(agent.port, &hello);
+    assert_eq!(ans, Some((ErrorCode::Unauthorized, 2)));
+    assert!(closed);
+    // A wrong token.
+    let wrong = encode_frame_vec(1, &HostMsg::Auth { token: b"guess" }).unwrap();
+    let (ans, closed) = probe(agent.port, &wrong);
+    assert_eq!(ans, Some((ErrorCode::Unauthorized, 1)));
+    assert!(closed);
+    // An oversized frame (no delimiter within MAX_FRAME bytes).
+    let (ans, closed) = probe(agent.port, &vec![0x42u8; 3 * MAX_FRAME]);
+    assert_eq!(ans.map(|a| a.0), Some(ErrorCode::BadFrame));
+    assert!(closed);
+    // A second host with the right token: the agent is busy.
+    let e = agent
+        .client_with(Some(b"s3cret-token"))
+        .err()
+        .expect("busy");
+    assert!(e.to_string().contains("device busy"), "{e}");
+    // The first host's benchmark goes on.
+    for i in 50..100 {
+        run(&mut a, i);
+    }
+    match a.request(&HostMsg::BenchEnd).unwrap() {
+        edgefit::device::client::Reply::Summary(s) => assert_eq!(s.samples, 100),
+        other => panic!("{other:?}"),
+    }
+    let log = agent.log_text();
+    for needle in ["no token", "wrong token", "oversized frame", "busy"] {
+        assert!(log.contains(needle), "agent log lacks {needle}: {log}");
+    }
+}
+
+#[test]
+fn listening_beyond_loopback_needs_a_token_and_idle_hosts_are_dropped() {
+    let out = Command::new(agent_bin())
+        .args(["serve", "--listen", &format!("0.0.0.0:{}", free_port())])
+        .arg("--store")
+        .arg(fresh_store("open"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("without a token"), "{}", stderr(&out));
+    let agent = AgentProc::start("idle", &fresh_store("idle"), &["--idle-timeout", "1"]);
+    let mut s = TcpStream::connect(("127.0.0.1", agent.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = Instant::now();
+    let mut b = [0u8; 16];
+    assert_eq!(
+        s.read(&mut b).unwrap_or(0),
+        0,
+        "the agent closes an idle connection"
+    );
+    assert!(t.elapsed() < Duration::from_secs(9));
+    // And then serves the next host.
+    drop(agent.client());
+}
+
+#[test]
+fn a_board_power_sensor_reaches_the_records() {
+    let root = repo_root().join("firmware/power/tests/fixtures/jetson-orin-nano");
+    let agent = AgentProc::start(
+        "power",
+        &fresh_store("power"),
+        &["--sysfs-root", root.to_str().unwrap()],
+    );
+    let mut client = agent.client();
+    assert_eq!(
+        client.device().power_sensor,
+        edgefit_proto::PowerSensorKind::Ina3221
+    );
+    let resnet = resnet_int8();
+    flash(&mut client, &resnet);
+    let r = run_bench(&mut client, &resnet, &test_data(30), None);
+    assert!(r.records.iter().all(|x| x.energy_uj.is_some()));
+    assert!(r.energy_uj_per_inference.value.is_some_and(|e| e > 0.0));
+    assert!(r.energy_uj_per_inference.source.contains("Ina3221"));
+    assert!(r.avg_power_mw.value.is_some());
+}
+
+/// The agent cross-built for aarch64 (native engine), once per test run.
+fn aarch64_agent() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/agent-aarch64.sh"))
+            .arg("build")
+            .output()
+            .expect("run scripts/agent-aarch64.sh");
+        assert!(
+            out.status.success(),
+            "aarch64 build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+    })
+}
+
+#[test]
+fn aarch64_agent_under_qemu_gives_the_x86_outputs() {
+    let bin = aarch64_agent();
+    let agent = AgentProc::start_with(
+        Path::new("qemu-aarch64"),
+        &["-L", "/usr/aarch64-linux-gnu", bin.to_str().unwrap()],
+        "aarch64",
+        &fresh_store("aarch64"),
+        &[],
+    );
+    let mut client = agent.client();
+    assert!(
+        client.device().core.starts_with("aarch64"),
+        "{}",
+        client.device().core
+    );
+    let resnet = resnet_int8();
+    flash(&mut client, &resnet);
+    let r = run_bench(&mut client, &resnet, &test_data(200), None);
+    assert_sequence(&r, 200);
+    // The host's reference is the portable kernels on x86-64; the agent ran
+    // the NEON ones.
+    assert_eq!(
+        r.outputs_identical,
+        Some(200),
+        "aarch64 outputs differ from x86-64"
+    );
+    assert_eq!(r.agreement_with_host, 1.0);
+}
