@@ -358,6 +358,18 @@ fn a_kill_mid_transfer_keeps_the_previous_artifact() {
     let r = run_bench(&mut client, &resnet, &test_data(200), None);
     assert_sequence(&r, 200);
     assert_eq!(r.outputs_identical, Some(200));
+    // A tract artifact whose model tract cannot load is refused at commit,
+    // and the plan stays active.
+    let junk = edgefit_agent::encode_tract_artifact(
+        b"not an onnx model",
+        edgefit_agent::TractPrecision::F32,
+        &[1, 1, 28, 28],
+    )
+    .unwrap();
+    let e = flash_plan(&mut client, &junk, &mut |_, _| {}).unwrap_err();
+    assert!(e.to_string().contains("rejected by the engine"), "{e}");
+    let still = client.refresh().unwrap().active_plan.unwrap();
+    assert_eq!(still.crc32, before.crc32);
 }
 
 /// Sends `frames` on a fresh connection and returns the first answer, and
@@ -445,6 +457,18 @@ fn refusals_leave_a_running_bench_unharmed() {
     let wrong = encode_frame_vec(1, &HostMsg::Auth { token: b"guess" }).unwrap();
     let (ans, closed) = probe(agent.port, &wrong);
     assert_eq!(ans, Some((ErrorCode::Unauthorized, 1)));
+    assert!(closed);
+    // Garbage before the token.
+    let mut garbage = hello.clone();
+    garbage[3] ^= 0x10;
+    let (ans, closed) = probe(agent.port, &garbage);
+    assert!(
+        matches!(
+            ans.map(|a| a.0),
+            Some(ErrorCode::BadCrc | ErrorCode::BadFrame)
+        ),
+        "{ans:?}"
+    );
     assert!(closed);
     // An oversized frame (no delimiter within MAX_FRAME bytes).
     let (ans, closed) = probe(agent.port, &vec![0x42u8; 3 * MAX_FRAME]);

@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::thread;
 use std::time::Duration;
@@ -18,6 +19,10 @@ use crate::system;
 
 /// Default port of the agent.
 pub const DEFAULT_PORT: u16 = 4600;
+
+/// Connections open at once (one session, the rest waiting to be told
+/// `Busy` or refused their token); more are closed unanswered.
+pub const MAX_CONNECTIONS: usize = 16;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -173,13 +178,31 @@ impl Agent {
         self.listener.local_addr()
     }
 
-    /// Serves connections until the listener fails.
+    /// Serves connections, each on its own thread (at most
+    /// [`MAX_CONNECTIONS`] open; more are closed at once).
     pub fn serve(self) -> std::io::Result<()> {
+        let open = Arc::new(AtomicUsize::new(0));
         loop {
-            let (stream, peer) = self.listener.accept()?;
+            let (stream, peer) = match self.listener.accept() {
+                Ok(c) => c,
+                // Out of descriptors, a peer that reset before accept: the
+                // listener itself is fine.
+                Err(e) => {
+                    eprintln!("edgefit-agent: accept: {e}");
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                open.fetch_sub(1, Ordering::SeqCst);
+                eprintln!("edgefit-agent: {peer}: refused: {MAX_CONNECTIONS} connections open");
+                continue;
+            }
             let shared = Arc::clone(&self.shared);
+            let open = Arc::clone(&open);
             thread::spawn(move || {
                 let end = handle(stream, &shared);
+                open.fetch_sub(1, Ordering::SeqCst);
                 eprintln!("edgefit-agent: {peer}: {end}");
             });
         }
@@ -226,10 +249,20 @@ fn handle(stream: TcpStream, shared: &Shared) -> ConnEnd {
     let mut conn = Conn::new(stream);
     let r = (|| {
         if let Some(token) = &shared.config.token {
-            let mut raw = next_request(&mut conn)?;
-            let Ok((seq, msg)) = decode_frame::<HostMsg<'_>>(&mut raw) else {
-                conn.error(0, ErrorCode::Unauthorized, 2)?;
-                return Err(ConnEnd::Refused("undecodable first frame, no token"));
+            // Nothing but the token first: an unreadable frame is refused too.
+            let mut raw = match conn.next()? {
+                Incoming::Frame(f) => f,
+                Incoming::Bad(e) => {
+                    conn.bad_frame(&e)?;
+                    return Err(ConnEnd::Refused("unreadable frame before the token"));
+                }
+            };
+            let (seq, msg) = match decode_frame::<HostMsg<'_>>(&mut raw) {
+                Ok(v) => v,
+                Err(e) => {
+                    conn.bad_frame(&e)?;
+                    return Err(ConnEnd::Refused("unreadable frame before the token"));
+                }
             };
             match msg {
                 HostMsg::Auth { token: given } if token_matches(given, token) => {

@@ -18,6 +18,15 @@ use crate::system;
 /// `BadPlan` detail: tract could not load the model.
 pub const TRACT_LOAD_FAILED: u32 = 105;
 
+/// A plan the native engine refuses: `BadPlan` with the engine's code, as
+/// the firmware sends it.
+fn bad_plan(e: EngineError) -> Reject {
+    match e {
+        EngineError::Plan(p) => Reject::new(ErrorCode::BadPlan, p.code()),
+        _ => Reject::new(ErrorCode::BadPlan, 0),
+    }
+}
+
 fn unexpected(kind: u8) -> Reject {
     Reject::new(ErrorCode::UnexpectedMessage, kind.into())
 }
@@ -199,10 +208,7 @@ impl<'s> Session<'s> {
         let mut loaded: Option<Box<dyn Runner + Send>> = None;
         let stored = self.state.store.commit(|s: &Stored| match s.kind {
             ArtifactKind::Plan => {
-                let runner = NativeRunner::new(&s.bytes).map_err(|e| match e {
-                    EngineError::Plan(p) => Reject::new(ErrorCode::BadPlan, p.code()),
-                    _ => Reject::new(ErrorCode::BadPlan, 0),
-                })?;
+                let runner = NativeRunner::new(&s.bytes).map_err(bad_plan)?;
                 if runner.arena_bytes() as usize > max_arena {
                     return Err(Reject::new(ErrorCode::ArenaTooSmall, sat_u32(max_arena)));
                 }
@@ -262,9 +268,8 @@ impl<'s> Session<'s> {
                 }
                 let mut runner = match NativeRunner::new(&active.bytes) {
                     Ok(r) => r,
-                    Err(_) => {
-                        let r = Reject::new(ErrorCode::BadPlan, 0);
-                        self.conn.answer(seq, 6, &r.to_msg(seq))?;
+                    Err(e) => {
+                        self.conn.answer(seq, 6, &bad_plan(e).to_msg(seq))?;
                         return Ok(None);
                     }
                 };
@@ -280,18 +285,26 @@ impl<'s> Session<'s> {
                     Some(e) => e,
                 };
                 let crc = active.info.crc32;
-                let mut runner = match self.state.tract.take() {
-                    Some((c, r)) if c == crc && r.kind() == wanted => r,
-                    _ => match load_tract(&active.bytes, wanted) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            eprintln!(
-                                "edgefit-agent: {} cannot run the artifact: {e}",
-                                wanted.name()
-                            );
-                            return self.refuse_engine(seq, Some(wanted));
+                let cached = self.state.tract.take();
+                let loaded = match cached {
+                    Some((c, r)) if c == crc && r.kind() == wanted => Ok(r),
+                    _ => load_tract(&active.bytes, wanted).or_else(|e| {
+                        eprintln!(
+                            "edgefit-agent: {} cannot run the artifact: {e}",
+                            wanted.name()
+                        );
+                        // Chosen automatically: fall back to the CPU (the
+                        // summary's engine says so), as without a GPU.
+                        if engine.is_none() && wanted == EngineKind::TractCuda {
+                            eprintln!("edgefit-agent: falling back to tract-cpu");
+                            load_tract(&active.bytes, EngineKind::TractCpu)
+                        } else {
+                            Err(e)
                         }
-                    },
+                    }),
+                };
+                let Ok(mut runner) = loaded else {
+                    return self.refuse_engine(seq, Some(wanted));
                 };
                 let r = self.serve_bench(seq, &active, runner.as_mut(), want_outputs);
                 self.state.tract = Some((crc, runner));

@@ -63,12 +63,22 @@ pub struct BenchCmd {
     no_outputs: bool,
 }
 
+/// The local agent's store, removed when the command ends.
+struct TempStore(PathBuf);
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Starts the agent in this process on a loopback port with a fresh store,
 /// flashes `variant` to it, and returns the session.
-fn local_agent(variant: &Path) -> anyhow::Result<(Client, Vec<u8>)> {
+fn local_agent(variant: &Path) -> anyhow::Result<(Client, Vec<u8>, TempStore)> {
     let image = std::fs::read(variant).with_context(|| format!("read {}", variant.display()))?;
     let store = std::env::temp_dir().join(format!("edgefit-local-agent-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&store);
+    let guard = TempStore(store.clone());
     let agent = Agent::bind(AgentConfig::new(([127, 0, 0, 1], 0).into(), store))
         .context("start the local agent")?;
     let addr = agent.local_addr()?;
@@ -87,7 +97,7 @@ fn local_agent(variant: &Path) -> anyhow::Result<(Client, Vec<u8>)> {
     let mut client = Client::connect(link, config).context("connect to the local agent")?;
     flash_plan(&mut client, &image, &mut |_, _| {})
         .with_context(|| format!("load {} into the local agent", variant.display()))?;
-    Ok((client, image))
+    Ok((client, image, guard))
 }
 
 impl BenchCmd {
@@ -97,9 +107,11 @@ impl BenchCmd {
         if let Some(n) = self.limit {
             data.truncate(n);
         }
+        let mut _store = None;
         let (mut client, image, what) = match (&self.local, &self.port) {
             (Some(variant), _) => {
-                let (client, image) = local_agent(variant)?;
+                let (client, image, store) = local_agent(variant)?;
+                _store = Some(store);
                 (client, image, variant.clone())
             }
             (None, Some(port)) => {

@@ -509,6 +509,11 @@ fn engine_note(device: &DeviceIdentity, engine: EngineKind) -> String {
         EngineKind::TractCpu if device.accelerator.starts_with("none") => {
             device.accelerator.clone()
         }
+        EngineKind::TractCpu if device.accelerator.starts_with("cuda") => {
+            "the device has a GPU but tract-cuda could not run this model (the agent's log says why); \
+             it ran on the CPU"
+                .into()
+        }
         _ => String::new(),
     }
 }
