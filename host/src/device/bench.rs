@@ -427,7 +427,7 @@ fn report(
         gpu_memory_bytes: Sourced {
             value: summary.gpu_memory_bytes,
             source: if summary.gpu_memory_bytes.is_some() {
-                "measured on the device (CUDA)".into()
+                "measured on the device: drop in the GPU's free memory (cuMemGetInfo) since the model was prepared".into()
             } else {
                 "not measured: no accelerator used, or not readable".into()
             },

@@ -31,15 +31,24 @@ pub fn probe() -> Accelerator {
     }
 }
 
-/// Prepares `model` on the GPU. GPU memory is not read back (tract-cuda
-/// does not expose it): `None`.
+/// The GPU's free memory now (device 0, the one tract-cuda uses), `None`
+/// if the driver cannot tell.
+pub fn gpu_free_bytes() -> Option<u64> {
+    let ctx = cudarc::driver::CudaContext::new(0).ok()?;
+    ctx.mem_get_info().ok().map(|(free, _total)| free as u64)
+}
+
+/// Prepares `model` on the GPU; returns it with the GPU's free memory
+/// before (the drop from there, read after a run, is the memory the model
+/// and its run hold on the device).
 pub fn prepare(model: TypedModel) -> Result<(Box<dyn Runnable>, Option<u64>), EngineError> {
     let rt = cuda_runtime().map_err(|why| EngineError::Unavailable {
         engine: "tract-cuda",
         why,
     })?;
+    let before = gpu_free_bytes();
     let runnable = rt
         .prepare(model)
         .map_err(|e| EngineError::Tract(format!("{e:#}")))?;
-    Ok((runnable, None))
+    Ok((runnable, before))
 }

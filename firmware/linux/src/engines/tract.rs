@@ -31,7 +31,8 @@ pub struct TractRunner {
     input_dt: DatumType,
     input: Vec<u8>,
     output: Vec<u8>,
-    gpu_memory: Option<u64>,
+    /// tract-cuda: the GPU's free memory before the model was prepared.
+    gpu_free_before: Option<u64>,
 }
 
 impl TractRunner {
@@ -59,7 +60,7 @@ impl TractRunner {
                 .map_err(tract_err)?;
         }
         let input_dt = typed.input_fact(0).map_err(tract_err)?.datum_type;
-        let (runnable, gpu_memory): (Box<dyn Runnable>, Option<u64>) = match backend {
+        let (runnable, gpu_free_before): (Box<dyn Runnable>, Option<u64>) = match backend {
             Backend::Cpu => (
                 tract_onnx::tract_core::runtime::DefaultRuntime
                     .prepare(typed)
@@ -76,7 +77,7 @@ impl TractRunner {
             input_shape: artifact.input_shape.clone(),
             input_dt,
             output: Vec::new(),
-            gpu_memory,
+            gpu_free_before,
         })
     }
 }
@@ -84,6 +85,16 @@ impl TractRunner {
 #[cfg(feature = "cuda")]
 fn cuda_prepare(typed: TypedModel) -> Result<(Box<dyn Runnable>, Option<u64>), EngineError> {
     super::cuda::prepare(typed)
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_free_now() -> Option<u64> {
+    super::cuda::gpu_free_bytes()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_free_now() -> Option<u64> {
+    None
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -143,7 +154,10 @@ impl Runner for TractRunner {
         0
     }
 
+    /// The drop in the GPU's free memory since before the model was
+    /// prepared (other processes' allocations count too).
     fn gpu_memory_bytes(&self) -> Option<u64> {
-        self.gpu_memory
+        let before = self.gpu_free_before?;
+        gpu_free_now().map(|now| before.saturating_sub(now))
     }
 }
