@@ -477,12 +477,20 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                         None => format!("On {}, no variant was compared.", p),
                     }
                 }
-                [(a, Some(r))] => format!(
-                    "On {}, only {a} fits: {}; no {} variant fits.",
-                    p,
-                    describe(r),
-                    archs.iter().filter(|x| *x != a).cloned().collect::<Vec<_>>().join(" or ")
-                ),
+                [(a, Some(r))] => {
+                    let others: Vec<&str> = archs.iter().filter(|x| *x != a).copied().collect();
+                    if others.is_empty() {
+                        // One architecture compared: nothing to set it against.
+                        format!("On {}, the best {a} is {}.", p, describe(r))
+                    } else {
+                        format!(
+                            "On {}, only {a} fits: {}; no {} variant fits.",
+                            p,
+                            describe(r),
+                            others.join(" or ")
+                        )
+                    }
+                }
                 _ => {
                     let mut ranked: Vec<(&str, &Row)> =
                         fitting.iter().filter_map(|(a, r)| r.map(|r| (*a, r))).collect();

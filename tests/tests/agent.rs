@@ -589,3 +589,62 @@ fn aarch64_agent_under_qemu_gives_the_x86_outputs() {
     );
     assert_eq!(r.agreement_with_host, 1.0);
 }
+
+#[test]
+fn compare_measures_this_machine_through_the_agent() {
+    let token_file = scratch().join("compare-token");
+    std::fs::write(&token_file, "compare-token").unwrap();
+    let agent = AgentProc::start(
+        "compare",
+        &fresh_store("compare"),
+        &[
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--board",
+            "ci-agent",
+        ],
+    );
+    let out = scratch().join("compare");
+    let _ = std::fs::remove_dir_all(&out);
+    let o = edgefit(&[
+        "compare",
+        model("resnet-fmnist.onnx").to_str().unwrap(),
+        "--precisions",
+        "int8",
+        "--sparsity",
+        "0",
+        "--limit",
+        "100",
+        "--calib-samples",
+        "50",
+        "--device-limit",
+        "20",
+        "--profiles",
+        "this-machine,nrf52840-dk",
+        "--device-profile",
+        "this-machine",
+        "--port",
+        &agent.port_arg(),
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("On this-machine, the best ResNet is"),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let row = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["profile"] == "this-machine")
+        .expect("this-machine row");
+    let source = row["latency_source"].as_str().unwrap();
+    assert!(source.starts_with("measured on ci-agent"), "{source}");
+    assert!(row["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+}
