@@ -118,7 +118,11 @@ impl AgentProc {
             .expect("start edgefit-agent");
         let mut agent = AgentProc { child, port, log };
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // The agent logs its address once it listens. (A probe connection
+        // would open a session, and a client right after it could find the
+        // agent still busy with it.)
+        let listening = format!(" on 127.0.0.1:{port},");
+        while !agent.log_text().contains(&listening) {
             if let Ok(Some(status)) = agent.child.try_wait() {
                 panic!("the agent exited ({status}): {}", agent.log_text());
             }

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread;
 use std::time::Duration;
 
@@ -219,6 +219,25 @@ fn sat_u32(v: usize) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
+/// How long a new host waits for the session before it is told `Busy`:
+/// a host that has just disconnected may still hold it for a moment (its
+/// session ends when the agent reads the close), and `edgefit flash` then
+/// `edgefit bench` must not race it.
+const BUSY_GRACE: Duration = Duration::from_secs(2);
+
+/// `try_lock`, retried for up to `grace`.
+fn lock_within<T>(m: &Mutex<T>, grace: Duration) -> std::sync::TryLockResult<MutexGuard<'_, T>> {
+    let start = std::time::Instant::now();
+    loop {
+        match m.try_lock() {
+            Err(TryLockError::WouldBlock) if start.elapsed() < grace => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Constant-time comparison, so the answer's timing says nothing about how
 /// much of a wrong token matched.
 pub(crate) fn token_matches(given: &[u8], token: &[u8]) -> bool {
@@ -279,7 +298,7 @@ fn handle(stream: TcpStream, shared: &Shared) -> ConnEnd {
                 }
             }
         }
-        let mut state = match shared.state.try_lock() {
+        let mut state = match lock_within(&shared.state, BUSY_GRACE) {
             Ok(s) => s,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => {
