@@ -6,7 +6,8 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
 use edgefit_proto::{
-    encode_frame, DeviceMsg, ErrorCode, FrameReader, ProtoError, MAX_FRAME, PROTOCOL_VERSION,
+    decode_frame, encode_frame, DeviceMsg, ErrorCode, FrameReader, HostMsg, ProtoError, MAX_FRAME,
+    PROTOCOL_VERSION,
 };
 
 /// Why a connection ends.
@@ -122,6 +123,39 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Reads until a frame that can be read arrives, answering the ones
+    /// that cannot.
+    pub fn next_frame(&mut self) -> Result<Vec<u8>, ConnEnd> {
+        loop {
+            match self.next()? {
+                Incoming::Frame(f) => return Ok(f),
+                Incoming::Bad(e) => self.bad_frame(&e)?,
+            }
+        }
+    }
+
+    /// Decodes a frame from [`next_frame`](Self::next_frame) in place.
+    /// `None` when it needs nothing more: undecodable (answered), or a
+    /// retransmission of the request answered last (the answer resent).
+    pub fn request<'f>(
+        &mut self,
+        raw: &'f mut [u8],
+    ) -> Result<Option<(u32, HostMsg<'f>)>, ConnEnd> {
+        let (seq, msg) = match decode_frame::<HostMsg<'_>>(raw) {
+            Ok(v) => v,
+            Err(e) => {
+                self.bad_frame(&e)?;
+                return Ok(None);
+            }
+        };
+        self.last_good = seq;
+        if self.is_repeat(seq, msg.kind()) {
+            self.resend()?;
+            return Ok(None);
+        }
+        Ok(Some((seq, msg)))
     }
 
     /// Whether `(seq, kind)` is the request answered last.

@@ -248,16 +248,6 @@ pub(crate) fn token_matches(given: &[u8], token: &[u8]) -> bool {
     diff == 0
 }
 
-/// Reads the next frame that decodes; answers unreadable ones.
-fn next_request(conn: &mut Conn) -> Result<Vec<u8>, ConnEnd> {
-    loop {
-        match conn.next()? {
-            Incoming::Frame(f) => return Ok(f),
-            Incoming::Bad(e) => conn.bad_frame(&e)?,
-        }
-    }
-}
-
 /// One connection: the token first (when the agent has one), then an
 /// exclusive session, or `Busy` if another host holds it.
 fn handle(stream: TcpStream, shared: &Shared) -> ConnEnd {
@@ -302,7 +292,7 @@ fn handle(stream: TcpStream, shared: &Shared) -> ConnEnd {
             Ok(s) => s,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => {
-                let mut raw = next_request(&mut conn)?;
+                let mut raw = conn.next_frame()?;
                 let seq = decode_frame::<HostMsg<'_>>(&mut raw).map_or(0, |(s, _)| s);
                 conn.error(seq, ErrorCode::Busy, 1)?;
                 return Err(ConnEnd::Refused("busy: another host holds the agent"));

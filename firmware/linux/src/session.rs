@@ -4,12 +4,12 @@
 use std::time::Instant;
 
 use edgefit_proto::{
-    decode_frame, BenchRecord, BenchSummary, BenchTally, DeviceInfo, DeviceMsg, EngineKind,
-    ErrorCode, HostMsg, PlanInfo, Reject, TimingSource, Transfer, MAX_CHUNK, PROTOCOL_VERSION,
+    BenchRecord, BenchSummary, BenchTally, DeviceInfo, DeviceMsg, EngineKind, ErrorCode, HostMsg,
+    PlanInfo, Reject, TimingSource, Transfer, MAX_CHUNK, PROTOCOL_VERSION,
 };
 
 use crate::artifact::ArtifactKind;
-use crate::conn::{Conn, ConnEnd, Incoming};
+use crate::conn::{Conn, ConnEnd};
 use crate::engines::{load_tract, EngineError, NativeRunner, Runner};
 use crate::server::{token_matches, AgentState, Shared};
 use crate::store::Stored;
@@ -96,28 +96,12 @@ impl<'s> Session<'s> {
         loop {
             let mut raw = match pending.take() {
                 Some(r) => r,
-                None => match self.conn.next() {
-                    Ok(Incoming::Frame(f)) => f,
-                    Ok(Incoming::Bad(e)) => {
-                        self.conn.bad_frame(&e)?;
-                        continue;
-                    }
-                    Err(end) => return Err(end),
-                },
+                None => self.conn.next_frame()?,
             };
-            let (seq, msg) = match decode_frame::<HostMsg<'_>>(&mut raw) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.conn.bad_frame(&e)?;
-                    continue;
-                }
-            };
-            self.conn.last_good = seq;
-            let kind = msg.kind();
-            if self.conn.is_repeat(seq, kind) {
-                self.conn.resend()?;
+            let Some((seq, msg)) = self.conn.request(&mut raw)? else {
                 continue;
-            }
+            };
+            let kind = msg.kind();
             match msg {
                 HostMsg::BenchStart {
                     plan_id,
@@ -356,27 +340,13 @@ impl<'s> Session<'s> {
         runner: &mut dyn Runner,
     ) -> Result<BenchExit, ConnEnd> {
         loop {
-            let mut raw = match self.conn.next()? {
-                Incoming::Frame(f) => f,
-                Incoming::Bad(e) => {
-                    self.conn.bad_frame(&e)?;
-                    continue;
-                }
-            };
+            let mut raw = self.conn.next_frame()?;
+            // Kept whole: a request that ends the benchmark is handled again outside it.
             let keep = raw.clone();
-            let (seq, msg) = match decode_frame::<HostMsg<'_>>(&mut raw) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.conn.bad_frame(&e)?;
-                    continue;
-                }
-            };
-            self.conn.last_good = seq;
-            let kind = msg.kind();
-            if self.conn.is_repeat(seq, kind) {
-                self.conn.resend()?;
+            let Some((seq, msg)) = self.conn.request(&mut raw)? else {
                 continue;
-            }
+            };
+            let kind = msg.kind();
             let ack = DeviceMsg::Ack { seq };
             let r = match msg {
                 HostMsg::Sample { index, data } => {

@@ -63,21 +63,9 @@ pub fn ram_bytes(root: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Size of the filesystem holding `dir`.
+/// Size of the filesystem holding `dir` (0 if unknown).
 pub fn storage_bytes(dir: &Path) -> u64 {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return 0;
-    };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a zeroed statvfs
-    // the call fills in; nothing is retained.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
-            return 0;
-        }
-        (st.f_blocks as u64).saturating_mul(st.f_frsize as u64)
-    }
+    rustix::fs::statvfs(dir).map_or(0, |st| st.f_blocks.saturating_mul(st.f_frsize))
 }
 
 /// Resets the process's peak resident set (`VmHWM`) to its current size, so
