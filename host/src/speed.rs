@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use edgefit_engine::Precision;
+use edgefit_engine::{KernelPath, Precision};
 use serde::Serialize;
 
 use crate::compile::{compile_with, precision_name, CompileError, CompileOptions};
@@ -26,6 +26,9 @@ pub struct SpeedRow {
     /// of pruned models "sparse, decoded to scratch" (SIMD kernels) and
     /// "sparse, zero-skipping" (no scratch, as on a microcontroller).
     pub weights: &'static str,
+    /// The SIMD extension the engine's kernels used ("avx512-vnni", "avx2",
+    /// "none"; "tract" for tract's own kernels).
+    pub kernels: &'static str,
     pub runs: usize,
     pub median_ms: f64,
     pub p90_ms: f64,
@@ -89,6 +92,7 @@ pub fn measure_speed(
     precisions: &[Precision],
     runs: usize,
     sparse_variants: bool,
+    kernels: &[KernelPath],
     progress: &mut dyn FnMut(&str),
 ) -> Result<SpeedReport, SpeedError> {
     let g = &model.graph;
@@ -105,6 +109,7 @@ pub fn measure_speed(
         median_ms: t_med,
         p90_ms: t_p90,
         weights: "dense",
+        kernels: "tract",
         speedup_vs_tract: 1.0,
     }];
     for &p in precisions {
@@ -142,17 +147,28 @@ pub fn measure_speed(
                 ("default", _) => "sparse, decoded to scratch",
                 _ => label,
             };
-            let mut runner = Runner::Plan(Box::new(PlanRunner::new(&plan.bytes)?));
-            let (med, p90) = time_runs(&mut runner, &input, runs)?;
-            rows.push(SpeedRow {
-                engine: "edgefit-engine".into(),
-                precision: precision_name(p),
-                weights,
-                runs,
-                median_ms: med,
-                p90_ms: p90,
-                speedup_vs_tract: t_med / med,
-            });
+            // Each distinct kernel set once (without AVX-512 in the CPU,
+            // `no-avx512` is `auto`).
+            let mut timed: Vec<&str> = Vec::new();
+            for &k in kernels {
+                if timed.contains(&k.simd_name()) {
+                    continue;
+                }
+                timed.push(k.simd_name());
+                let runner = PlanRunner::with_kernels(&plan.bytes, k)?;
+                let mut runner = Runner::Plan(Box::new(runner));
+                let (med, p90) = time_runs(&mut runner, &input, runs)?;
+                rows.push(SpeedRow {
+                    engine: "edgefit-engine".into(),
+                    precision: precision_name(p),
+                    weights,
+                    kernels: k.simd_name(),
+                    runs,
+                    median_ms: med,
+                    p90_ms: p90,
+                    speedup_vs_tract: t_med / med,
+                });
+            }
         }
     }
     Ok(SpeedReport {

@@ -169,7 +169,8 @@ fn mlperf_resnet8_arena() {
 }
 
 /// Both bundled int8 plans give byte-identical outputs through the portable
-/// kernels and the SIMD ones, and fused residuals equal the unfused plan.
+/// kernels and the SIMD ones (AVX-512 VNNI where the CPU has it, and AVX2),
+/// and fused residuals equal the unfused plan.
 #[test]
 fn int8_plans_are_bit_exact_across_kernel_paths_and_fusion() {
     let test = load_idx_dataset(&bundled_data_dir(), "t10k").unwrap();
@@ -204,16 +205,31 @@ fn int8_plans_are_bit_exact_across_kernel_paths_and_fusion() {
         #[cfg(target_arch = "x86_64")]
         assert_eq!(simd.uses_simd(), std::is_x86_feature_detected!("avx2"));
         assert!(!portable.uses_simd());
+        let mut avx2 = PlanRunner::with_kernels(&fused.bytes, KernelPath::NoAvx512).unwrap();
         let mut plain = PlanRunner::with_kernels(&unfused.bytes, KernelPath::Portable).unwrap();
+        eprintln!(
+            "{name}: comparing kernels {} and {} with {}",
+            KernelPath::Auto.simd_name(),
+            KernelPath::NoAvx512.simd_name(),
+            KernelPath::Portable.simd_name()
+        );
         for i in 0..300 {
             let x = test.image_f32(i);
             simd.run(&x).unwrap();
+            avx2.run(&x).unwrap();
             portable.run(&x).unwrap();
             plain.run(&x).unwrap();
             assert_eq!(
                 simd.raw_output().unwrap(),
                 portable.raw_output().unwrap(),
-                "{name} image {i}: SIMD vs portable"
+                "{name} image {i}: SIMD ({}) vs portable",
+                KernelPath::Auto.simd_name()
+            );
+            assert_eq!(
+                avx2.raw_output().unwrap(),
+                portable.raw_output().unwrap(),
+                "{name} image {i}: SIMD ({}) vs portable",
+                KernelPath::NoAvx512.simd_name()
             );
             assert_eq!(
                 plain.raw_output().unwrap(),

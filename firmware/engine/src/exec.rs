@@ -88,6 +88,11 @@ impl<'a> Engine<'a> {
         self.kernels.uses_simd()
     }
 
+    /// The SIMD extension its int8 kernels use here ([`KernelPath::simd_name`]).
+    pub fn simd_name(&self) -> &'static str {
+        self.kernels.simd_name()
+    }
+
     pub fn plan(&self) -> &Plan<'a> {
         &self.plan
     }
@@ -168,7 +173,8 @@ impl<'a> Engine<'a> {
         let scratch = rest.get_mut(..self.plan.scratch_bytes()).unwrap_or(&mut []);
         let mut kx = Kx {
             simd: self.kernels.uses_simd(),
-            use_scratch: self.kernels == KernelPath::Auto,
+            vnni: self.kernels.uses_vnni(),
+            use_scratch: self.kernels.uses_scratch(),
             scratch,
         };
         let cx = OpCx {
@@ -393,6 +399,7 @@ impl<'a> OpCx<'_, 'a> {
             w.decode_into(dense_w).ok()?;
             let mut inner = Kx {
                 simd: kx.simd,
+                vnni: kx.vnni,
                 use_scratch: kx.use_scratch,
                 scratch: rest,
             };

@@ -219,7 +219,7 @@ fn fused_equals_unfused_sized(p: Precision, seed: u64, rounds: usize, max_c: i64
         for fused in [false, true] {
             for in_place in [false, true] {
                 let plan = case.plan(fused, in_place);
-                for kp in [KernelPath::Auto, KernelPath::Portable] {
+                for kp in [KernelPath::Auto, KernelPath::NoAvx512, KernelPath::Portable] {
                     let got = run_filled(&plan, data, kp);
                     assert!(
                         got == reference,

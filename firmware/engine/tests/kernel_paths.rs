@@ -327,7 +327,7 @@ fn int8_pools_add_reshape_simd_equals_portable() {
             // The second input lives in the arena too: fill the whole arena.
             let p = Plan::parse(&plan).unwrap();
             let mut outs = Vec::new();
-            for kp in [KernelPath::Auto, KernelPath::Portable] {
+            for kp in [KernelPath::Auto, KernelPath::NoAvx512, KernelPath::Portable] {
                 let engine = Engine::with_kernels(&p, kp);
                 let mut arena = vec![0u8; engine.arena_size()];
                 let mut r2 = Rng(i as u64 + 1);
@@ -335,7 +335,8 @@ fn int8_pools_add_reshape_simd_equals_portable() {
                 engine.run(&mut arena).unwrap();
                 outs.push(engine.output(&arena).unwrap().to_vec());
             }
-            assert_eq!(outs[0], outs[1], "add in place {in_place}");
+            assert_eq!(outs[0], outs[2], "add in place {in_place}");
+            assert_eq!(outs[1], outs[2], "add in place {in_place} (no AVX-512)");
         }
     }
 }
@@ -466,4 +467,14 @@ fn engine_reports_its_kernel_path() {
         Engine::new(&p).uses_simd(),
         edgefit_engine::kernels::dot::simd_available()
     );
+    assert_eq!(portable.simd_name(), "none");
+    assert!(!KernelPath::NoAvx512.uses_vnni());
+    assert_eq!(
+        KernelPath::Auto.uses_vnni(),
+        edgefit_engine::kernels::dot::vnni_available()
+    );
+    if edgefit_engine::kernels::dot::vnni_available() {
+        assert_eq!(Engine::new(&p).simd_name(), "avx512-vnni");
+        assert_eq!(KernelPath::NoAvx512.simd_name(), "avx2");
+    }
 }

@@ -160,7 +160,7 @@ fn check(rng: &mut Rng, conv: bool, rounds: usize) -> usize {
                 "case {i}: compact plan bigger than dense"
             );
             sparse_plans += usize::from(sparse && scratch.is_none());
-            for kp in [KernelPath::Auto, KernelPath::Portable] {
+            for kp in [KernelPath::Auto, KernelPath::NoAvx512, KernelPath::Portable] {
                 let got = run_with(&plan, &x, kp);
                 assert!(
                     got == want,

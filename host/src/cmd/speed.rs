@@ -5,9 +5,27 @@ use clap::Args;
 use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::speed::measure_speed;
 use edgefit::table::Table;
-use edgefit_engine::Precision;
+use edgefit_engine::{KernelPath, Precision};
 
 use super::compile::PrecisionArg;
+
+/// Which engine kernels `speed` times.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum KernelsArg {
+    Auto,
+    NoAvx512,
+    Portable,
+}
+
+impl KernelsArg {
+    fn path(self) -> KernelPath {
+        match self {
+            KernelsArg::Auto => KernelPath::Auto,
+            KernelsArg::NoAvx512 => KernelPath::NoAvx512,
+            KernelsArg::Portable => KernelPath::Portable,
+        }
+    }
+}
 
 #[derive(Args)]
 pub struct SpeedCmd {
@@ -26,6 +44,11 @@ pub struct SpeedCmd {
     /// decoded to scratch (SIMD kernels), sparse zero-skipping kernels (no scratch)
     #[arg(long)]
     sparse_variants: bool,
+    /// Engine kernel sets to time: `auto` (the fastest this CPU has:
+    /// AVX-512 VNNI, else AVX2), `no-avx512` (AVX2 even where AVX-512
+    /// exists), `portable` (no SIMD); each distinct set once
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["auto"])]
+    kernels: Vec<KernelsArg>,
     /// Print JSON (schema edgefit.speed.v1)
     #[arg(long)]
     json: bool,
@@ -48,6 +71,7 @@ impl SpeedCmd {
             &precisions,
             runs,
             self.sparse_variants,
+            &self.kernels.iter().map(|k| k.path()).collect::<Vec<_>>(),
             &mut |what| eprintln!("timing {what}..."),
         )
         .with_context(|| format!("speed {}", self.model.display()))?;
@@ -63,6 +87,7 @@ impl SpeedCmd {
             "engine",
             "precision",
             "weights",
+            "kernels",
             "runs",
             "median ms",
             "p90 ms",
@@ -73,6 +98,7 @@ impl SpeedCmd {
                 r.engine.clone(),
                 r.precision.to_owned(),
                 r.weights.to_owned(),
+                r.kernels.to_owned(),
                 r.runs.to_string(),
                 format!("{:.2}", r.median_ms),
                 format!("{:.2}", r.p90_ms),

@@ -61,6 +61,7 @@ pub fn conv2d_i8(
 ) -> KResult {
     let mut kx = Kx {
         simd: super::dot::simd_available(),
+        vnni: super::dot::vnni_available(),
         use_scratch: false,
         scratch: &mut [],
     };
@@ -83,6 +84,7 @@ pub fn conv2d_i8_on(
 ) -> KResult {
     let mut kx = Kx {
         simd: path.uses_simd(),
+        vnni: path.uses_vnni(),
         use_scratch: false,
         scratch: &mut [],
     };
@@ -116,6 +118,22 @@ pub(crate) fn conv2d_i8_ex(
     if kx.simd {
         if let Some(r) = super::dsp_arm::conv_i8(g, x, w, bias, o, out) {
             return r;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kx.vnni {
+        let k = g.kernel_h * g.kernel_w * g.in_c;
+        if let Some(lay) = super::scratch::vnni_layout(k, n, kx.scratch_len()) {
+            let bytes = lay.panels * lay.panel_bytes + lay.tile_bytes;
+            if let Some(buf) = kx.scratch(bytes) {
+                // SAFETY: `kx.vnni` is only set when AVX-512 F/BW/VNNI and
+                // AVX2 are available.
+                #[allow(unsafe_code)]
+                let done = unsafe { super::gemm_vnni::conv_i8(g, x, w, bias, o, out, buf) };
+                if let Some(r) = done {
+                    return r;
+                }
+            }
         }
     }
     #[cfg(target_arch = "x86_64")]

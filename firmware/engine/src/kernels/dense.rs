@@ -14,6 +14,7 @@ pub fn dense_i8(
 ) -> KResult {
     let mut kx = Kx {
         simd: super::dot::simd_available(),
+        vnni: super::dot::vnni_available(),
         use_scratch: false,
         scratch: &mut [],
     };
@@ -32,6 +33,7 @@ pub fn dense_i8_on(
 ) -> KResult {
     let mut kx = Kx {
         simd: path.uses_simd(),
+        vnni: path.uses_vnni(),
         use_scratch: false,
         scratch: &mut [],
     };
@@ -62,6 +64,16 @@ pub(crate) fn dense_i8_ex(
         if let Some(r) = super::dsp_arm::dense_i8(x, w, bias, &o, out) {
             return r;
         }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kx.vnni && (-128..=127).contains(&q.in_zp) {
+        for (i, row) in w.chunks_exact(in_f).enumerate() {
+            // SAFETY: `kx.vnni` is only set when AVX-512 F/BW/VNNI exist.
+            #[allow(unsafe_code)]
+            let dot = unsafe { super::dot::x86::dot_i8_vnni(x, row, q.in_zp) };
+            o.store(bias.map_or(0, |b| b.get(i)).wrapping_add(dot), i, i, out);
+        }
+        return Ok(());
     }
     for (i, row) in w.chunks_exact(in_f).enumerate() {
         let acc = bias

@@ -64,6 +64,30 @@ pub fn simd_available() -> bool {
     }
 }
 
+/// Whether the AVX-512 VNNI kernels (int8 conv GEMM and dense) run on this
+/// machine: x86-64 with AVX-512 F, BW, VL and VNNI (and AVX2).
+pub fn vnni_available() -> bool {
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni")
+            && std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(all(target_arch = "x86_64", feature = "std")))]
+    {
+        cfg!(all(
+            target_arch = "x86_64",
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vl",
+            target_feature = "avx512vnni",
+            target_feature = "avx2"
+        ))
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 pub(crate) mod x86 {
@@ -108,6 +132,42 @@ pub(crate) mod x86 {
         _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
         let simd = lanes.iter().fold(0i32, |a, &b| a.wrapping_add(b));
         simd.wrapping_add(super::dot_i8_portable(xr, wr, zp))
+    }
+
+    /// AVX-512 VNNI [`super::dot_i8`]: 64 values per step with `vpdpbusd`
+    /// on `xu = x + 128` (unsigned) and `w`, then `Σ (x - zp) w = Σ xu w -
+    /// (zp + 128) Σ w`, with `Σ w` from a second `vpdpbusd` against ones.
+    /// Every product and lane sum is exact modulo 2^32, as in the portable
+    /// loop; masked loads read zeros past the end.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn dot_i8_vnni(x: &[u8], w: &[u8], zp: i32) -> i32 {
+        if !(-128..=127).contains(&zp) {
+            return super::dot_i8_portable(x, w, zp);
+        }
+        let n = x.len().min(w.len());
+        let (sign, ones) = (_mm512_set1_epi8(-128), _mm512_set1_epi8(1));
+        let (mut xw, mut sw) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let mut i = 0;
+        while i < n {
+            let m: __mmask64 = if n - i >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << (n - i)) - 1
+            };
+            // SAFETY: only the first min(64, n - i) bytes are read, all in
+            // both slices.
+            let xv = _mm512_maskz_loadu_epi8(m, x.as_ptr().add(i) as *const i8);
+            let wv = _mm512_maskz_loadu_epi8(m, w.as_ptr().add(i) as *const i8);
+            // Masked-off lanes: xu = 128 but w = 0, so they add nothing.
+            xw = _mm512_dpbusd_epi32(xw, _mm512_xor_si512(xv, sign), wv);
+            sw = _mm512_dpbusd_epi32(sw, ones, wv);
+            i += 64;
+        }
+        let fixed = _mm512_sub_epi32(xw, _mm512_mullo_epi32(sw, _mm512_set1_epi32(zp + 128)));
+        _mm512_reduce_add_epi32(fixed)
     }
 }
 
@@ -167,5 +227,44 @@ mod tests {
         #[allow(unsafe_code)]
         let got = unsafe { x86::dot_i8_avx2(&x[..64], &w[..64], 1000) };
         assert_eq!(got, dot_i8_portable(&x[..64], &w[..64], 1000));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vnni_is_bit_identical_to_portable() {
+        if !vnni_available() {
+            eprintln!("no AVX-512 VNNI on this CPU; skipping");
+            return;
+        }
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        let mut x = [0u8; 1100];
+        let mut w = [0u8; 1100];
+        for round in 0..3000 {
+            let n = (rng.next() % 1100) as usize;
+            for v in x.iter_mut().chain(w.iter_mut()) {
+                *v = rng.next() as u8;
+            }
+            if round % 7 == 0 {
+                x.iter_mut().for_each(|v| *v = 0x80);
+                w.iter_mut().for_each(|v| *v = 0x80);
+            }
+            if round % 11 == 0 {
+                x.iter_mut().for_each(|v| *v = 0x7f);
+            }
+            let zp = match round % 5 {
+                0 => -128,
+                1 => 127,
+                _ => (rng.next() % 256) as i32 - 128,
+            };
+            let wl = if round % 3 == 0 { n / 2 } else { n };
+            let expected = dot_i8_portable(&x[..n], &w[..wl], zp);
+            // SAFETY: AVX-512 F/BW/VNNI detected above.
+            #[allow(unsafe_code)]
+            let got = unsafe { x86::dot_i8_vnni(&x[..n], &w[..wl], zp) };
+            assert_eq!(got, expected, "n={n} zp={zp}");
+        }
+        #[allow(unsafe_code)]
+        let got = unsafe { x86::dot_i8_vnni(&x[..64], &w[..64], -1000) };
+        assert_eq!(got, dot_i8_portable(&x[..64], &w[..64], -1000));
     }
 }

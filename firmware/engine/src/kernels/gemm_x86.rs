@@ -201,7 +201,7 @@ unsafe fn transpose8x16(a: &[__m128i]) -> [__m128i; 8] {
 
 /// Stores the bias, multiplier and split shifts of channels
 /// `oc0..oc0 + 16` (zeros past the last) as four `[i32; 16]`.
-fn pack_consts(o: &Out8<'_, '_>, bias: Option<I32s<'_>>, oc0: usize, dst: &mut [u8]) {
+pub(super) fn pack_consts(o: &Out8<'_, '_>, bias: Option<I32s<'_>>, oc0: usize, dst: &mut [u8]) {
     dst.fill(0);
     let n = o.q.multipliers.len().min(o.q.shifts.len());
     for j in 0..NR.min(n.saturating_sub(oc0)) {

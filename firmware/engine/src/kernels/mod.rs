@@ -18,6 +18,8 @@ mod dsp_arm;
 #[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
 mod dsp_pairs;
 #[cfg(target_arch = "x86_64")]
+mod gemm_vnni;
+#[cfg(target_arch = "x86_64")]
 mod gemm_x86;
 
 use add::AddQuant;
@@ -33,13 +35,18 @@ pub struct ShapeError;
 /// this is for testing and benchmarking: run a plan both ways and compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KernelPath {
-    /// The fastest kernels this CPU supports: AVX2 on x86-64 (detected at
-    /// run time with the `std` feature, else when compiled in), the DSP
+    /// The fastest kernels this CPU supports: AVX-512 VNNI or else AVX2 on
+    /// x86-64 (detected at run time with the `std` feature, else when
+    /// compiled in), the DSP
     /// extension (SMLAD) on Arm builds with `target_feature = "dsp"`
     /// (Cortex-M4/M7/M33), portable code elsewhere. Kernels that need scratch use it when the plan
     /// provides enough (`scratch_bytes`) and fall back otherwise.
     #[default]
     Auto,
+    /// [`KernelPath::Auto`] without the AVX-512 kernels: AVX2 on x86-64
+    /// even where AVX-512 VNNI exists, to compare the two x86 fast paths;
+    /// elsewhere the same as `Auto`.
+    NoAvx512,
     /// The portable reference kernels only: no SIMD intrinsics, no scratch.
     Portable,
 }
@@ -47,7 +54,33 @@ pub enum KernelPath {
 impl KernelPath {
     /// Whether this path uses SIMD kernels on this machine.
     pub fn uses_simd(self) -> bool {
-        self == KernelPath::Auto && dot::simd_available()
+        self != KernelPath::Portable && dot::simd_available()
+    }
+
+    /// Whether this path uses the AVX-512 VNNI kernels on this machine.
+    pub fn uses_vnni(self) -> bool {
+        self == KernelPath::Auto && dot::vnni_available()
+    }
+
+    /// Whether kernels may use the plan's scratch area.
+    pub fn uses_scratch(self) -> bool {
+        self != KernelPath::Portable
+    }
+
+    /// The SIMD extension this path's int8 kernels use on this machine:
+    /// `"avx512-vnni"`, `"avx2"`, `"armv7e-m dsp"` or `"none"`.
+    pub fn simd_name(self) -> &'static str {
+        if self.uses_vnni() {
+            "avx512-vnni"
+        } else if !self.uses_simd() {
+            "none"
+        } else if cfg!(target_arch = "x86_64") {
+            "avx2"
+        } else if cfg!(target_arch = "arm") {
+            "armv7e-m dsp"
+        } else {
+            "simd"
+        }
     }
 }
 
@@ -57,6 +90,9 @@ impl KernelPath {
 pub struct Kx<'s> {
     /// AVX2 kernels allowed (the CPU has them and the path is `Auto`).
     pub simd: bool,
+    /// AVX-512 VNNI kernels allowed (the CPU has them and the path is
+    /// `Auto`); implies `simd`.
+    pub vnni: bool,
     /// Whether the kernels may use `scratch` (false for `Portable`).
     pub use_scratch: bool,
     pub scratch: &'s mut [u8],
@@ -67,6 +103,7 @@ impl Kx<'_> {
     pub fn portable() -> Kx<'static> {
         Kx {
             simd: false,
+            vnni: false,
             use_scratch: false,
             scratch: &mut [],
         }

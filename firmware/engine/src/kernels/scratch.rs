@@ -75,6 +75,43 @@ pub fn gemm_layout(k: usize, n: usize, avail: usize) -> Option<GemmLayout> {
     })
 }
 
+/// Output pixels per tile of the AVX-512 VNNI GEMM (x86-64).
+pub const MRV: usize = 12;
+
+/// Scratch layout of the AVX-512 VNNI int8 GEMM conv for reduction length
+/// `k`. It runs in the scratch sized for the AVX2 kernel ([`gemm_bytes`]):
+/// its panels are half as large (bytes, not i16 pairs) and its tile of
+/// [`MRV`] rows of `k` bytes no larger than the AVX2 tile of [`MR`] rows of
+/// `k` i16, give or take the rounding to 4 taps, which one panel covers.
+#[derive(Debug, Clone, Copy)]
+pub struct VnniLayout {
+    /// `ceil(k / 4)`: byte quads per row.
+    pub kquads: usize,
+    /// Bytes of one packed panel of [`NR`] channels: `kquads * NR * 4` of
+    /// weights, then [`PANEL_CONSTS`].
+    pub panel_bytes: usize,
+    /// Panels packed at a time.
+    pub panels: usize,
+    /// Bytes of the pixel tile: `MRV * kquads * 4`.
+    pub tile_bytes: usize,
+}
+
+/// The VNNI layout that fits in `avail` bytes (as many panels as fit, up to
+/// all `ceil(n / NR)`), or `None` if not even one panel does.
+pub fn vnni_layout(k: usize, n: usize, avail: usize) -> Option<VnniLayout> {
+    let kquads = k.div_ceil(4);
+    let panel_bytes = kquads.checked_mul(NR * 4)?.checked_add(PANEL_CONSTS)?;
+    let tile_bytes = kquads.checked_mul(MRV * 4)?;
+    let room = avail.checked_sub(tile_bytes)?;
+    let panels = (room / panel_bytes.max(1)).min(n.div_ceil(NR));
+    (panels >= 1 && kquads >= 1).then_some(VnniLayout {
+        kquads,
+        panel_bytes,
+        panels,
+        tile_bytes,
+    })
+}
+
 /// Scratch the int8 GEMM conv asks for: the pixel tile plus as many weight
 /// panels as fit in [`GEMM_WEIGHT_BYTES`] (at least one).
 fn gemm_bytes(k: usize, n: usize) -> usize {

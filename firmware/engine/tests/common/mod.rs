@@ -267,12 +267,26 @@ pub fn run_with(plan: &[u8], input: &[u8], kernels: edgefit_engine::KernelPath) 
     engine.output(&arena).unwrap().to_vec()
 }
 
-/// Runs `plan` through the SIMD (`Auto`) and the portable kernels, asserts
-/// the outputs are byte-identical, and returns them.
+/// Runs `plan` through the fastest SIMD kernels (`Auto`: AVX-512 VNNI where
+/// the CPU has it), the SIMD kernels without AVX-512 (`NoAvx512`: AVX2) and
+/// the portable kernels, asserts the outputs are byte-identical, and
+/// returns them.
 pub fn run_both(plan: &[u8], input: &[u8], what: &str) -> Vec<u8> {
     use edgefit_engine::KernelPath;
     let fast = run_with(plan, input, KernelPath::Auto);
     let portable = run_with(plan, input, KernelPath::Portable);
-    assert!(fast == portable, "{what}: SIMD and portable outputs differ");
+    assert!(
+        fast == portable,
+        "{what}: SIMD ({}) and portable outputs differ",
+        KernelPath::Auto.simd_name()
+    );
+    if KernelPath::NoAvx512.simd_name() != KernelPath::Auto.simd_name() {
+        let avx2 = run_with(plan, input, KernelPath::NoAvx512);
+        assert!(
+            avx2 == portable,
+            "{what}: SIMD ({}) and portable outputs differ",
+            KernelPath::NoAvx512.simd_name()
+        );
+    }
     fast
 }

@@ -1,0 +1,83 @@
+//! Where a plan's time goes: runs a compiled plan op by op and prints each
+//! op's median wall-clock time over the runs (after one warm-up run).
+//!
+//! `cargo run --release -p edgefit-engine --features std --example plan_profile PLAN.efp [auto|no-avx512|portable] [RUNS]`
+
+use std::time::Instant;
+
+use edgefit_engine::{Engine, KernelPath, Plan};
+
+fn now_ns() -> u128 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(path) = args.get(1) else {
+        eprintln!("usage: plan_profile PLAN.efp [auto|no-avx512|portable] [RUNS]");
+        std::process::exit(2);
+    };
+    let kernels = match args.get(2).map(String::as_str) {
+        None | Some("auto") => KernelPath::Auto,
+        Some("no-avx512") => KernelPath::NoAvx512,
+        Some("portable") => KernelPath::Portable,
+        Some(other) => {
+            eprintln!("unknown kernel path {other}");
+            std::process::exit(2);
+        }
+    };
+    let runs: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(5);
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let plan = match Plan::parse(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let engine = Engine::with_kernels(&plan, kernels);
+    let mut arena = vec![0u8; engine.arena_size()];
+    let n = engine.op_count();
+    let mut times = vec![Vec::with_capacity(runs); n];
+    let mut totals = Vec::with_capacity(runs);
+    for _ in 0..runs + 1 {
+        let t0 = now_ns();
+        for (i, t) in times.iter_mut().enumerate() {
+            let s = now_ns();
+            if let Err(e) = engine.run_op(&mut arena, i) {
+                eprintln!("op {i}: {e}");
+                std::process::exit(1);
+            }
+            t.push((now_ns() - s) as f64 / 1e6);
+        }
+        totals.push((now_ns() - t0) as f64 / 1e6);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.remove(0); // warm-up
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("kernels: {}", engine.simd_name());
+    println!("{:>3}  {:<16} {:>10}", "op", "kind", "median ms");
+    let mut sum = 0.0;
+    for (i, t) in times.iter_mut().enumerate() {
+        let m = median(t);
+        sum += m;
+        let kind = plan
+            .op(i as u32)
+            .map(|o| format!("{:?}", o.kind))
+            .unwrap_or_default();
+        println!("{i:>3}  {kind:<16} {m:>10.3}");
+    }
+    println!(
+        "sum of op medians {sum:.2} ms, median run {:.2} ms",
+        median(&mut totals)
+    );
+}
