@@ -3,7 +3,7 @@
 
     python3 scripts/peer_ort.py [--calib-samples 500] [--methods minmax,entropy,percentile]
                                 [--runs 200] [--imagenet] [--imagenet-runs 20]
-                                [--imagenet-int8 resnet50,vgg16] [--json OUT.json]
+                                [--imagenet-int8 resnet50,vgg16] [--edgefit [BIN]] [--json OUT.json]
 
 What it measures, and on what (every figure is measured on the machine it runs on):
 
@@ -35,6 +35,13 @@ What it measures, and on what (every figure is measured on the machine it runs o
    replaced by a copy of it (random init makes all biases zero, so torch's exporter
    aliases them and ORT would otherwise keep those biases, and the convolutions, in
    float; `--keep-identity` to skip). Models left out of `--imagenet-int8` are timed in fp32 only.
+
+   With `--edgefit [BIN]`, each timed model is also timed by `BIN speed MODEL
+   --precisions int8 --kernels auto,no-avx512 --json` (tract f32 and the edgefit
+   engine's int8 plan, once with the fastest kernels this CPU has and once with AVX2
+   only) right after ORT's runs of it, so the side-by-side table's ratios come from
+   one run on one machine. BIN defaults to the `edgefit` that `cargo build` puts in
+   $CARGO_TARGET_DIR (or ~/.cache/edgefit/target)/debug.
 
 3. Output: Markdown tables on stdout and, with `--json`, every figure, each labelled
    with its source ("measured"), the machine (`platform.processor()` and the
@@ -319,7 +326,14 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="where quantised models go (default: new /tmp folder)")
     ap.add_argument("--json", default=None, metavar="OUT.json")
+    ap.add_argument("--edgefit", nargs="?", const="", default=None, metavar="BIN",
+                    help="also time each model with `edgefit speed` (default binary: the cargo build's)")
     args = ap.parse_args()
+    if args.edgefit == "":
+        target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/edgefit/target")
+        args.edgefit = os.path.join(target, "debug", "edgefit")
+    if args.edgefit is not None and not os.access(args.edgefit, os.X_OK):
+        ap.error(f"--edgefit: {args.edgefit} is not an executable (build it: cargo build -p edgefit)")
 
     data_dir = args.data or os.path.join(args.models_dir, "data")
     workdir = args.workdir or tempfile.mkdtemp(prefix="peer_ort_")
@@ -345,7 +359,7 @@ def main():
                           "inter_op_num_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL",
                           "execution_mode": "ORT_SEQUENTIAL", "batch": 1},
               "loadavg_start": list(os.getloadavg()), "workdir": workdir,
-              "accuracy": [], "speed": [], "quantizer_warnings": {}, "notes": []}
+              "accuracy": [], "speed": [], "edgefit_speed": [], "quantizer_warnings": {}, "notes": []}
     log(f"machine: {label['machine']} ({machine['processor']}), onnxruntime {ort.__version__}, "
         f"flags {machine['cpu_flags']}; quantised models in {workdir}")
 
@@ -409,6 +423,8 @@ def main():
                                     "input": "first test image", **t,
                                     "optimized_graph_ops": op_counts(opt)})
             log(f"    median {t['median_ms']:.4f} ms, p90 {t['p90_ms']:.4f} ms")
+        if args.edgefit:
+            report["edgefit_speed"] += edgefit_speed(args.edgefit, name, src, args.runs, log)
 
     if args.imagenet:
         full = os.path.join(args.models_dir, "full")
@@ -450,6 +466,8 @@ def main():
                 log(f"    median {t['median_ms']:.3f} ms, p90 {t['p90_ms']:.3f} ms")
                 if os.path.exists(opt):
                     os.remove(opt)  # large; the op counts are kept
+            if args.edgefit:
+                report["edgefit_speed"] += edgefit_speed(args.edgefit, name, src, args.imagenet_runs, log)
 
     report["loadavg_end"] = list(os.getloadavg())
     print_tables(report)
@@ -457,6 +475,49 @@ def main():
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
         log(f"wrote {args.json}")
+
+
+def edgefit_speed(binary, name, path, runs, log):
+    """`edgefit speed` on one model: tract f32 and int8 plans with each kernel set."""
+    cmd = [binary, "speed", path, "--precisions", "int8", "--kernels", "auto,no-avx512",
+           "--runs", str(runs), "--json"]
+    log(f"{name}: edgefit speed ({' '.join(cmd[1:])})")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rows = []
+    for row in json.loads(out)["rows"]:
+        rows.append({"model": name, "engine": row["engine"], "precision": row["precision"],
+                     "kernels": row["kernels"], "runs": row["runs"], "median_ms": row["median_ms"],
+                     "p90_ms": row["p90_ms"], "source": "measured (edgefit speed)"})
+        log(f"    {row['engine']} {row['precision']} {row['kernels']}: median {row['median_ms']:.3f} ms")
+    return rows
+
+
+def print_side_by_side(r):
+    """One row per model: ORT fp32 / int8, tract f32, edgefit int8 per kernel set."""
+    models = []
+    for s in r["speed"] + r["edgefit_speed"]:
+        if s["model"] not in models:
+            models.append(s["model"])
+    kernels = []
+    for e in r["edgefit_speed"]:
+        if e["engine"] != "tract" and e["kernels"] not in kernels:
+            kernels.append(e["kernels"])
+    head = ["model", "ORT fp32", "ORT int8", "tract f32"] + [f"edgefit int8 ({k})" for k in kernels] \
+        + [f"ORT fp32 / edgefit int8 ({k})" for k in kernels]
+    print("| " + " | ".join(head) + " |")
+    print("| --- |" + " ---: |" * (len(head) - 1))
+    for m in models:
+        ort_ms = {s["precision"]: s["median_ms"] for s in r["speed"] if s["model"] == m}
+        tract = next((e["median_ms"] for e in r["edgefit_speed"] if e["model"] == m and e["engine"] == "tract"), None)
+        ours = {e["kernels"]: e["median_ms"] for e in r["edgefit_speed"]
+                if e["model"] == m and e["engine"] != "tract"}
+        ms = lambda v: f"{v:.3f} ms" if v is not None else "-"
+        cells = [m, ms(ort_ms.get("fp32")), ms(ort_ms.get("int8")), ms(tract)]
+        cells += [ms(ours.get(k)) for k in kernels]
+        cells += [f"{ort_ms['fp32'] / ours[k]:.2f}x" if "fp32" in ort_ms and k in ours else "-" for k in kernels]
+        print("| " + " | ".join(cells) + " |")
+    print("\n(median wall clock, batch 1, one thread; each model's ORT and edgefit timings ran back to "
+          "back in this run. The last columns: how many times faster edgefit's int8 is than ORT fp32.)\n")
 
 
 def print_tables(r):
@@ -493,6 +554,8 @@ def print_tables(r):
             print(f"| {s['model']} | {s['precision']} | {cal} | {s['runs']} | {s['median_ms']:.3f} | "
                   f"{s['p90_ms']:.3f} | {sp} | {ic} |")
         print("\n(batch 1, wall clock per run() call after warm-up.)")
+    if r["edgefit_speed"]:
+        print_side_by_side(r)
     for n in r["notes"]:
         print(f"\nNote: {n}")
     warned = sorted({w for ws in r["quantizer_warnings"].values() for w in ws})

@@ -184,14 +184,20 @@ fn main() {
             dense: true,
         },
     ];
-    println!("SIMD available: {}", dot::simd_available());
+    println!(
+        "SIMD available: {} ({})",
+        dot::simd_available(),
+        KernelPath::Auto.simd_name()
+    );
     for layer in &layers {
         let bytes = layer.plan(Precision::Int8, &mut rng);
-        for (path, kp) in [
-            ("simd", KernelPath::Auto),
-            ("portable", KernelPath::Portable),
-        ] {
-            let label = format!("int8 {path:<8} {}", layer.name);
+        let mut paths = vec![(KernelPath::Auto.simd_name(), KernelPath::Auto)];
+        if KernelPath::NoAvx512.simd_name() != KernelPath::Auto.simd_name() {
+            paths.push((KernelPath::NoAvx512.simd_name(), KernelPath::NoAvx512));
+        }
+        paths.push(("portable", KernelPath::Portable));
+        for (path, kp) in paths {
+            let label = format!("int8 {path:<11} {}", layer.name);
             if label.contains(&filter) {
                 bench(&label, layer, &bytes, kp, &mut rng);
             }

@@ -3,9 +3,10 @@
 //! (median of a few runs), with the estimated network total weighted by how
 //! often each shape occurs (3/4/6/3 bottleneck blocks).
 //!
-//! `cargo run --release -p edgefit-engine --features std --example resnet50_layers [portable] [filter]`
+//! `cargo run --release -p edgefit-engine --features std --example resnet50_layers [no-avx512|portable] [filter]`
 //!
-//! `portable` times the portable kernels; `filter` keeps only the layers
+//! `no-avx512` times the AVX2 kernels on a CPU with AVX-512 VNNI,
+//! `portable` the portable kernels; `filter` keeps only the layers
 //! whose name contains it (the total then covers those only).
 //!
 //! Times are the thread's CPU time on Linux (so other load on a shared
@@ -271,16 +272,17 @@ fn layers() -> Vec<Layer> {
 }
 
 fn main() {
-    let portable = std::env::args().any(|a| a == "portable");
+    let is_path = |a: &str| a == "portable" || a == "no-avx512";
+    let kp = match std::env::args().skip(1).find(|a| is_path(a)).as_deref() {
+        Some("portable") => KernelPath::Portable,
+        Some(_) => KernelPath::NoAvx512,
+        None => KernelPath::Auto,
+    };
     let filter = std::env::args()
         .skip(1)
-        .find(|a| a != "portable")
+        .find(|a| !is_path(a))
         .unwrap_or_default();
-    let kp = if portable {
-        KernelPath::Portable
-    } else {
-        KernelPath::Auto
-    };
+    println!("kernels: {}", kp.simd_name());
     let mut rng = Rng(0x1234_5678_9abc_def0);
     println!(
         "{:<40} {:>3} {:>9} {:>9} {:>8} {:>10}",
@@ -305,11 +307,11 @@ fn main() {
         );
     }
     println!(
-        "estimated ResNet-50 total: {:.1} ms median, {:.1} ms min, for {:.3} GMAC ({:.2} GMAC/s median){}",
+        "estimated ResNet-50 total: {:.1} ms median, {:.1} ms min, for {:.3} GMAC ({:.2} GMAC/s median) [{}]",
         total * 1e3,
         total_min * 1e3,
         macs / 1e9,
         macs / total / 1e9,
-        if portable { " [portable]" } else { "" }
+        kp.simd_name()
     );
 }
