@@ -82,8 +82,9 @@ impl<'a> Engine<'a> {
         self.kernels
     }
 
-    /// Whether this engine runs SIMD kernels on this machine (`Auto` on a
-    /// CPU with AVX2); when false, `Auto` and `Portable` run the same code.
+    /// Whether this engine runs SIMD kernels on this machine (`Auto` or
+    /// `NoAvx512` on a CPU with AVX2); when false, every path runs the same
+    /// code.
     pub fn uses_simd(&self) -> bool {
         self.kernels.uses_simd()
     }
