@@ -37,9 +37,9 @@ What it measures, and on what (every figure is measured on the machine it runs o
    float; `--keep-identity` to skip). Models left out of `--imagenet-int8` are timed in fp32 only.
 
    With `--edgefit [BIN]`, each timed model is also timed by `BIN speed MODEL
-   --precisions int8 --kernels auto,no-avx512 --json` (tract f32 and the edgefit
-   engine's int8 plan, once with the fastest kernels this CPU has and once with AVX2
-   only) right after ORT's runs of it, so the side-by-side table's ratios come from
+   --precisions int8,f16,f32 --kernels auto,no-avx512 --json` (tract f32, the edgefit
+   engine's int8 plan once with the fastest kernels this CPU has and once with AVX2
+   only, and its f16 and f32 plans) right after ORT's runs of it, so the side-by-side table's ratios come from
    one run on one machine. BIN defaults to the `edgefit` that `cargo build` puts in
    $CARGO_TARGET_DIR (or ~/.cache/edgefit/target)/debug.
 
@@ -479,7 +479,7 @@ def main():
 
 def edgefit_speed(binary, name, path, runs, log):
     """`edgefit speed` on one model: tract f32 and int8 plans with each kernel set."""
-    cmd = [binary, "speed", path, "--precisions", "int8", "--kernels", "auto,no-avx512",
+    cmd = [binary, "speed", path, "--precisions", "int8,f16,f32", "--kernels", "auto,no-avx512",
            "--runs", str(runs), "--json"]
     log(f"{name}: edgefit speed ({' '.join(cmd[1:])})")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -500,20 +500,23 @@ def print_side_by_side(r):
             models.append(s["model"])
     kernels = []
     for e in r["edgefit_speed"]:
-        if e["engine"] != "tract" and e["kernels"] not in kernels:
+        if e["engine"] != "tract" and e["precision"] == "int8" and e["kernels"] not in kernels:
             kernels.append(e["kernels"])
     head = ["model", "ORT fp32", "ORT int8", "tract f32"] + [f"edgefit int8 ({k})" for k in kernels] \
-        + [f"ORT fp32 / edgefit int8 ({k})" for k in kernels]
+        + ["edgefit f16", "edgefit f32"] + [f"ORT fp32 / edgefit int8 ({k})" for k in kernels]
     print("| " + " | ".join(head) + " |")
     print("| --- |" + " ---: |" * (len(head) - 1))
     for m in models:
         ort_ms = {s["precision"]: s["median_ms"] for s in r["speed"] if s["model"] == m}
         tract = next((e["median_ms"] for e in r["edgefit_speed"] if e["model"] == m and e["engine"] == "tract"), None)
         ours = {e["kernels"]: e["median_ms"] for e in r["edgefit_speed"]
-                if e["model"] == m and e["engine"] != "tract"}
+                if e["model"] == m and e["engine"] != "tract" and e["precision"] == "int8"}
+        floats = {e["precision"]: e["median_ms"] for e in r["edgefit_speed"]
+                  if e["model"] == m and e["engine"] != "tract" and e["precision"] != "int8"}
         ms = lambda v: f"{v:.3f} ms" if v is not None else "-"
         cells = [m, ms(ort_ms.get("fp32")), ms(ort_ms.get("int8")), ms(tract)]
         cells += [ms(ours.get(k)) for k in kernels]
+        cells += [ms(floats.get("f16")), ms(floats.get("f32"))]
         cells += [f"{ort_ms['fp32'] / ours[k]:.2f}x" if "fp32" in ort_ms and k in ours else "-" for k in kernels]
         print("| " + " | ".join(cells) + " |")
     print("\n(median wall clock, batch 1, one thread; each model's ORT and edgefit timings ran back to "

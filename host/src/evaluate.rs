@@ -50,7 +50,7 @@ impl LatencyStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
     pub schema: &'static str,
-    /// What ran: e.g. "edgefit-engine int8 plan", "tract f32".
+    /// What ran: e.g. "edgefit-engine int8 plan, avx512-vnni kernels", "tract f32".
     pub engine: String,
     pub model: String,
     pub samples: usize,

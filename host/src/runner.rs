@@ -54,6 +54,14 @@ impl<'a> PlanRunner<'a> {
         self.engine.uses_simd()
     }
 
+    /// What runs this plan here: for int8 the kernels' SIMD extension
+    /// ("avx512-vnni", "avx2", "armv7e-m dsp", "none"), for f16 / f32 the
+    /// scalar float kernels (no hand-written SIMD: they keep the reference
+    /// summation order), with or without scratch.
+    pub fn kernels_name(&self) -> &'static str {
+        kernels_name(self.precision(), self.engine.kernels())
+    }
+
     pub fn precision(&self) -> Precision {
         self.plan().precision()
     }
@@ -98,6 +106,15 @@ impl<'a> PlanRunner<'a> {
         self.engine
             .output(&self.arena)
             .map_err(|e| RunError::Engine(e.to_string()))
+    }
+}
+
+/// [`PlanRunner::kernels_name`] for a plan of precision `p` on kernel path `k`.
+pub fn kernels_name(p: Precision, k: KernelPath) -> &'static str {
+    match (p, k.uses_scratch()) {
+        (Precision::Int8, _) => k.simd_name(),
+        (_, true) => "scalar float",
+        (_, false) => "scalar float, no scratch",
     }
 }
 

@@ -14,7 +14,7 @@ use crate::import::ImportedModel;
 use crate::quant::calibrate::CalibrationMethod;
 use crate::quant::{calibrate_graph, synthetic_samples};
 use crate::reference::TractReference;
-use crate::runner::{PlanRunner, RunError, Runner};
+use crate::runner::{kernels_name, PlanRunner, RunError, Runner};
 
 pub const SPEED_SCHEMA: &str = "edgefit.speed.v1";
 
@@ -26,8 +26,9 @@ pub struct SpeedRow {
     /// of pruned models "sparse, decoded to scratch" (SIMD kernels) and
     /// "sparse, zero-skipping" (no scratch, as on a microcontroller).
     pub weights: &'static str,
-    /// The SIMD extension the engine's kernels used ("avx512-vnni", "avx2",
-    /// "none"; "tract" for tract's own kernels).
+    /// The kernels the engine used: for int8 their SIMD extension
+    /// ("avx512-vnni", "avx2", "none"), for f16 / f32 "scalar float"
+    /// (", no scratch" with `portable`); "tract" for tract's own kernels.
     pub kernels: &'static str,
     pub runs: usize,
     pub median_ms: f64,
@@ -151,10 +152,11 @@ pub fn measure_speed(
             // `no-avx512` is `auto`).
             let mut timed: Vec<&str> = Vec::new();
             for &k in kernels {
-                if timed.contains(&k.simd_name()) {
+                let name = kernels_name(p, k);
+                if timed.contains(&name) {
                     continue;
                 }
-                timed.push(k.simd_name());
+                timed.push(name);
                 let runner = PlanRunner::with_kernels(&plan.bytes, k)?;
                 let mut runner = Runner::Plan(Box::new(runner));
                 let (med, p90) = time_runs(&mut runner, &input, runs)?;
@@ -162,7 +164,7 @@ pub fn measure_speed(
                     engine: "edgefit-engine".into(),
                     precision: precision_name(p),
                     weights,
-                    kernels: k.simd_name(),
+                    kernels: name,
                     runs,
                     median_ms: med,
                     p90_ms: p90,

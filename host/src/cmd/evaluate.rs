@@ -55,7 +55,11 @@ impl EvaluateCmd {
             Runner::Tract(tract_for(&self.target, &shape)?)
         };
         let engine = match &runner {
-            Runner::Plan(p) => format!("edgefit-engine {} plan", precision_name(p.precision())),
+            Runner::Plan(p) => format!(
+                "edgefit-engine {} plan, {} kernels",
+                precision_name(p.precision()),
+                p.kernels_name()
+            ),
             Runner::Tract(_) => "tract f32".to_owned(),
         };
         let name = self.target.display().to_string();
