@@ -88,7 +88,8 @@ impl KernelPath {
 /// scratch area (after the activation arena).
 #[derive(Debug)]
 pub struct Kx<'s> {
-    /// AVX2 kernels allowed (the CPU has them and the path is `Auto`).
+    /// SIMD kernels allowed (the CPU has them and the path is not
+    /// `Portable`).
     pub simd: bool,
     /// AVX-512 VNNI kernels allowed (the CPU has them and the path is
     /// `Auto`); implies `simd`.
