@@ -246,10 +246,16 @@ fn pool_ref(x: &[i8], cv: &Conv, max: bool, lo: i32, hi: i32) -> Vec<i8> {
 }
 
 fn pool_case(rng: &mut Rng, cv: Conv, kind: OpKind, relu: bool) {
+    let zp = rng.range(-20, 20) as i32;
+    let lo = if relu { zp } else { -128 };
+    pool_case_clamped(rng, cv, kind, zp, lo, 127);
+}
+
+/// A pool with output clamp `lo..=hi`.
+fn pool_case_clamped(rng: &mut Rng, cv: Conv, kind: OpKind, zp: i32, lo: i32, hi: i32) {
     let (oh, ow) = cv.out_hw();
-    let q = Quant::new(0.1, rng.range(-20, 20) as i32);
+    let q = Quant::new(0.1, zp);
     let x = rng.i8s(cv.h * cv.w * cv.c);
-    let lo = if relu { q.zero_point } else { -128 };
     let mut b = PlanBuilder::new(Precision::Int8);
     let mut a = ArenaAlloc::default();
     let xt = act_tensor(&mut b, &mut a, &[1, cv.h, cv.w, cv.c], q);
@@ -271,6 +277,7 @@ fn pool_case(rng: &mut Rng, cv: Conv, kind: OpKind, relu: bool) {
     op.kind = kind;
     op.groups = 1;
     op.act_min = lo;
+    op.act_max = hi;
     b.add_op(op);
     b.set_input(xt).set_output(yt).set_arena_size(a.next);
     let got = as_i8(&run(&b.finish_checked().unwrap(), &bytes_i8(&x)));
@@ -283,9 +290,9 @@ fn pool_case(rng: &mut Rng, cv: Conv, kind: OpKind, relu: bool) {
         },
         kind == OpKind::MaxPool,
         lo,
-        127,
+        hi,
     );
-    assert_eq!(got, want, "{kind:?} {cv:?}");
+    assert_eq!(got, want, "{kind:?} {cv:?} clamp {lo}..={hi}");
 }
 
 #[test]
@@ -316,6 +323,18 @@ fn pools() {
         pool_case(&mut rng, cv, OpKind::MaxPool, i % 2 == 0);
         pool_case(&mut rng, cv, OpKind::AvgPool, i % 2 == 1);
         pool_case(&mut rng, cv, OpKind::GlobalAvgPool, false);
+        // Clamps inside and at the ends of the int8 range.
+        for (lo, hi) in [
+            (-40, 35),
+            (-128, -100),
+            (90, 127),
+            (7, 7),
+            (127, 127),
+            (-128, -128),
+        ] {
+            pool_case_clamped(&mut rng, cv, OpKind::MaxPool, 3, lo, hi);
+            pool_case_clamped(&mut rng, cv, OpKind::AvgPool, -5, lo, hi);
+        }
     }
 }
 

@@ -122,6 +122,11 @@ fn pool_i8<const MAX: bool>(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]
 /// in-bounds cells (0 for an empty window), then the clamp.
 fn max_pool_i8_bytes(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]) -> KResult {
     check(g, x, out, 1)?;
+    // The clamp in the same unsigned order: one clamp to the bounds clamped
+    // to -128..=127 equals `PoolClamp::apply` (both give the intersection of
+    // the ranges, or `hi` when `lo > hi`), and it vectorises as byte max/min.
+    let lo = (clamp.act_min.clamp(-128, 127) as i8 as u8) ^ 0x80;
+    let hi = (clamp.act_max.clamp(-128, 127) as i8 as u8) ^ 0x80;
     let c = g.in_c;
     let mut pixels = out.chunks_exact_mut(c);
     for oy in 0..g.out_h {
@@ -143,9 +148,12 @@ fn max_pool_i8_bytes(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]) -> KR
                         }
                     }
                 }
+                if empty {
+                    opx.fill(clamp.apply(0));
+                    continue;
+                }
                 for (o, &a) in opx.iter_mut().zip(acc.iter()) {
-                    let v = if empty { 0 } else { (a ^ 0x80) as i8 as i64 };
-                    *o = clamp.apply(v);
+                    *o = a.max(lo).min(hi) ^ 0x80;
                 }
             }
         }
