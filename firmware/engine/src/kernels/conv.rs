@@ -124,8 +124,7 @@ pub(crate) fn conv2d_i8_ex(
     if kx.vnni {
         let k = g.kernel_h * g.kernel_w * g.in_c;
         if let Some(lay) = super::scratch::vnni_layout(k, n, kx.scratch_len()) {
-            let bytes = lay.panels * lay.panel_bytes + lay.tile_bytes;
-            if let Some(buf) = kx.scratch(bytes) {
+            if let Some(buf) = kx.scratch(lay.bytes()) {
                 // SAFETY: `kx.vnni` is only set when AVX-512 F/BW/VNNI and
                 // AVX2 are available.
                 #[allow(unsafe_code)]
@@ -141,8 +140,7 @@ pub(crate) fn conv2d_i8_ex(
         let k = g.kernel_h * g.kernel_w * g.in_c;
         let avail = kx.scratch_len();
         if let Some(lay) = super::scratch::gemm_layout(k, n, avail) {
-            let bytes = lay.panels * lay.panel_bytes + lay.tile_bytes;
-            if let Some(buf) = kx.scratch(bytes) {
+            if let Some(buf) = kx.scratch(lay.bytes()) {
                 // SAFETY: `kx.simd` is only set when AVX2 is available.
                 #[allow(unsafe_code)]
                 let done = unsafe { super::gemm_x86::conv_i8(g, x, w, bias, o, out, buf) };

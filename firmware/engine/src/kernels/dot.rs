@@ -194,61 +194,32 @@ mod tests {
         assert_eq!(dot_i8(&x, &w, 4), -33);
     }
 
+    /// The AVX2 and (where the CPU has it) AVX-512 VNNI dots against the
+    /// portable one, on the same random cases.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn avx2_is_bit_identical_to_portable() {
+    fn simd_dots_are_bit_identical_to_portable() {
         if !std::is_x86_feature_detected!("avx2") {
             eprintln!("no AVX2 on this CPU; skipping");
             return;
         }
+        let vnni = vnni_available();
+        if !vnni {
+            eprintln!("no AVX-512 VNNI on this CPU; checking AVX2 only");
+        }
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let mut x = [0u8; 1100];
         let mut w = [0u8; 1100];
-        for round in 0..3000 {
+        for round in 0..6000 {
             let n = (rng.next() % 1100) as usize;
             for v in x.iter_mut().chain(w.iter_mut()) {
                 *v = rng.next() as u8;
             }
             if round % 7 == 0 {
-                // Extremes: everything at -128 or 127.
+                // Extremes: everything at -128, or x at 127.
                 x.iter_mut().for_each(|v| *v = 0x80);
                 w.iter_mut().for_each(|v| *v = 0x80);
-            }
-            let zp = (rng.next() % 256) as i32 - 128;
-            let wl = if round % 5 == 0 { n / 2 } else { n };
-            let expected = dot_i8_portable(&x[..n], &w[..wl], zp);
-            // SAFETY: AVX2 detected above.
-            #[allow(unsafe_code)]
-            let got = unsafe { x86::dot_i8_avx2(&x[..n], &w[..wl], zp) };
-            assert_eq!(got, expected, "n={n} zp={zp}");
-            assert_eq!(dot_i8(&x[..n], &w[..wl], zp), expected);
-        }
-        // Out-of-range zero points fall back and still agree.
-        #[allow(unsafe_code)]
-        let got = unsafe { x86::dot_i8_avx2(&x[..64], &w[..64], 1000) };
-        assert_eq!(got, dot_i8_portable(&x[..64], &w[..64], 1000));
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn vnni_is_bit_identical_to_portable() {
-        if !vnni_available() {
-            eprintln!("no AVX-512 VNNI on this CPU; skipping");
-            return;
-        }
-        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
-        let mut x = [0u8; 1100];
-        let mut w = [0u8; 1100];
-        for round in 0..3000 {
-            let n = (rng.next() % 1100) as usize;
-            for v in x.iter_mut().chain(w.iter_mut()) {
-                *v = rng.next() as u8;
-            }
-            if round % 7 == 0 {
-                x.iter_mut().for_each(|v| *v = 0x80);
-                w.iter_mut().for_each(|v| *v = 0x80);
-            }
-            if round % 11 == 0 {
+            } else if round % 11 == 0 {
                 x.iter_mut().for_each(|v| *v = 0x7f);
             }
             let zp = match round % 5 {
@@ -257,14 +228,31 @@ mod tests {
                 _ => (rng.next() % 256) as i32 - 128,
             };
             let wl = if round % 3 == 0 { n / 2 } else { n };
-            let expected = dot_i8_portable(&x[..n], &w[..wl], zp);
-            // SAFETY: AVX-512 F/BW/VNNI detected above.
+            let (xs, ws) = (&x[..n], &w[..wl]);
+            let expected = dot_i8_portable(xs, ws, zp);
+            // SAFETY: AVX2 detected above.
             #[allow(unsafe_code)]
-            let got = unsafe { x86::dot_i8_vnni(&x[..n], &w[..wl], zp) };
-            assert_eq!(got, expected, "n={n} zp={zp}");
+            let got = unsafe { x86::dot_i8_avx2(xs, ws, zp) };
+            assert_eq!(got, expected, "avx2 n={n} zp={zp}");
+            assert_eq!(dot_i8(xs, ws, zp), expected);
+            if vnni {
+                // SAFETY: AVX-512 F/BW/VL/VNNI detected above.
+                #[allow(unsafe_code)]
+                let got = unsafe { x86::dot_i8_vnni(xs, ws, zp) };
+                assert_eq!(got, expected, "vnni n={n} zp={zp}");
+            }
         }
-        #[allow(unsafe_code)]
-        let got = unsafe { x86::dot_i8_vnni(&x[..64], &w[..64], -1000) };
-        assert_eq!(got, dot_i8_portable(&x[..64], &w[..64], -1000));
+        // Out-of-range zero points fall back and still agree.
+        for zp in [1000, -1000] {
+            let want = dot_i8_portable(&x[..64], &w[..64], zp);
+            #[allow(unsafe_code)]
+            let got = unsafe { x86::dot_i8_avx2(&x[..64], &w[..64], zp) };
+            assert_eq!(got, want);
+            if vnni {
+                #[allow(unsafe_code)]
+                let got = unsafe { x86::dot_i8_vnni(&x[..64], &w[..64], zp) };
+                assert_eq!(got, want);
+            }
+        }
     }
 }

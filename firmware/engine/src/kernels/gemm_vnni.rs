@@ -63,8 +63,8 @@ pub(crate) unsafe fn conv_i8(
         return Some(Err(ShapeError));
     }
     let zu = (in_zp + 128) as u8;
-    let row = lay.kquads * 4;
-    let wlen = lay.kquads * NR * 4;
+    let row = lay.units * 4;
+    let wlen = lay.units * NR * 4;
     let pixels = g.out_h * g.out_w;
     let total_panels = n.div_ceil(NR);
     let mut acc = [[0i32; NR]; 2 * MRV];
@@ -100,9 +100,9 @@ pub(crate) unsafe fn conv_i8(
                 // SAFETY: `xbuf` holds `mr` rows of `kquads` quads and each
                 // panel `kquads` × 16 quads (sliced above).
                 if two {
-                    micro_dispatch::<true>(mr, lay.kquads, xbuf, pa, pbw, &mut acc);
+                    micro_dispatch::<true>(mr, lay.units, xbuf, pa, pbw, &mut acc);
                 } else {
-                    micro_dispatch::<false>(mr, lay.kquads, xbuf, pa, pbw, &mut acc);
+                    micro_dispatch::<false>(mr, lay.units, xbuf, pa, pbw, &mut acc);
                 }
                 for h in 0..(1 + usize::from(two)) {
                     let oc0 = (pb + j + h) * NR;
@@ -554,56 +554,17 @@ unsafe fn round_div16(hm: __m512i, shifted: __m512i, mask: __m512i) -> __m512i {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::requant::multiply_by_quantized_multiplier;
+    use crate::kernels::requant::{multiply_by_quantized_multiplier, RequantCases};
 
     #[test]
     fn vector_requant_matches_scalar() {
-        if !crate::kernels::dot::vnni_available() || !std::is_x86_feature_detected!("avx512vl") {
+        if !crate::kernels::dot::vnni_available() {
             return;
         }
-        let mut s = 0x0bad_5eed_1234_5679u64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        let specials = [
-            0,
-            1,
-            -1,
-            i32::MIN,
-            i32::MAX,
-            1 << 30,
-            -(1 << 30),
-            12345,
-            -12345,
-        ];
-        for round in 0..100_000 {
-            let (mut xs, mut ms, mut shifts) = ([0i32; 16], [0i32; 16], [0i32; 16]);
-            for k in 0..16 {
-                let r = next();
-                xs[k] = if r % 5 == 0 {
-                    specials[(r >> 8) as usize % specials.len()]
-                } else {
-                    (r >> 16) as i32 >> ((r >> 3) % 24)
-                };
-                ms[k] = match (r >> 40) % 6 {
-                    0 => specials[(r >> 12) as usize % specials.len()],
-                    1 => 0,
-                    _ => ((r >> 20) as u32 >> 1) as i32 | (1 << 30),
-                };
-                shifts[k] = ((r >> 50) % 62) as i32 - 31;
-            }
-            if round == 0 {
-                xs[0] = i32::MIN;
-                ms[0] = i32::MIN;
-            }
-            let (mut l, mut rr) = ([0i32; 16], [0i32; 16]);
-            for k in 0..16 {
-                l[k] = shifts[k].clamp(0, 30);
-                rr[k] = (-shifts[k]).clamp(0, 31);
-            }
+        let mut cases = RequantCases::new(0x0bad_5eed_1234_5679);
+        for _ in 0..100_000 {
+            let c = cases.lanes::<16>();
+            let (xs, ms, shifts, l, rr) = (c.xs, c.ms, c.shifts, c.left, c.right);
             let mut got = [0i32; 16];
             let mut uni = [0i32; 16];
             // SAFETY: AVX-512 detected above; arrays are 64 bytes.

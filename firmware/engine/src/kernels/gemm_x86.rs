@@ -65,7 +65,7 @@ pub(crate) unsafe fn conv_i8(
     let mut acc = [[0i32; NR]; MR];
     for pb in (0..total_panels).step_by(lay.panels) {
         let np = lay.panels.min(total_panels - pb);
-        let wlen = lay.kpairs * NR * 4;
+        let wlen = lay.units * NR * 4;
         for j in 0..np {
             let panel = &mut wbuf[j * lay.panel_bytes..(j + 1) * lay.panel_bytes];
             let (pw, pc) = panel.split_at_mut(wlen);
@@ -82,7 +82,7 @@ pub(crate) unsafe fn conv_i8(
             let p0 = next;
             next += mr;
             for t in 0..mr {
-                let row = &mut xbuf[t * lay.kpairs * 4..(t + 1) * lay.kpairs * 4];
+                let row = &mut xbuf[t * lay.units * 4..(t + 1) * lay.units * 4];
                 pack_pixel(g, x, p0 + t, in_zp, row);
             }
             for j in 0..np {
@@ -93,12 +93,12 @@ pub(crate) unsafe fn conv_i8(
                 // `panel` `kpairs` × 16 pairs (checked by the slicing
                 // above); the kernel reads exactly those.
                 match mr {
-                    6 => micro::<6>(lay.kpairs, xbuf, panel, &mut acc),
-                    5 => micro::<5>(lay.kpairs, xbuf, panel, &mut acc),
-                    4 => micro::<4>(lay.kpairs, xbuf, panel, &mut acc),
-                    3 => micro::<3>(lay.kpairs, xbuf, panel, &mut acc),
-                    2 => micro::<2>(lay.kpairs, xbuf, panel, &mut acc),
-                    _ => micro::<1>(lay.kpairs, xbuf, panel, &mut acc),
+                    6 => micro::<6>(lay.units, xbuf, panel, &mut acc),
+                    5 => micro::<5>(lay.units, xbuf, panel, &mut acc),
+                    4 => micro::<4>(lay.units, xbuf, panel, &mut acc),
+                    3 => micro::<3>(lay.units, xbuf, panel, &mut acc),
+                    2 => micro::<2>(lay.units, xbuf, panel, &mut acc),
+                    _ => micro::<1>(lay.units, xbuf, panel, &mut acc),
                 }
                 let nn = NR.min(n - oc0);
                 let ep = Epi::new(o, consts, nn);
@@ -600,58 +600,17 @@ unsafe fn round_div8(hm: __m256i, shifted: __m256i, mask: __m256i) -> __m256i {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::requant::multiply_by_quantized_multiplier;
+    use crate::kernels::requant::{multiply_by_quantized_multiplier, RequantCases};
 
     #[test]
     fn vector_requant_matches_scalar() {
         if !std::is_x86_feature_detected!("avx2") {
             return;
         }
-        let mut s = 0x1234_5678_9abc_def1u64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        let specials = [
-            0,
-            1,
-            -1,
-            i32::MIN,
-            i32::MAX,
-            1 << 30,
-            -(1 << 30),
-            12345,
-            -12345,
-        ];
-        for round in 0..200_000 {
-            let mut xs = [0i32; 8];
-            let mut ms = [0i32; 8];
-            let mut shifts = [0i32; 8];
-            for k in 0..8 {
-                let r = next();
-                xs[k] = if r % 5 == 0 {
-                    specials[(r >> 8) as usize % specials.len()]
-                } else {
-                    (r >> 16) as i32 >> ((r >> 3) % 24)
-                };
-                ms[k] = match (r >> 40) % 6 {
-                    0 => specials[(r >> 12) as usize % specials.len()],
-                    1 => 0,
-                    _ => ((r >> 20) as u32 >> 1) as i32 | (1 << 30),
-                };
-                shifts[k] = ((r >> 50) % 62) as i32 - 31;
-            }
-            if round == 0 {
-                xs[0] = i32::MIN;
-                ms[0] = i32::MIN;
-            }
-            let (mut l, mut rr) = ([0i32; 8], [0i32; 8]);
-            for k in 0..8 {
-                l[k] = shifts[k].clamp(0, 30);
-                rr[k] = (-shifts[k]).clamp(0, 31);
-            }
+        let mut cases = RequantCases::new(0x1234_5678_9abc_def1);
+        for _ in 0..200_000 {
+            let c = cases.lanes::<8>();
+            let (xs, ms, shifts, l, rr) = (c.xs, c.ms, c.shifts, c.left, c.right);
             let mut got = [0i32; 8];
             // SAFETY: AVX2 detected above; arrays are 32 bytes.
             unsafe {

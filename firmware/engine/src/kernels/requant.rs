@@ -209,6 +209,92 @@ pub fn quantize_multiplier(real: f64) -> (i32, i32) {
     (q_fixed as i32, shift)
 }
 
+/// Random lanes for checking a vector requantisation against
+/// [`multiply_by_quantized_multiplier`] (the x86 kernels' tests): values and
+/// multipliers with the extremes mixed in (`i32::MIN`, zero, ±2^30),
+/// shifts in -31..=30, and the shift split as the kernels take it.
+#[cfg(test)]
+pub(crate) struct RequantCases {
+    state: u64,
+    round: usize,
+}
+
+/// One vector's worth of [`RequantCases`].
+#[cfg(test)]
+pub(crate) struct RequantLanes<const N: usize> {
+    pub xs: [i32; N],
+    pub ms: [i32; N],
+    pub shifts: [i32; N],
+    /// `shift.clamp(0, 30)`.
+    pub left: [i32; N],
+    /// `(-shift).clamp(0, 31)`.
+    pub right: [i32; N],
+}
+
+#[cfg(test)]
+impl RequantCases {
+    pub(crate) fn new(seed: u64) -> Self {
+        RequantCases {
+            state: seed,
+            round: 0,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let s = &mut self.state;
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    /// The next `N` lanes; the very first has `x = m = i32::MIN`.
+    pub(crate) fn lanes<const N: usize>(&mut self) -> RequantLanes<N> {
+        let specials = [
+            0,
+            1,
+            -1,
+            i32::MIN,
+            i32::MAX,
+            1 << 30,
+            -(1 << 30),
+            12345,
+            -12345,
+        ];
+        let mut c = RequantLanes {
+            xs: [0; N],
+            ms: [0; N],
+            shifts: [0; N],
+            left: [0; N],
+            right: [0; N],
+        };
+        for k in 0..N {
+            let r = self.next_u64();
+            c.xs[k] = if r.is_multiple_of(5) {
+                specials[(r >> 8) as usize % specials.len()]
+            } else {
+                (r >> 16) as i32 >> ((r >> 3) % 24)
+            };
+            c.ms[k] = match (r >> 40) % 6 {
+                0 => specials[(r >> 12) as usize % specials.len()],
+                1 => 0,
+                _ => ((r >> 20) as u32 >> 1) as i32 | (1 << 30),
+            };
+            c.shifts[k] = ((r >> 50) % 62) as i32 - 31;
+        }
+        if self.round == 0 && N > 0 {
+            c.xs[0] = i32::MIN;
+            c.ms[0] = i32::MIN;
+        }
+        self.round += 1;
+        for k in 0..N {
+            c.left[k] = c.shifts[k].clamp(0, 30);
+            c.right[k] = (-c.shifts[k]).clamp(0, 31);
+        }
+        c
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,67 +45,57 @@ pub const PANEL_CONSTS: usize = 4 * NR * 4;
 /// Target size of the packed int8 weight block (whole panels, at least one).
 pub const GEMM_WEIGHT_BYTES: usize = 256 * 1024;
 
-/// Scratch layout of the int8 GEMM conv for reduction length `k`.
-#[derive(Debug, Clone, Copy)]
-pub struct GemmLayout {
-    /// `ceil(k / 2)`: i16 tap pairs per row.
-    pub kpairs: usize,
-    /// Bytes of one packed panel of [`NR`] channels: `kpairs * NR * 4`
-    /// of weights, then [`PANEL_CONSTS`] of requantisation constants.
-    pub panel_bytes: usize,
-    /// Panels packed at a time.
-    pub panels: usize,
-    /// Bytes of the pixel tile: `MR * kpairs * 4`.
-    pub tile_bytes: usize,
-}
-
-/// The GEMM layout that fits in `avail` bytes of scratch (as many panels as
-/// fit, up to all `ceil(n / NR)`), or `None` if not even one panel does.
-pub fn gemm_layout(k: usize, n: usize, avail: usize) -> Option<GemmLayout> {
-    let kpairs = k.div_ceil(2);
-    let panel_bytes = kpairs.checked_mul(NR * 4)?.checked_add(PANEL_CONSTS)?;
-    let tile_bytes = kpairs.checked_mul(MR * 4)?;
-    let room = avail.checked_sub(tile_bytes)?;
-    let panels = (room / panel_bytes.max(1)).min(n.div_ceil(NR));
-    (panels >= 1 && kpairs >= 1).then_some(GemmLayout {
-        kpairs,
-        panel_bytes,
-        panels,
-        tile_bytes,
-    })
-}
-
 /// Output pixels per tile of the AVX-512 VNNI GEMM (x86-64).
 pub const MRV: usize = 12;
 
-/// Scratch layout of the AVX-512 VNNI int8 GEMM conv for reduction length
-/// `k`. It runs in the scratch sized for the AVX2 kernel ([`gemm_bytes`]):
-/// its panels are half as large (bytes, not i16 pairs) and its tile of
-/// [`MRV`] rows of `k` bytes no larger than the AVX2 tile of [`MR`] rows of
-/// `k` i16, give or take the rounding to 4 taps, which one panel covers.
+/// Scratch layout of an int8 GEMM conv: panels of [`NR`] channels and a
+/// tile of pixel rows, both made of 4-byte units of taps (an i16 pair for
+/// the AVX2 kernel, a byte quad for the VNNI one).
 #[derive(Debug, Clone, Copy)]
-pub struct VnniLayout {
-    /// `ceil(k / 4)`: byte quads per row.
-    pub kquads: usize,
-    /// Bytes of one packed panel of [`NR`] channels: `kquads * NR * 4` of
-    /// weights, then [`PANEL_CONSTS`].
+pub struct GemmLayout {
+    /// 4-byte units per row: `ceil(k / 2)` pairs or `ceil(k / 4)` quads.
+    pub units: usize,
+    /// Bytes of one packed panel: `units * NR * 4` of weights, then
+    /// [`PANEL_CONSTS`] of requantisation constants.
     pub panel_bytes: usize,
     /// Panels packed at a time.
     pub panels: usize,
-    /// Bytes of the pixel tile: `MRV * kquads * 4`.
+    /// Bytes of the pixel tile: `rows * units * 4`.
     pub tile_bytes: usize,
 }
 
-/// The VNNI layout that fits in `avail` bytes (as many panels as fit, up to
-/// all `ceil(n / NR)`), or `None` if not even one panel does.
-pub fn vnni_layout(k: usize, n: usize, avail: usize) -> Option<VnniLayout> {
-    let kquads = k.div_ceil(4);
-    let panel_bytes = kquads.checked_mul(NR * 4)?.checked_add(PANEL_CONSTS)?;
-    let tile_bytes = kquads.checked_mul(MRV * 4)?;
+impl GemmLayout {
+    /// Scratch bytes the layout uses: the panels, then the tile.
+    pub fn bytes(&self) -> usize {
+        self.panels * self.panel_bytes + self.tile_bytes
+    }
+}
+
+/// The AVX2 GEMM layout for reduction length `k` (i16 tap pairs, [`MR`]
+/// pixel rows) that fits in `avail` bytes, or `None` if not even one
+/// panel does.
+pub fn gemm_layout(k: usize, n: usize, avail: usize) -> Option<GemmLayout> {
+    packed_layout(k.div_ceil(2), MR, n, avail)
+}
+
+/// The AVX-512 VNNI GEMM layout (byte tap quads, [`MRV`] pixel rows). It
+/// runs in the scratch sized for the AVX2 kernel ([`gemm_bytes`]): its
+/// panels are half as large (bytes, not i16 pairs) and its tile of [`MRV`]
+/// rows of `k` bytes no larger than the AVX2 tile of [`MR`] rows of `k`
+/// i16, give or take the rounding to 4 taps, which one panel covers.
+pub fn vnni_layout(k: usize, n: usize, avail: usize) -> Option<GemmLayout> {
+    packed_layout(k.div_ceil(4), MRV, n, avail)
+}
+
+/// As many panels as fit in `avail` after the tile, up to all
+/// `ceil(n / NR)`; `None` if not even one does.
+fn packed_layout(units: usize, rows: usize, n: usize, avail: usize) -> Option<GemmLayout> {
+    let panel_bytes = units.checked_mul(NR * 4)?.checked_add(PANEL_CONSTS)?;
+    let tile_bytes = units.checked_mul(rows * 4)?;
     let room = avail.checked_sub(tile_bytes)?;
     let panels = (room / panel_bytes.max(1)).min(n.div_ceil(NR));
-    (panels >= 1 && kquads >= 1).then_some(VnniLayout {
-        kquads,
+    (panels >= 1 && units >= 1).then_some(GemmLayout {
+        units,
         panel_bytes,
         panels,
         tile_bytes,
