@@ -652,3 +652,276 @@ fn compare_measures_this_machine_through_the_agent() {
     assert!(source.starts_with("measured on ci-agent"), "{source}");
     assert!(row["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0));
 }
+
+/// A connection to the agent from another loopback address (`127.0.0.x`),
+/// so the agent sees another peer.
+fn connect_from(source: [u8; 4], port: u16) -> TcpStream {
+    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    bind(&fd, &SocketAddrV4::new(Ipv4Addr::from(source), 0)).expect("bind a loopback address");
+    connect(&fd, &SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).expect("connect");
+    TcpStream::from(fd)
+}
+
+/// Whether the agent has closed `s` (end of file or reset), looking for
+/// `wait` at most.
+fn closed_by_agent(s: &TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).expect("read timeout");
+    let mut b = [0u8; 256];
+    let mut r = s;
+    match r.read(&mut b) {
+        Ok(0) => true,
+        // An answer (an error frame before the close): look again.
+        Ok(_) => closed_by_agent(s, wait),
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// Sends one byte of a frame that never ends (no delimiter); false once the
+/// agent has closed the connection.
+fn trickle(s: &mut TcpStream) -> bool {
+    s.write_all(&[0x11]).is_ok() && !closed_by_agent(s, Duration::from_millis(20))
+}
+
+#[test]
+fn slow_clients_cannot_lock_hosts_out() {
+    let resnet = resnet_int8();
+    // One address may hold 4 connections: 16 slow clients from 127.0.0.2
+    // leave room for a host elsewhere, even with a long handshake timeout.
+    let agent = AgentProc::start(
+        "slow-cap",
+        &fresh_store("slow-cap"),
+        &["--handshake-timeout", "600"],
+    );
+    let mut slow: Vec<TcpStream> = (0..16)
+        .map(|_| connect_from([127, 0, 0, 2], agent.port))
+        .collect();
+    for s in &mut slow {
+        let _ = s.write_all(&[0x11]);
+    }
+    let slow = slow;
+    // The agent closes the connections over the cap at once; the rest stay.
+    let mut open = slow.len();
+    for _ in 0..200 {
+        open = slow
+            .iter()
+            .filter(|s| !closed_by_agent(s, Duration::from_millis(20)))
+            .count();
+        if open == 4 {
+            break;
+        }
+    }
+    assert_eq!(open, 4, "{}", agent.log_text());
+    let mut client = agent.client();
+    flash(&mut client, &resnet);
+    assert!(client.refresh().unwrap().active_plan.is_some());
+    drop(client);
+    drop(slow);
+    let log = agent.log_text();
+    assert_eq!(
+        log.matches("refused: 4 connections open from 127.0.0.2")
+            .count(),
+        12,
+        "{log}"
+    );
+    drop(agent);
+
+    // 16 slow clients from four addresses fill every slot, sending a byte
+    // every 200 ms (each byte restarted the idle timer): the handshake
+    // timeout closes each of them, and a host gets in.
+    let agent = AgentProc::start(
+        "slow-handshake",
+        &fresh_store("slow-handshake"),
+        &["--handshake-timeout", "1"],
+    );
+    let slow: Vec<TcpStream> = (0..16)
+        .map(|i| connect_from([127, 0, 0, 2 + i / 4], agent.port))
+        .collect();
+    let trickling: Vec<_> = slow
+        .into_iter()
+        .map(|mut s| {
+            thread::spawn(move || {
+                // Bounded: 150 bytes, about 33 s at most.
+                for _ in 0..150 {
+                    if !trickle(&mut s) {
+                        return true;
+                    }
+                    thread::sleep(Duration::from_millis(200));
+                }
+                false
+            })
+        })
+        .collect();
+    let closed = trickling
+        .into_iter()
+        .map(|t| t.join().expect("trickle thread"))
+        .filter(|&c| c)
+        .count();
+    assert_eq!(
+        closed,
+        16,
+        "slow clients kept their connections: {}",
+        agent.log_text()
+    );
+    let mut client = agent.client();
+    flash(&mut client, &resnet);
+    let log = agent.log_text();
+    assert_eq!(log.matches("handshake timeout").count(), 16, "{log}");
+}
+
+/// A Dense plan `[1, 8] -> [1, 5]` declaring an arena of `arena` bytes.
+fn plan_with_arena(arena: u32) -> Vec<u8> {
+    use edgefit_engine::{DType, OpDesc, OpKind, PlanBuilder, Precision, Quant};
+    let mut b = PlanBuilder::new(Precision::F32);
+    let x = b.add_activation(DType::F32, &[1, 8], 0, Quant::NONE);
+    let y = b.add_activation(DType::F32, &[1, 5], 32, Quant::NONE);
+    let mut op = OpDesc::new(OpKind::Dense, x, y);
+    op.weights = b.add_weights_f32(&[5, 8], &[0.25; 40]);
+    b.add_op(op);
+    b.set_input(x)
+        .set_output(y)
+        .set_arena_size(arena)
+        .set_plan_id(0xb16);
+    b.finish_checked().expect("plan")
+}
+
+/// Uploads `image` frame by frame, without the host's own checks (a
+/// modified host could send anything), and returns the commit's answer.
+fn upload_unchecked(client: &mut Client, image: &[u8]) -> Result<(), ClientError> {
+    let begin = HostMsg::plan_begin(0xb16, image).expect("plan begin");
+    client.expect_ack(&begin)?;
+    for chunk in edgefit_proto::plan_chunks(image) {
+        client.expect_ack(&chunk)?;
+    }
+    client.request(&HostMsg::PlanCommit).map(|_| ())
+}
+
+#[test]
+fn a_plan_whose_arena_the_board_cannot_hold_is_refused_and_the_agent_lives() {
+    let resnet = resnet_int8();
+    // 3.75 GiB of arena, on a board with 2 GiB of address space.
+    let big = plan_with_arena(0xF000_0000);
+    let small_board = |name: &str, extra: &[&str]| {
+        let limit = r#"ulimit -v 2097152 && exec "$0" "$@""#;
+        let bin = agent_bin();
+        AgentProc::start_with(
+            Path::new("bash"),
+            &["-c", limit, bin.to_str().unwrap()],
+            name,
+            &fresh_store(name),
+            extra,
+        )
+    };
+    // Over the agent's arena limit (1 GiB): refused before any allocation.
+    let agent = small_board("arena-limit", &[]);
+    let mut client = agent.client();
+    flash(&mut client, &resnet);
+    let before = client.refresh().unwrap().active_plan.unwrap();
+    let e = upload_unchecked(&mut client, &big).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Device {
+                code: ErrorCode::ArenaTooSmall,
+                detail: 0x4000_0000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let after = client.refresh().unwrap().active_plan.unwrap();
+    assert_eq!(after.crc32, before.crc32, "the previous plan stays active");
+    let r = run_bench(&mut client, &resnet, &test_data(20), None);
+    assert_sequence(&r, 20);
+    drop(client);
+    assert!(
+        agent.log_text().contains("nothing was allocated"),
+        "{}",
+        agent.log_text()
+    );
+    drop(agent);
+    // Under a limit the board cannot meet (4095 MiB): the allocation fails
+    // and is reported, where it aborted the agent.
+    let agent = small_board("arena-oom", &["--max-arena-mib", "4095"]);
+    let mut client = agent.client();
+    flash(&mut client, &resnet);
+    let before = client.refresh().unwrap().active_plan.unwrap();
+    let e = flash_plan(&mut client, &big, &mut |_, _| {}).unwrap_err();
+    assert!(e.to_string().contains("arena too small"), "{e}");
+    let after = client.refresh().unwrap().active_plan.unwrap();
+    assert_eq!(after.crc32, before.crc32, "the previous plan stays active");
+    let r = run_bench(&mut client, &resnet, &test_data(20), None);
+    assert_sequence(&r, 20);
+    drop(client);
+    let log = agent.log_text();
+    assert!(log.contains("the system refused the memory"), "{log}");
+    assert!(!log.contains("memory allocation"), "{log}");
+}
+
+/// `edgefit-agent ARGS...`, which must fail at start-up with one line.
+fn agent_fails_with(args: &[&str], needles: &[&str]) {
+    let out = Command::new(agent_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run edgefit-agent");
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "`{n}` missing from: {err}");
+    }
+}
+
+#[test]
+fn start_up_errors_are_one_line() {
+    let file = scratch().join("store-is-a-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let store = fresh_store("one-line");
+    let store = store.to_str().unwrap();
+    agent_fails_with(
+        &["serve", "--store", file.to_str().unwrap()],
+        &["edgefit-agent: error: store ", "is a file, not a folder"],
+    );
+    let missing = scratch().join("no-such-token");
+    agent_fails_with(
+        &[
+            "serve",
+            "--store",
+            store,
+            "--token-file",
+            missing.to_str().unwrap(),
+        ],
+        &["edgefit-agent: error: token file ", ": No such file"],
+    );
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    agent_fails_with(
+        &["serve", "--store", store, "--listen", &taken_addr],
+        &["edgefit-agent: error: listen on ", "in use"],
+    );
+    for bad in ["1e30", "inf", "1e18", "0", "-5", "NaN"] {
+        for flag in ["--idle-timeout", "--handshake-timeout"] {
+            let out = Command::new(agent_bin())
+                .args(["serve", "--store", store, &format!("{flag}={bad}")])
+                .output()
+                .expect("run edgefit-agent");
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{flag} {bad}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+            assert!(err.contains("from 0.001 to 86400"), "{flag} {bad}: {err}");
+        }
+    }
+    for bad in ["0", "17"] {
+        let out = Command::new(agent_bin())
+            .args(["serve", "--store", store, "--max-per-address", bad])
+            .output()
+            .expect("run edgefit-agent");
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    }
+}

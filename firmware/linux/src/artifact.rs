@@ -33,6 +33,10 @@ const MAX_RANK: usize = 6;
 /// Why bytes are not an artifact the agent can run.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ArtifactError {
+    #[error("the file is empty: not a plan (EFPL) or a tract model artifact (EFTM)")]
+    Empty,
+    #[error("{0} bytes: too short for a plan (EFPL) or a tract model artifact (EFTM)")]
+    TooShort(usize),
     #[error(
         "not an edgefit artifact: magic {0:02x?} is neither EFPL (plan) nor EFTM (tract model)"
     )]
@@ -231,16 +235,22 @@ pub fn identify(bytes: &[u8]) -> Result<(ArtifactKind, u32), ArtifactError> {
             Ok((ArtifactKind::Tract(a.precision), a.id))
         }
         Some(m) => Err(ArtifactError::UnknownMagic([m[0], m[1], m[2], m[3]])),
-        None => Err(ArtifactError::Truncated {
-            len: bytes.len(),
-            need: 4,
-        }),
+        None if bytes.is_empty() => Err(ArtifactError::Empty),
+        None => Err(ArtifactError::TooShort(bytes.len())),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_and_short_files_are_named_as_such() {
+        let e = identify(&[]).unwrap_err().to_string();
+        assert!(e.contains("empty") && e.contains("not a plan"), "{e}");
+        let e = identify(b"EF").unwrap_err().to_string();
+        assert!(e.contains("2 bytes: too short for a plan"), "{e}");
+    }
 
     #[test]
     fn tract_artifact_round_trips_and_rejects_damage() {

@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use edgefit_proto::{
     decode_frame, encode_frame, DeviceMsg, ErrorCode, FrameReader, HostMsg, ProtoError, MAX_FRAME,
@@ -17,6 +18,8 @@ pub enum ConnEnd {
     Closed,
     /// Nothing arrived for the idle timeout.
     Idle,
+    /// No whole first frame within the handshake timeout of connecting.
+    Handshake(Duration),
     /// More than `MAX_FRAME` bytes without a delimiter.
     Oversized(usize),
     /// The session refused the peer (token) and closed.
@@ -29,6 +32,11 @@ impl std::fmt::Display for ConnEnd {
         match self {
             ConnEnd::Closed => f.write_str("closed by the host"),
             ConnEnd::Idle => f.write_str("idle timeout"),
+            ConnEnd::Handshake(t) => write!(
+                f,
+                "handshake timeout: no whole frame within {} s of connecting",
+                t.as_secs_f64()
+            ),
             ConnEnd::Oversized(n) => write!(f, "oversized frame ({n}+ bytes, limit {MAX_FRAME})"),
             ConnEnd::Refused(why) => write!(f, "refused: {why}"),
             ConnEnd::Io(e) => write!(f, "link error: {e}"),
@@ -71,6 +79,9 @@ pub struct Conn {
     seq: u32,
     /// Sequence number of the last frame decoded.
     pub last_good: u32,
+    /// Until the handshake is done: (its deadline, its length, the idle
+    /// timeout to restore after it).
+    handshake: Option<(Instant, Duration, Duration)>,
 }
 
 impl Conn {
@@ -87,6 +98,46 @@ impl Conn {
             answered: None,
             seq: 0,
             last_good: 0,
+            handshake: None,
+        }
+    }
+
+    /// Ends the connection with [`ConnEnd::Handshake`] if
+    /// [`handshake_done`](Self::handshake_done) is not called by
+    /// `deadline` (`timeout` after it was accepted): bytes trickling in do
+    /// not extend it, as they extend the idle timeout.
+    pub fn handshake_until(&mut self, deadline: Instant, timeout: Duration, idle: Duration) {
+        self.handshake = Some((deadline, timeout, idle));
+    }
+
+    /// The first frame is in: from now on only the idle timeout applies.
+    pub fn handshake_done(&mut self) -> Result<(), ConnEnd> {
+        if let Some((_, _, idle)) = self.handshake.take() {
+            self.stream.set_read_timeout(Some(idle))?;
+        }
+        Ok(())
+    }
+
+    /// Reads more bytes: the idle timeout, or what is left of the handshake.
+    fn read_more(&mut self) -> Result<usize, ConnEnd> {
+        let Some((deadline, timeout, idle)) = self.handshake else {
+            return Ok(self.stream.read(&mut self.buf[..])?);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ConnEnd::Handshake(timeout));
+        }
+        self.stream.set_read_timeout(Some(left.min(idle)))?;
+        match self.stream.read(&mut self.buf[..]) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) && Instant::now() >= deadline =>
+            {
+                Err(ConnEnd::Handshake(timeout))
+            }
+            r => Ok(r?),
         }
     }
 
@@ -94,7 +145,7 @@ impl Conn {
     pub fn next(&mut self) -> Result<Incoming, ConnEnd> {
         loop {
             if self.pos >= self.len {
-                let n = self.stream.read(&mut self.buf[..])?;
+                let n = self.read_more()?;
                 if n == 0 {
                     return Err(ConnEnd::Closed);
                 }

@@ -1,12 +1,12 @@
 //! The agent: a TCP listener, one exclusive session at a time, the artifact
 //! store and the engines.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use edgefit_proto::{decode_frame, ErrorCode, HostMsg};
 
@@ -24,6 +24,13 @@ pub const DEFAULT_PORT: u16 = 4600;
 /// `Busy` or refused their token); more are closed unanswered.
 pub const MAX_CONNECTIONS: usize = 16;
 
+/// Connections open at once from one IP address (default of
+/// [`AgentConfig::max_per_address`]): one address cannot take every slot.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 4;
+
+/// Default of [`AgentConfig::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How the agent runs.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -34,6 +41,12 @@ pub struct AgentConfig {
     pub token: Option<Vec<u8>>,
     /// A connection that sends nothing this long is closed.
     pub idle_timeout: Duration,
+    /// A connection whose first whole frame (the token, or the hello) has
+    /// not arrived this long after it was accepted is closed, however many
+    /// bytes trickle in.
+    pub handshake_timeout: Duration,
+    /// Connections open at once from one IP address (at least 1).
+    pub max_per_address: usize,
     /// Largest artifact accepted.
     pub max_artifact_bytes: u32,
     /// Largest plan arena allowed.
@@ -51,6 +64,8 @@ impl AgentConfig {
             store,
             token: None,
             idle_timeout: Duration::from_secs(60),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_per_address: MAX_CONNECTIONS_PER_ADDRESS,
             max_artifact_bytes: 1 << 30,
             max_arena_bytes: 1 << 30,
             sysfs_root: PathBuf::from("/"),
@@ -179,9 +194,11 @@ impl Agent {
     }
 
     /// Serves connections, each on its own thread (at most
-    /// [`MAX_CONNECTIONS`] open; more are closed at once).
+    /// [`MAX_CONNECTIONS`] open, and [`AgentConfig::max_per_address`] from
+    /// one address; more are closed at once).
     pub fn serve(self) -> std::io::Result<()> {
-        let open = Arc::new(AtomicUsize::new(0));
+        let slots = Arc::new(Slots::default());
+        let per_address = self.shared.config.max_per_address.max(1);
         loop {
             let (stream, peer) = match self.listener.accept() {
                 Ok(c) => c,
@@ -193,16 +210,18 @@ impl Agent {
                     continue;
                 }
             };
-            if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                open.fetch_sub(1, Ordering::SeqCst);
-                eprintln!("edgefit-agent: {peer}: refused: {MAX_CONNECTIONS} connections open");
-                continue;
-            }
+            let accepted = Instant::now();
+            let slot = match Slots::take(&slots, peer.ip(), per_address) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    eprintln!("edgefit-agent: {peer}: refused: {why}");
+                    continue;
+                }
+            };
             let shared = Arc::clone(&self.shared);
-            let open = Arc::clone(&open);
             thread::spawn(move || {
-                let end = handle(stream, &shared);
-                open.fetch_sub(1, Ordering::SeqCst);
+                let end = handle(stream, &shared, accepted);
+                drop(slot);
                 eprintln!("edgefit-agent: {peer}: {end}");
             });
         }
@@ -212,6 +231,55 @@ impl Agent {
     /// --local`, tests).
     pub fn spawn(self) -> thread::JoinHandle<std::io::Result<()>> {
         thread::spawn(move || self.serve())
+    }
+}
+
+/// The open connections, in all and per address.
+#[derive(Default)]
+struct Slots {
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One connection's place in [`Slots`], given back on drop.
+struct Slot {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+}
+
+impl Slots {
+    fn lock(&self) -> MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for a connection from `ip`, or why there is none.
+    fn take(slots: &Arc<Slots>, ip: IpAddr, per_address: usize) -> Result<Slot, String> {
+        let mut open = slots.lock();
+        if open.0 >= MAX_CONNECTIONS {
+            return Err(format!("{MAX_CONNECTIONS} connections open"));
+        }
+        let from_ip = open.1.entry(ip).or_insert(0);
+        if *from_ip >= per_address {
+            return Err(format!("{per_address} connections open from {ip}"));
+        }
+        *from_ip += 1;
+        open.0 += 1;
+        Ok(Slot {
+            slots: Arc::clone(slots),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.slots.lock();
+        open.0 = open.0.saturating_sub(1);
+        if let Some(n) = open.1.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.1.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -248,16 +316,23 @@ pub(crate) fn token_matches(given: &[u8], token: &[u8]) -> bool {
     diff == 0
 }
 
-/// One connection: the token first (when the agent has one), then an
-/// exclusive session, or `Busy` if another host holds it.
-fn handle(stream: TcpStream, shared: &Shared) -> ConnEnd {
+/// One connection: a whole first frame within the handshake timeout (the
+/// token when the agent has one, else any request: a connection that never
+/// completes a frame holds no session), then an exclusive session, or
+/// `Busy` if another host holds it.
+fn handle(stream: TcpStream, shared: &Shared, accepted: Instant) -> ConnEnd {
     let _ = stream.set_nodelay(true);
     if let Err(e) = stream.set_read_timeout(Some(shared.config.idle_timeout)) {
         return ConnEnd::Io(e);
     }
     let mut conn = Conn::new(stream);
+    conn.handshake_until(
+        accepted + shared.config.handshake_timeout,
+        shared.config.handshake_timeout,
+        shared.config.idle_timeout,
+    );
     let r = (|| {
-        if let Some(token) = &shared.config.token {
+        let first = if let Some(token) = &shared.config.token {
             // Nothing but the token first: an unreadable frame is refused too.
             let mut raw = match conn.next()? {
                 Incoming::Frame(f) => f,
@@ -287,24 +362,47 @@ fn handle(stream: TcpStream, shared: &Shared) -> ConnEnd {
                     return Err(ConnEnd::Refused("no token"));
                 }
             }
-        }
+            None
+        } else {
+            Some(first_request(&mut conn)?)
+        };
+        conn.handshake_done()?;
         let mut state = match lock_within(&shared.state, BUSY_GRACE) {
             Ok(s) => s,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => {
-                let mut raw = conn.next_frame()?;
+                let mut raw = match first {
+                    Some(raw) => raw,
+                    None => conn.next_frame()?,
+                };
                 let seq = decode_frame::<HostMsg<'_>>(&mut raw).map_or(0, |(s, _)| s);
                 conn.error(seq, ErrorCode::Busy, 1)?;
                 return Err(ConnEnd::Refused("busy: another host holds the agent"));
             }
         };
-        Session::new(&mut conn, shared, &mut state).run()
+        Session::new(&mut conn, shared, &mut state).run(first)
     })();
     let end = r.err().unwrap_or(ConnEnd::Closed);
     if let ConnEnd::Oversized(n) = end {
         let _ = conn.error(conn.last_good, ErrorCode::BadFrame, sat_u32(n));
     }
     end
+}
+
+/// Reads frames until one decodes as a request (answering those that do
+/// not), and returns it undecoded for the session.
+fn first_request(conn: &mut Conn) -> Result<Vec<u8>, ConnEnd> {
+    loop {
+        let raw = conn.next_frame()?;
+        let mut probe = raw.clone();
+        match decode_frame::<HostMsg<'_>>(&mut probe) {
+            Ok((seq, _)) => {
+                conn.last_good = seq;
+                return Ok(raw);
+            }
+            Err(e) => conn.bad_frame(&e)?,
+        }
+    }
 }
 
 #[cfg(test)]

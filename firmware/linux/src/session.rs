@@ -23,6 +23,11 @@ pub const TRACT_LOAD_FAILED: u32 = 105;
 fn bad_plan(e: EngineError) -> Reject {
     match e {
         EngineError::Plan(p) => Reject::new(ErrorCode::BadPlan, p.code()),
+        EngineError::ArenaTooLarge { limit, .. } => {
+            Reject::new(ErrorCode::ArenaTooSmall, sat_u32(limit))
+        }
+        // Detail 0: the memory the arena needs could not be had at all.
+        EngineError::OutOfMemory { .. } => Reject::new(ErrorCode::ArenaTooSmall, 0),
         _ => Reject::new(ErrorCode::BadPlan, 0),
     }
 }
@@ -83,16 +88,17 @@ impl<'s> Session<'s> {
         }
     }
 
-    /// Serves requests until the connection ends.
-    pub fn run(mut self) -> Result<(), ConnEnd> {
-        let result = self.serve();
+    /// Serves requests, `first` (a frame already read) first, until the
+    /// connection ends.
+    pub fn run(mut self, first: Option<Vec<u8>>) -> Result<(), ConnEnd> {
+        let result = self.serve(first);
         // A dropped connection abandons its upload (the active artifact stays).
         self.state.store.abort();
         result
     }
 
-    fn serve(&mut self) -> Result<(), ConnEnd> {
-        let mut pending: Option<Vec<u8>> = None;
+    fn serve(&mut self, first: Option<Vec<u8>>) -> Result<(), ConnEnd> {
+        let mut pending = first;
         loop {
             let mut raw = match pending.take() {
                 Some(r) => r,
@@ -191,13 +197,13 @@ impl<'s> Session<'s> {
         let max_arena = self.shared.config.max_arena_bytes as usize;
         let mut loaded: Option<Box<dyn Runner + Send>> = None;
         let stored = self.state.store.commit(|s: &Stored| match s.kind {
-            ArtifactKind::Plan => {
-                let runner = NativeRunner::new(&s.bytes).map_err(bad_plan)?;
-                if runner.arena_bytes() as usize > max_arena {
-                    return Err(Reject::new(ErrorCode::ArenaTooSmall, sat_u32(max_arena)));
+            ArtifactKind::Plan => match NativeRunner::new(&s.bytes, max_arena) {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    eprintln!("edgefit-agent: refusing the upload: {e}");
+                    Err(bad_plan(e))
                 }
-                Ok(())
-            }
+            },
             ArtifactKind::Tract(_) => match load_tract(&s.bytes, EngineKind::TractCpu) {
                 Ok(r) => {
                     loaded = Some(r);
@@ -250,9 +256,11 @@ impl<'s> Session<'s> {
                 if !matches!(engine, None | Some(EngineKind::Native)) {
                     return self.refuse_engine(seq, engine);
                 }
-                let mut runner = match NativeRunner::new(&active.bytes) {
+                let max_arena = self.shared.config.max_arena_bytes as usize;
+                let mut runner = match NativeRunner::new(&active.bytes, max_arena) {
                     Ok(r) => r,
                     Err(e) => {
+                        eprintln!("edgefit-agent: cannot run the active plan: {e}");
                         self.conn.answer(seq, 6, &bad_plan(e).to_msg(seq))?;
                         return Ok(None);
                     }

@@ -37,6 +37,11 @@ pub mod storage_detail {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "store {0}: it is a file, not a folder: give the agent a folder (created if missing) \
+         for its artifacts"
+    )]
+    NotAFolder(PathBuf),
     #[error("store {dir}: {source}")]
     Io {
         dir: PathBuf,
@@ -100,6 +105,9 @@ impl ArtifactStore {
             dir: dir.to_owned(),
             source,
         };
+        if fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(StoreError::NotAFolder(dir.to_owned()));
+        }
         fs::create_dir_all(dir).map_err(io_err)?;
         for stale in [UPLOAD, PREVIOUS_TMP] {
             match fs::remove_file(dir.join(stale)) {
@@ -232,7 +240,7 @@ impl ArtifactStore {
 pub fn artifact_detail(e: &ArtifactError) -> u32 {
     match e {
         ArtifactError::Plan(p) => p.code(),
-        ArtifactError::UnknownMagic(_) => 100,
+        ArtifactError::UnknownMagic(_) | ArtifactError::Empty | ArtifactError::TooShort(_) => 100,
         ArtifactError::Truncated { .. } => 101,
         ArtifactError::Version(_) => 102,
         ArtifactError::Field { .. } => 103,
@@ -258,6 +266,15 @@ mod tests {
             .set_arena_size(64)
             .set_plan_id(7);
         b.finish_checked().unwrap()
+    }
+
+    #[test]
+    fn a_file_is_not_a_store() {
+        let file = std::env::temp_dir().join(format!("edgefit-store-file-{}", std::process::id()));
+        fs::write(&file, b"x").unwrap();
+        let e = ArtifactStore::open(&file, 1 << 20).err().unwrap();
+        assert!(e.to_string().contains("is a file, not a folder"), "{e}");
+        let _ = fs::remove_file(&file);
     }
 
     #[test]

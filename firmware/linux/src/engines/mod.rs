@@ -25,6 +25,13 @@ pub enum EngineError {
     Artifact(#[from] crate::artifact::ArtifactError),
     #[error("tract: {0}")]
     Tract(String),
+    #[error(
+        "the plan needs {needed} bytes of arena, more than the {limit} this agent allows \
+         (nothing was allocated)"
+    )]
+    ArenaTooLarge { needed: usize, limit: usize },
+    #[error("cannot allocate the plan's {bytes}-byte arena: the system refused the memory")]
+    OutOfMemory { bytes: usize },
     #[error("{engine} is not available: {why}")]
     Unavailable { engine: &'static str, why: String },
 }

@@ -16,10 +16,20 @@ pub struct NativeRunner<'a> {
 }
 
 impl<'a> NativeRunner<'a> {
-    pub fn new(bytes: &'a [u8]) -> Result<Self, EngineError> {
+    /// Checks the plan and allocates its arena, refusing an arena larger
+    /// than `max_arena` bytes before allocating anything, and reporting an
+    /// allocation the system refuses instead of aborting.
+    pub fn new(bytes: &'a [u8], max_arena: usize) -> Result<Self, EngineError> {
         let plan = Plan::parse(bytes)?;
+        let needed = plan.arena_size();
+        if needed > max_arena {
+            return Err(EngineError::ArenaTooLarge {
+                needed,
+                limit: max_arena,
+            });
+        }
         let engine = Engine::new(&plan);
-        let arena = vec![0u8; plan.arena_size()];
+        let arena = alloc_zeroed(needed)?;
         // Plan::parse checked that both lie in the arena.
         let input = plan.input()?.range();
         let output = plan.output()?.range();
@@ -31,6 +41,11 @@ impl<'a> NativeRunner<'a> {
             input,
             output,
         })
+    }
+
+    /// Bytes of the arena.
+    pub fn arena_len(&self) -> usize {
+        self.arena.len()
     }
 
     /// Bytes of one input sample.
@@ -62,5 +77,59 @@ impl Runner for NativeRunner<'_> {
 
     fn arena_bytes(&self) -> u32 {
         u32::try_from(self.arena.len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// `len` zero bytes, or [`EngineError::OutOfMemory`] where `vec![0; len]`
+/// would abort the process.
+fn alloc_zeroed(len: usize) -> Result<Vec<u8>, EngineError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| EngineError::OutOfMemory { bytes: len })?;
+    v.resize(len, 0);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgefit_engine::{OpDesc, OpKind, PlanBuilder, Precision, Quant};
+
+    /// An f32 Dense plan `[1, 8] -> [1, 5]` declaring `arena` bytes.
+    fn plan(arena: u32) -> Vec<u8> {
+        let mut b = PlanBuilder::new(Precision::F32);
+        let x = b.add_activation(DType::F32, &[1, 8], 0, Quant::NONE);
+        let y = b.add_activation(DType::F32, &[1, 5], 32, Quant::NONE);
+        let mut op = OpDesc::new(OpKind::Dense, x, y);
+        op.weights = b.add_weights_f32(&[5, 8], &[0.25; 40]);
+        b.add_op(op);
+        b.set_input(x).set_output(y).set_arena_size(arena);
+        b.finish_checked().unwrap()
+    }
+
+    #[test]
+    fn an_arena_over_the_limit_is_refused_before_it_is_allocated() {
+        // 3.75 GiB: allocating it first would abort on a small board.
+        let big = plan(0xF000_0000);
+        match NativeRunner::new(&big, 1 << 30) {
+            Err(EngineError::ArenaTooLarge { needed, limit }) => {
+                assert_eq!((needed, limit), (0xF000_0000, 1 << 30));
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a 3.75 GiB arena was accepted under a 1 GiB limit"),
+        }
+        let small = plan(64);
+        let mut r = NativeRunner::new(&small, 1 << 30).unwrap();
+        assert_eq!(r.arena_len(), 64);
+        r.input_mut().copy_from_slice(&[0u8; 32]);
+        r.run().unwrap();
+    }
+
+    #[test]
+    fn an_allocation_the_system_refuses_is_an_error() {
+        match alloc_zeroed(usize::MAX / 2) {
+            Err(EngineError::OutOfMemory { bytes }) => assert_eq!(bytes, usize::MAX / 2),
+            other => panic!("{:?}", other.map(|v| v.len())),
+        }
     }
 }
