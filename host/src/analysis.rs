@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::ir::{Graph, Node, Op, Param};
+use crate::ir::{Graph, Op, Param};
 use crate::memory::{plan_activations, ActivationPlan};
 
 /// Bytes of a layer's weights stored at each precision.
@@ -84,7 +84,9 @@ fn param_bytes(weight: &Param, bias: Option<&Param>) -> WeightBytes {
     }
 }
 
-pub fn layer_stats(graph: &Graph, node: &Node) -> LayerStats {
+/// Figures of node `index` of `graph`.
+pub fn layer_stats(graph: &Graph, index: usize) -> LayerStats {
+    let node = &graph.nodes[index];
     let out = graph.tensor(node.output);
     let out_elems = out.elements() as u64;
     let (params, macs, weight_bytes) = match &node.op {
@@ -107,7 +109,11 @@ pub fn layer_stats(graph: &Graph, node: &Node) -> LayerStats {
         }
         _ => (0, 0, WeightBytes::default()),
     };
-    let act_elems = if node.op.is_view() { 0 } else { out.elements() };
+    let act_elems = if graph.is_view(index) {
+        0
+    } else {
+        out.elements()
+    };
     LayerStats {
         name: node.name.clone(),
         op: node.op.kind(),
@@ -137,7 +143,9 @@ fn summary(graph: &Graph, plan: &ActivationPlan) -> MemorySummary {
 }
 
 pub fn analyse(graph: &Graph) -> Analysis {
-    let layers: Vec<LayerStats> = graph.nodes.iter().map(|n| layer_stats(graph, n)).collect();
+    let layers: Vec<LayerStats> = (0..graph.nodes.len())
+        .map(|i| layer_stats(graph, i))
+        .collect();
     let mut totals = Totals {
         params: 0,
         params_exported: 0,

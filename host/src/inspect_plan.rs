@@ -54,6 +54,7 @@ fn op_name(kind: OpKind, groups: u32) -> &'static str {
         OpKind::Add => "Add",
         OpKind::Reshape => "Reshape",
         OpKind::Softmax => "Softmax",
+        OpKind::Transpose => "Transpose",
     }
 }
 

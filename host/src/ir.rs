@@ -122,14 +122,19 @@ pub enum Op {
     Add {
         activation: Activation,
     },
-    /// A standalone activation that could not be fused into its producer.
-    Activation(Activation),
-    /// Flatten / Reshape: same elements, new shape, no copy.
+    /// Flatten / Reshape: the same elements in ONNX's row-major order, a new
+    /// shape. A view where the engine's storage order allows it, else a copy
+    /// (see [`crate::layout`]).
     Reshape,
-    /// Softmax over the last axis.
-    Softmax,
-    /// Concatenation along the channel axis.
-    Concat,
+    /// ONNX Transpose: output axis `i` is input axis `perm[i]`.
+    Transpose {
+        perm: Vec<usize>,
+    },
+    /// Softmax normalising over `axes` (logical axes of the input: one axis
+    /// from opset 13, every axis from `axis` on before it).
+    Softmax {
+        axes: Vec<usize>,
+    },
 }
 
 impl Op {
@@ -147,11 +152,9 @@ impl Op {
             Op::AvgPool(_) => "AvgPool",
             Op::GlobalAvgPool => "GlobalAvgPool",
             Op::Add { .. } => "Add",
-            Op::Activation(Activation::Relu) => "Relu",
-            Op::Activation(_) => "Clip",
             Op::Reshape => "Reshape",
-            Op::Softmax => "Softmax",
-            Op::Concat => "Concat",
+            Op::Transpose { .. } => "Transpose",
+            Op::Softmax { .. } => "Softmax",
         }
     }
 
@@ -174,16 +177,10 @@ impl Op {
         }
     }
 
-    /// Whether the output is only a view of the (single) input: no copy, no new buffer.
-    pub fn is_view(&self) -> bool {
-        matches!(self, Op::Reshape)
-    }
-
-    /// The input whose buffer the output reuses: a view's input, or the skip
-    /// tensor a fused residual conv writes over.
-    pub fn output_aliases_input(&self) -> Option<usize> {
+    /// The input whose buffer a fused residual conv writes over (its skip
+    /// tensor). Reshape views are decided with the graph: [`Graph::view_of`].
+    pub fn writes_over_input(&self) -> Option<usize> {
         match self {
-            Op::Reshape => Some(0),
             Op::Conv(c) if c.residual.is_some() => Some(1),
             _ => None,
         }
@@ -229,6 +226,22 @@ impl Graph {
             }
             _ => true,
         })
+    }
+
+    /// Whether node `i` is a Reshape whose output is a view of its input (no
+    /// copy, no buffer of its own): see [`crate::layout::reshape_is_view`].
+    pub fn is_view(&self, i: usize) -> bool {
+        matches!(self.nodes[i].op, Op::Reshape) && crate::layout::reshape_is_view(self, i)
+    }
+
+    /// The input of node `i` whose buffer its output shares: a view's input,
+    /// or the skip tensor a fused residual conv writes over.
+    pub fn output_aliases_input(&self, i: usize) -> Option<usize> {
+        if self.is_view(i) {
+            Some(0)
+        } else {
+            self.nodes[i].op.writes_over_input()
+        }
     }
 
     /// Indices of the nodes that read `tensor`.

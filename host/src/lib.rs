@@ -15,6 +15,7 @@ pub mod import;
 pub mod inspect;
 pub mod inspect_plan;
 pub mod ir;
+pub mod layout;
 pub mod memory;
 pub mod profiles;
 pub mod prune;

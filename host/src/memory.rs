@@ -159,8 +159,8 @@ pub fn plan_activations(graph: &Graph, bytes_per_element: usize) -> ActivationPl
     let steps = graph.nodes.len();
     // Each tensor's storage root: views resolve to the tensor they look at.
     let mut root: Vec<TensorId> = (0..graph.tensors.len()).collect();
-    for node in &graph.nodes {
-        if let Some(i) = node.op.output_aliases_input() {
+    for (n, node) in graph.nodes.iter().enumerate() {
+        if let Some(i) = graph.output_aliases_input(n) {
             root[node.output] = root[node.inputs[i]];
         }
     }

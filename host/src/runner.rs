@@ -81,7 +81,8 @@ impl<'a> PlanRunner<'a> {
         self.input
     }
 
-    /// Runs one sample; returns the outputs dequantised to f32.
+    /// Runs one sample; returns the outputs dequantised to f32, in the
+    /// model's (ONNX, NCHW) order.
     pub fn run(&mut self, nchw: &[f32]) -> Result<Vec<f32>, RunError> {
         self.write_input(nchw)?;
         self.engine
@@ -89,7 +90,7 @@ impl<'a> PlanRunner<'a> {
             .map_err(|e| RunError::Engine(e.to_string()))?;
         let out = self.raw_output()?;
         let q = self.output.quant;
-        Ok(match self.output.dtype {
+        let values: Vec<f32> = match self.output.dtype {
             DType::I8 => out
                 .iter()
                 .map(|&b| q.scale * (b as i8 as i32 - q.zero_point) as f32)
@@ -98,7 +99,8 @@ impl<'a> PlanRunner<'a> {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect(),
-        })
+        };
+        Ok(decode_output(&self.output, values))
     }
 
     /// The raw output bytes of the last run (int8 logits for int8 plans).
@@ -155,26 +157,55 @@ pub fn encode_input(input: &TensorDesc, nchw: &[f32], out: &mut [u8]) -> Result<
         });
     }
     let q = input.quant;
-    let (h, w, c) = match dims.as_slice() {
-        [_, h, w, c] => (*h, *w, *c),
-        _ => (1, 1, expected),
+    // A 4-D input is an NHWC map; anything else is stored in its own order.
+    let (n, h, w, c) = match dims.as_slice() {
+        [n, h, w, c] => (*n, *h, *w, *c),
+        _ => (1, 1, 1, expected),
     };
-    for y in 0..h {
-        for x in 0..w {
-            for ch in 0..c {
-                let v = nchw[(ch * h + y) * w + x];
-                let at = (y * w + x) * c + ch;
-                match input.dtype {
-                    DType::I8 => {
-                        out[at] = ((v / q.scale).round() + q.zero_point as f32).clamp(-128.0, 127.0)
-                            as i8 as u8
+    for item in 0..n {
+        let base = item * h * w * c;
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    let v = nchw[base + (ch * h + y) * w + x];
+                    let at = base + (y * w + x) * c + ch;
+                    match input.dtype {
+                        DType::I8 => {
+                            out[at] = ((v / q.scale).round() + q.zero_point as f32)
+                                .clamp(-128.0, 127.0) as i8
+                                as u8
+                        }
+                        _ => out[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes()),
                     }
-                    _ => out[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes()),
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The plan output's values (in the engine's order: NHWC for a 4-D map) in
+/// the model's NCHW order.
+pub fn decode_output(output: &TensorDesc, values: Vec<f32>) -> Vec<f32> {
+    let [n, h, w, c] = match output.shape() {
+        &[n, h, w, c] => [n as usize, h as usize, w as usize, c as usize],
+        _ => return values,
+    };
+    if c == 1 || h * w == 1 || values.len() != n * h * w * c {
+        return values;
+    }
+    let mut nchw = vec![0.0; values.len()];
+    for item in 0..n {
+        let base = item * h * w * c;
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    nchw[base + (ch * h + y) * w + x] = values[base + (y * w + x) * c + ch];
+                }
+            }
+        }
+    }
+    nchw
 }
 
 /// Bytes of a tensor (`encode_input`'s output size).

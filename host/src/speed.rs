@@ -57,6 +57,8 @@ pub enum SpeedError {
     Run(#[from] RunError),
     #[error(transparent)]
     Reference(#[from] crate::reference::ReferenceError),
+    #[error(transparent)]
+    Samples(#[from] crate::quant::SampleSizeError),
 }
 
 fn time_runs(runner: &mut Runner, input: &[f32], runs: usize) -> Result<(f64, f64), RunError> {
@@ -98,7 +100,7 @@ pub fn measure_speed(
 ) -> Result<SpeedReport, SpeedError> {
     let g = &model.graph;
     let shape = g.tensor(g.input).shape.clone();
-    let input = synthetic_samples(&shape, 1, 42).remove(0);
+    let input = synthetic_samples(&shape, 1, 42)?.remove(0);
     progress("tract f32");
     let mut tract = Runner::Tract(TractReference::load(path, &shape, &[])?);
     let (t_med, t_p90) = time_runs(&mut tract, &input, runs)?;
@@ -116,7 +118,7 @@ pub fn measure_speed(
     for &p in precisions {
         progress(&format!("edgefit {}", precision_name(p)));
         let ranges = if p == Precision::Int8 {
-            let samples = synthetic_samples(&shape, 4, 7);
+            let samples = synthetic_samples(&shape, 4, 7)?;
             Some(calibrate_graph(
                 path,
                 g,

@@ -11,8 +11,8 @@ use core::ops::Range;
 use crate::error::ExecError;
 use crate::format::{Activation, Encoding, OpDesc, OpKind, Precision, TensorDesc, NONE};
 use crate::kernels::{
-    add, conv, dense, pool, scratch, softmax, sparse, FloatAct, FuseI8, Geom, I32s, KernelPath, Kx,
-    Out8, OutF, QuantParams, Residual, ShapeError, F16W, F32W,
+    add, conv, dense, pool, scratch, softmax, sparse, transpose, FloatAct, FuseI8, Geom, I32s,
+    KernelPath, Kx, Out8, OutF, QuantParams, Residual, ShapeError, F16W, F32W,
 };
 use crate::plan::Plan;
 
@@ -253,6 +253,17 @@ impl<'a> OpCx<'_, 'a> {
                 let row = *self.x.shape().last()? as usize;
                 ok(softmax::softmax_f32(x, row, out))
             }
+            OpKind::Transpose => {
+                let dims = transpose::pad_to_4(self.x.shape())?;
+                let elem = if int8 { 1 } else { 4 };
+                ok(transpose::transpose(
+                    x,
+                    dims,
+                    self.op.transpose_perm()?,
+                    elem,
+                    out,
+                ))
+            }
             OpKind::Add | OpKind::Reshape => None,
         }
     }
@@ -411,24 +422,51 @@ impl<'a> OpCx<'_, 'a> {
         ok(sparse::conv2d_i8(g, x, &w, bias, o, out))
     }
 
+    /// A dense layer, one `[in]` row of `x` at a time (`[rows, in]` in,
+    /// `[rows, out]` out).
     fn dense(&self, x: &[u8], out: &mut [u8], kx: &mut Kx<'_>) -> Option<()> {
         let wt = self.tensor(self.op.weights)?;
         let bias = self.bias()?;
+        let elem = if self.plan.precision() == Precision::Int8 {
+            1
+        } else {
+            4
+        };
+        let (in_bytes, out_bytes) = (
+            (*wt.shape().get(1)? as usize).checked_mul(elem)?,
+            (*wt.shape().first()? as usize).checked_mul(elem)?,
+        );
+        if in_bytes == 0
+            || out_bytes == 0
+            || !x.len().is_multiple_of(in_bytes)
+            || x.len() / in_bytes != out.len() / out_bytes
+        {
+            return None;
+        }
+        let rows = x
+            .chunks_exact(in_bytes)
+            .zip(out.chunks_exact_mut(out_bytes));
         if wt.encoding == Encoding::BitmapRows {
             let w = self.plan.sparse_weights(&wt).ok()?;
-            let q = self.quant(out.len())?;
+            let q = self.quant(out_bytes)?;
             let o = Out8 { q: &q, fuse: None };
-            return ok(sparse::dense_i8(x, &w, bias.map(I32s), &o, out));
+            for (xr, or) in rows {
+                ok(sparse::dense_i8(xr, &w, bias.map(I32s), &o, or))?;
+            }
+            return Some(());
         }
         let w = self.weights(self.op.weights)?;
-        ok(match self.plan.precision() {
-            Precision::Int8 => {
-                let q = self.quant(out.len())?;
-                dense::dense_i8_ex(x, w, bias.map(I32s), &q, out, kx)
-            }
-            Precision::F32 => dense::dense_f_ex::<F32W>(x, w, bias, self.float_act(), out, kx),
-            Precision::F16 => dense::dense_f_ex::<F16W>(x, w, bias, self.float_act(), out, kx),
-        })
+        for (xr, or) in rows {
+            ok(match self.plan.precision() {
+                Precision::Int8 => {
+                    let q = self.quant(out_bytes)?;
+                    dense::dense_i8_ex(xr, w, bias.map(I32s), &q, or, kx)
+                }
+                Precision::F32 => dense::dense_f_ex::<F32W>(xr, w, bias, self.float_act(), or, kx),
+                Precision::F16 => dense::dense_f_ex::<F16W>(xr, w, bias, self.float_act(), or, kx),
+            })?;
+        }
+        Some(())
     }
 
     fn reshape(&self, arena: &mut [u8]) -> Option<()> {

@@ -182,6 +182,12 @@ pub enum OpKind {
     Add = 5,
     Reshape = 6,
     Softmax = 7,
+    /// A copy that permutes axes (the compiler's layout changes between the
+    /// engine's NHWC feature maps and ONNX's row-major NCHW order, and ONNX
+    /// Transpose): the input read as its dims padded to 4-D with leading 1s,
+    /// output axis `i` taken from input axis [`OpDesc::transpose_perm`]`[i]`,
+    /// written contiguously.
+    Transpose = 8,
 }
 
 impl OpKind {
@@ -195,6 +201,7 @@ impl OpKind {
             5 => Some(Self::Add),
             6 => Some(Self::Reshape),
             7 => Some(Self::Softmax),
+            8 => Some(Self::Transpose),
             _ => None,
         }
     }
@@ -572,6 +579,30 @@ impl OpDesc {
             conv_act_min: -128,
             conv_act_max: 127,
         }
+    }
+
+    /// A Transpose copying `input` into `output` with output axis `i` read
+    /// from input axis `perm[i]` (the input's dims padded to 4-D with leading 1s).
+    pub fn transpose(input: u32, output: u32, perm: [u8; 4]) -> Self {
+        let mut op = Self::new(OpKind::Transpose, input, output);
+        op.groups = u32::from_le_bytes(perm);
+        op
+    }
+
+    /// Transpose: the axis permutation held in `groups` (byte `i` = the input
+    /// axis of output axis `i`), or `None` when those bytes are not a
+    /// permutation of 0..4.
+    pub fn transpose_perm(&self) -> Option<[usize; 4]> {
+        let b = self.groups.to_le_bytes();
+        let perm = [b[0] as usize, b[1] as usize, b[2] as usize, b[3] as usize];
+        let mut seen = [false; 4];
+        for &p in &perm {
+            if p >= 4 || seen[p] {
+                return None;
+            }
+            seen[p] = true;
+        }
+        Some(perm)
     }
 
     /// Whether this is a Conv2d with a fused residual Add.

@@ -50,7 +50,7 @@ pub struct BenchCmd {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Benchmark only the first N images
-    #[arg(long)]
+    #[arg(long, value_parser = super::count_at_least_one)]
     limit: Option<usize>,
     /// Write the results: .json (schema edgefit.bench.v1) or .csv (one row per sample)
     #[arg(long, value_name = "FILE")]

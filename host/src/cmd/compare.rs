@@ -52,10 +52,10 @@ pub struct CompareCmd {
     #[arg(long, value_name = "NAME")]
     device_profile: Option<String>,
     /// Test images benchmarked on the device per variant
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::count_at_least_one)]
     device_limit: usize,
     /// Evaluate only the first N test images (default: all 10,000)
-    #[arg(long)]
+    #[arg(long, value_parser = super::count_at_least_one)]
     limit: Option<usize>,
     /// Calibration images for the int8 variants
     #[arg(long, default_value_t = 200)]
@@ -208,7 +208,11 @@ impl CompareCmd {
         variants: &[Variant],
         all: &[edgefit_profiles::Profile],
     ) -> anyhow::Result<Vec<DeviceMeasurement>> {
-        let mut client = connect(port, 3.0, self.token_file.as_deref())?;
+        let mut client = connect(
+            port,
+            std::time::Duration::from_secs(3),
+            self.token_file.as_deref(),
+        )?;
         let board = client.device().board.clone();
         let profile = match &self.device_profile {
             Some(n) => edgefit_profiles::find_profile(all, n)?.name.clone(),

@@ -6,7 +6,7 @@ use edgefit::compile::{compile_with, CompileOptions};
 use edgefit::data::{bundled_data_dir, load_idx_dataset};
 use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::quant::calibrate::CalibrationMethod;
-use edgefit::quant::{calibrate_graph, synthetic_samples};
+use edgefit::quant::{calibrate_graph, input_elements, synthetic_samples};
 use edgefit::table::bytes;
 use edgefit_agent::{encode_tract_artifact, TractPrecision};
 use edgefit_engine::Precision;
@@ -87,10 +87,13 @@ pub struct CompileCmd {
     output: PathBuf,
 }
 
-/// FNV-1a: a stable plan id from the model bytes and the precision.
-fn plan_id(model: &[u8], precision: u8) -> u32 {
+/// FNV-1a: a stable plan id from the model bytes and `recipe`, everything
+/// else that shapes the plan (precision, calibration data, samples and
+/// method, compile options), so two different plans of one model do not
+/// share an id.
+fn plan_id(model: &[u8], recipe: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
-    for &b in model.iter().chain(std::iter::once(&precision)) {
+    for &b in model.iter().chain(recipe.as_bytes()) {
         h = (h ^ b as u32).wrapping_mul(0x0100_0193);
     }
     h
@@ -137,14 +140,25 @@ impl CompileCmd {
         .with_context(|| format!("compile {}", self.model.display()))?;
         let graph = &model.graph;
         let precision = self.precision.precision();
+        let input_shape = &graph.tensor(graph.input).shape;
+        input_elements(input_shape).with_context(|| format!("compile {}", self.model.display()))?;
+        if self.calib_samples == 0 {
+            bail!("--calib-samples must be at least 1");
+        }
         if self.target == TargetArg::Tract {
             return self.tract_artifact(graph.tensor(graph.input).shape.clone());
         }
+        // What shapes the plan besides the model, for its id.
+        let mut recipe = format!(
+            "precision={};fuse={};scratch={};sparse={};shape={:?}",
+            precision as u8, !self.no_fuse, !self.no_scratch, !self.dense_weights, input_shape
+        );
         let ranges = if precision == Precision::Int8 {
             let shape = graph.tensor(graph.input).shape.clone();
             let (samples, what) = match self.calib.as_deref() {
                 Some("synthetic") => (
-                    synthetic_samples(&shape, self.calib_samples, 0x5EED),
+                    synthetic_samples(&shape, self.calib_samples, 0x5EED)
+                        .context("synthetic calibration")?,
                     "synthetic (seeded random)".to_owned(),
                 ),
                 dir => {
@@ -155,9 +169,6 @@ impl CompileCmd {
                             "calibration images are {}x{} grayscale but {} takes {:?}: use --calib synthetic (size/speed only) or matching data",
                             data.rows, data.cols, self.model.display(), shape
                         );
-                    }
-                    if self.calib_samples == 0 {
-                        bail!("--calib-samples must be at least 1");
                     }
                     data.truncate(self.calib_samples);
                     let samples = (0..data.len()).map(|i| data.image_f32(i)).collect();
@@ -173,6 +184,18 @@ impl CompileCmd {
                 MethodArg::Entropy => CalibrationMethod::Entropy,
             };
             eprintln!("calibrating with {what}, method {}", method.name());
+            // Not the data folder's path: the id must not depend on where the
+            // repository lies.
+            let source = if self.calib.as_deref() == Some("synthetic") {
+                "synthetic"
+            } else {
+                "images"
+            };
+            recipe.push_str(&format!(
+                ";calib={source}:{};method={}",
+                samples.len(),
+                method.name()
+            ));
             let bar = progress::bar("calibrate");
             let ranges = calibrate_graph(
                 &self.model,
@@ -198,7 +221,7 @@ impl CompileCmd {
             graph,
             precision,
             ranges.as_deref(),
-            plan_id(&source, precision as u8),
+            plan_id(&source, &recipe),
             options,
         )
         .with_context(|| format!("compile {}", self.model.display()))?;

@@ -12,9 +12,9 @@ pub struct PortArgs {
     /// The device: serial:/dev/ttyACM0[@115200] (a board's UART) or tcp:HOST:PORT (QEMU's UART, the Linux agent)
     #[arg(long, value_name = "PORT")]
     port: Port,
-    /// Seconds to wait for an answer before sending a request again (inferences and commits get 20x)
-    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
-    timeout: f64,
+    /// Seconds to wait for an answer before sending a request again (inferences and commits get 20x; at most 86400)
+    #[arg(long, default_value = "3", value_name = "SECS", value_parser = edgefit_agent::parse_seconds)]
+    timeout: Duration,
     /// File holding the device's access token (the agent's --token-file); also $EDGEFIT_TOKEN_FILE
     #[arg(long, value_name = "FILE", env = "EDGEFIT_TOKEN_FILE")]
     token_file: Option<PathBuf>,
@@ -27,15 +27,19 @@ impl PortArgs {
     }
 }
 
-/// Opens `port` and the session, with `timeout` seconds per request,
+/// Opens `port` and the session, waiting `timeout` per request,
 /// presenting the token in `token_file` first when given.
-pub fn connect(port: &Port, timeout: f64, token_file: Option<&Path>) -> anyhow::Result<Client> {
+pub fn connect(
+    port: &Port,
+    timeout: Duration,
+    token_file: Option<&Path>,
+) -> anyhow::Result<Client> {
     let token = token_file
         .map(|f| {
             edgefit_agent::read_token(f).with_context(|| format!("token file {}", f.display()))
         })
         .transpose()?;
-    let timeout = Duration::from_secs_f64(timeout.max(0.05));
+    let timeout = timeout.max(Duration::from_millis(50));
     let link = device::open(port, timeout.max(Duration::from_secs(5)))
         .with_context(|| format!("open {port}"))?;
     let config = ClientConfig {

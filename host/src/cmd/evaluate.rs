@@ -19,7 +19,7 @@ pub struct EvaluateCmd {
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// Evaluate only the first N images
-    #[arg(long)]
+    #[arg(long, value_parser = super::count_at_least_one)]
     limit: Option<usize>,
     /// The ONNX model a plan was compiled from, to report agreement with its f32 predictions
     #[arg(long, value_name = "MODEL.onnx")]

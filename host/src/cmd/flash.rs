@@ -19,6 +19,10 @@ impl FlashCmd {
     pub fn run(self) -> anyhow::Result<()> {
         let image =
             std::fs::read(&self.plan).with_context(|| format!("read {}", self.plan.display()))?;
+        // Checked before the device is reached: a wrong file is the user's
+        // to fix whatever the device says.
+        edgefit_agent::identify(&image)
+            .with_context(|| format!("flash {}", self.plan.display()))?;
         let mut client = self.port.connect()?;
         let board = client.device().board.clone();
         let bar = progress::bytes_bar("flash");
@@ -41,10 +45,15 @@ impl FlashCmd {
             flashed.stored.slot,
             board
         );
-        if client.stats.retransmissions > 0 {
+        let link = client.stats;
+        if link.had_trouble() {
             println!(
-                "link: {} frames, {} retransmitted",
-                client.stats.frames_sent, client.stats.retransmissions
+                "link: {} frames, {} retransmitted, {} damaged answers, {} duplicate and {} stale answers dropped",
+                link.frames_sent,
+                link.retransmissions,
+                link.damaged_answers,
+                link.duplicate_answers,
+                link.stale_answers
             );
         }
         Ok(())

@@ -17,6 +17,16 @@ mod sweep;
 
 use clap::Subcommand;
 
+/// A count flag (`--limit N`, `--device-limit N`): a whole number of at
+/// least 1 (0 would run nothing and report an empty result as a success).
+pub fn count_at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("0 images would run nothing: give 1 or more".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number of 1 or more")),
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// VGG against ResNet on every device profile: accuracy, size, RAM, latency, energy, fit; table, JSON, CSV, plots, HTML report

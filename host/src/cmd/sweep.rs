@@ -33,7 +33,7 @@ pub struct SweepCmd {
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// Evaluate only the first N test images
-    #[arg(long)]
+    #[arg(long, value_parser = super::count_at_least_one)]
     limit: Option<usize>,
     /// Calibration images for int8 (and for --correct-bias)
     #[arg(long, default_value_t = 500)]

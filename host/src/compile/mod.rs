@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::fuse::fuse_residual_adds;
 use crate::ir::{Activation, Graph, Op, Param, TensorId};
+use crate::layout::{self, Relayout, Storage};
 use crate::memory::plan_activations;
 use crate::quant::params::{quantize_multiplier, quantize_weights_per_channel, QuantParams};
 
@@ -36,6 +37,8 @@ pub enum CompileError {
         "int8 needs a calibrated range for every tensor ({got} ranges for {expected} tensors)"
     )]
     MissingRanges { got: usize, expected: usize },
+    #[error("layer `{layer}`: a weight or bias holds {value}: edgefit compiles finite weights only (NaN and infinity have no int8 value, and their f16/f32 bits would differ between kernels)")]
+    NonFinite { layer: String, value: f32 },
     #[error("the compiled plan does not validate: {0}")]
     Invalid(String),
 }
@@ -76,10 +79,10 @@ pub fn precision_name(p: Precision) -> &'static str {
 
 /// NCHW (or `[N, F]`) -> the engine's dims (NHWC).
 fn engine_dims(shape: &[usize]) -> Vec<u32> {
-    match shape {
-        [n, c, h, w] => vec![*n as u32, *h as u32, *w as u32, *c as u32],
-        other => other.iter().map(|&d| d as u32).collect(),
-    }
+    layout::engine_dims(shape)
+        .iter()
+        .map(|&d| d as u32)
+        .collect()
 }
 
 fn data(p: &Param) -> Result<&[f32], CompileError> {
@@ -127,21 +130,6 @@ fn flatten_permutation(c: usize, h: usize, w: usize) -> Vec<usize> {
 
 fn permute<T: Copy>(values: &[T], order: &[usize]) -> Vec<T> {
     order.iter().map(|&i| values[i]).collect()
-}
-
-/// The 4-D source a tensor is a flattened view of, following Reshape chains.
-fn flattened_source(graph: &Graph, mut t: TensorId) -> Option<Vec<usize>> {
-    loop {
-        let producer = graph.nodes.iter().find(|n| n.output == t)?;
-        if !matches!(producer.op, Op::Reshape) {
-            return None;
-        }
-        t = producer.inputs[0];
-        let shape = &graph.tensor(t).shape;
-        if shape.len() == 4 {
-            return Some(shape.clone());
-        }
-    }
 }
 
 fn int8_clamp(act: Activation, q: &QuantParams) -> (i32, i32) {
@@ -225,9 +213,18 @@ pub fn compile_with(
     let mut output = graph.output;
     if precision == Precision::Int8 {
         if let Some(&last) = nodes.last() {
-            if matches!(graph.nodes[last].op, Op::Softmax)
+            if matches!(graph.nodes[last].op, Op::Softmax { .. })
                 && graph.nodes[last].output == graph.output
             {
+                if nodes.len() == 1 {
+                    return Err(CompileError::Unsupported {
+                        layer: graph.nodes[last].name.clone(),
+                        op: "Softmax",
+                        reason: "the model is only a Softmax: an int8 plan ends at the logits, \
+                                 so nothing would be left (compile it f32 or f16)"
+                            .into(),
+                    });
+                }
                 output = graph.nodes[last].inputs[0];
                 nodes.pop();
                 notes.push(
@@ -244,6 +241,12 @@ pub fn compile_with(
     };
     let graph = &trimmed;
 
+    layout::check(graph).map_err(|e| CompileError::Unsupported {
+        layer: e.node,
+        op: e.op,
+        reason: e.reason,
+    })?;
+    let storage = layout::storage(graph);
     let elem = if precision == Precision::Int8 { 1 } else { 4 };
     let memory = plan_activations(graph, elem);
 
@@ -276,9 +279,11 @@ pub fn compile_with(
         }
         for node in &graph.nodes {
             let q = match node.op {
-                Op::MaxPool(_) | Op::AvgPool(_) | Op::GlobalAvgPool | Op::Reshape => {
-                    quant[node.inputs[0]]
-                }
+                Op::MaxPool(_)
+                | Op::AvgPool(_)
+                | Op::GlobalAvgPool
+                | Op::Reshape
+                | Op::Transpose { .. } => quant[node.inputs[0]],
                 _ => {
                     let (lo, hi) = ranges[node.output];
                     Some(QuantParams::from_range(lo, hi))
@@ -340,7 +345,7 @@ pub fn compile_with(
         allow_sparse: options.sparse_weights,
         ..WeightCounts::default()
     };
-    for node in &graph.nodes {
+    for (index, node) in graph.nodes.iter().enumerate() {
         let unsupported = |reason: String| CompileError::Unsupported {
             layer: node.name.clone(),
             op: node.op.kind(),
@@ -374,19 +379,20 @@ pub fn compile_with(
                     vec![o as u32, kh as u32, kw as u32, i as u32]
                 };
                 let mut op = OpDesc::new(OpKind::Conv2d, input, output);
-                op.kernel_h = kh as u16;
-                op.kernel_w = kw as u16;
-                op.stride_h = c.stride[0] as u16;
-                op.stride_w = c.stride[1] as u16;
-                op.pad_top = c.pads[0] as u16;
-                op.pad_left = c.pads[1] as u16;
-                op.pad_bottom = c.pads[2] as u16;
-                op.pad_right = c.pads[3] as u16;
+                op.kernel_h = u16_field("kernel_h", kh).map_err(&unsupported)?;
+                op.kernel_w = u16_field("kernel_w", kw).map_err(&unsupported)?;
+                op.stride_h = u16_field("stride_h", c.stride[0]).map_err(&unsupported)?;
+                op.stride_w = u16_field("stride_w", c.stride[1]).map_err(&unsupported)?;
+                op.pad_top = u16_field("pad_top", c.pads[0]).map_err(&unsupported)?;
+                op.pad_left = u16_field("pad_left", c.pads[1]).map_err(&unsupported)?;
+                op.pad_bottom = u16_field("pad_bottom", c.pads[2]).map_err(&unsupported)?;
+                op.pad_right = u16_field("pad_right", c.pads[3]).map_err(&unsupported)?;
                 op.groups = c.groups as u32;
                 let bias = match &c.bias {
                     Some(p) => Some(data(p)?),
                     None => None,
                 };
+                finite_weights(&node.name, w, bias)?;
                 weight_bytes += emit_weights(
                     &mut b,
                     &mut counts,
@@ -428,9 +434,10 @@ pub fn compile_with(
             }
             Op::Dense(d) => {
                 let w = data(&d.weight)?;
-                let order: Vec<usize> = match flattened_source(graph, node.inputs[0]) {
-                    Some(s) if s[2] * s[3] > 1 => {
-                        let cols = flatten_permutation(s[1], s[2], s[3]);
+                // A flatten left in NHWC byte order: permute the columns instead.
+                let order: Vec<usize> = match storage[node.inputs[0]] {
+                    Storage::FlatNhwc { c, h, w } if h * w > 1 && c > 1 => {
+                        let cols = flatten_permutation(c, h, w);
                         (0..d.out_features)
                             .flat_map(|r| cols.iter().map(move |&c| r * d.in_features + c))
                             .collect()
@@ -443,6 +450,7 @@ pub fn compile_with(
                     Some(p) => Some(data(p)?),
                     None => None,
                 };
+                finite_weights(&node.name, w, bias)?;
                 weight_bytes += emit_weights(
                     &mut b,
                     &mut counts,
@@ -472,31 +480,41 @@ pub fn compile_with(
                     ));
                 }
                 let mut op = OpDesc::new(kind, input, output);
-                op.kernel_h = p.kernel[0] as u16;
-                op.kernel_w = p.kernel[1] as u16;
-                op.stride_h = p.stride[0] as u16;
-                op.stride_w = p.stride[1] as u16;
-                op.pad_top = p.pads[0] as u16;
-                op.pad_left = p.pads[1] as u16;
-                op.pad_bottom = p.pads[2] as u16;
-                op.pad_right = p.pads[3] as u16;
+                op.kernel_h = u16_field("kernel_h", p.kernel[0]).map_err(&unsupported)?;
+                op.kernel_w = u16_field("kernel_w", p.kernel[1]).map_err(&unsupported)?;
+                op.stride_h = u16_field("stride_h", p.stride[0]).map_err(&unsupported)?;
+                op.stride_w = u16_field("stride_w", p.stride[1]).map_err(&unsupported)?;
+                op.pad_top = u16_field("pad_top", p.pads[0]).map_err(&unsupported)?;
+                op.pad_left = u16_field("pad_left", p.pads[1]).map_err(&unsupported)?;
+                op.pad_bottom = u16_field("pad_bottom", p.pads[2]).map_err(&unsupported)?;
+                op.pad_right = u16_field("pad_right", p.pads[3]).map_err(&unsupported)?;
                 b.add_op(op);
             }
             Op::GlobalAvgPool => {
                 b.add_op(OpDesc::new(OpKind::GlobalAvgPool, input, output));
             }
-            Op::Reshape => {
-                let (from, to) = (
-                    &graph.tensor(node.inputs[0]).shape,
-                    &graph.tensor(node.output).shape,
-                );
-                let same_order = from.len() != 4 || from[2] * from[3] == 1 || to == from;
-                if !same_order && to.len() != 2 {
-                    return Err(unsupported(format!(
-                        "reshape {from:?} -> {to:?} (only flattening to 2-D)"
-                    )));
-                }
-                b.add_op(OpDesc::new(OpKind::Reshape, input, output));
+            Op::Reshape | Op::Transpose { .. } => {
+                match layout::relayout(graph, &storage, index).map_err(unsupported)? {
+                    Relayout::View => b.add_op(OpDesc::new(OpKind::Reshape, input, output)),
+                    Relayout::Copy { input_dims, perm } => {
+                        let x = node.inputs[0];
+                        let own = layout::engine_dims(&graph.tensor(x).shape);
+                        // Read the input's buffer under other dims: a second tensor
+                        // record over the same bytes.
+                        let source = if input_dims == own {
+                            input
+                        } else {
+                            let dims: Vec<u32> = input_dims.iter().map(|&d| d as u32).collect();
+                            b.add_activation(
+                                act_dtype,
+                                &dims,
+                                memory.offset_of(x) as u32,
+                                engine_quant(x),
+                            )
+                        };
+                        b.add_op(OpDesc::transpose(source, output, perm))
+                    }
+                };
             }
             Op::Add { activation } => {
                 let mut op = OpDesc::new(OpKind::Add, input, output);
@@ -514,7 +532,7 @@ pub fn compile_with(
                 }
                 b.add_op(op);
             }
-            Op::Softmax => {
+            Op::Softmax { .. } => {
                 if precision == Precision::Int8 {
                     return Err(unsupported(
                         "softmax inside an int8 plan (only a final softmax is dropped)".into(),
@@ -522,12 +540,6 @@ pub fn compile_with(
                 }
                 b.add_op(OpDesc::new(OpKind::Softmax, input, output));
             }
-            Op::Activation(_) => {
-                return Err(unsupported(
-                    "a standalone activation (not after a conv, dense or add)".into(),
-                ));
-            }
-            Op::Concat => return Err(unsupported("concatenation is not in the engine yet".into())),
         }
     }
     let scratch = b.scratch_bytes() as usize;
@@ -549,6 +561,22 @@ pub fn compile_with(
         notes,
     };
     Ok(CompiledPlan { bytes, summary })
+}
+
+/// A window parameter for the plan's 16-bit fields.
+fn u16_field(what: &str, v: usize) -> Result<u16, String> {
+    u16::try_from(v).map_err(|_| format!("{what} = {v} exceeds the plan's limit of 65535"))
+}
+
+/// Refuses NaN or infinite weights and biases of layer `layer`.
+fn finite_weights(layer: &str, w: &[f32], bias: Option<&[f32]>) -> Result<(), CompileError> {
+    match w.iter().chain(bias.unwrap_or(&[])).find(|v| !v.is_finite()) {
+        Some(&value) => Err(CompileError::NonFinite {
+            layer: layer.to_owned(),
+            value,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// TFLite's int8 Add parameters (left shift 20) for inputs `q1`, `q2` and output `qo`.

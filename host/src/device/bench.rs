@@ -49,6 +49,13 @@ pub enum BenchError {
     Host(String),
     #[error("sample {index}: the device answered for sample {got}; records are out of sequence")]
     Sequence { index: usize, got: u32 },
+    #[error(
+        "the device's summary counts {claimed} samples but {received} records arrived: \
+         refusing the benchmark (the device's tally or the link is wrong)"
+    )]
+    SummaryCount { claimed: u32, received: usize },
+    #[error("the device's summary is for plan id {claimed:08x}, the benchmark ran {plan_id:08x}")]
+    SummaryPlan { claimed: u32, plan_id: u32 },
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -363,8 +370,28 @@ pub fn bench(
             }))
         }
     };
+    check_summary(&summary, plan_id, records.len())?;
     let plan = host.summary(image, plan_id, kind);
     Ok(report(device, plan, records, summary, client.stats))
+}
+
+/// The device's end-of-bench summary must agree with the records the host
+/// received: its figures (mean latency, energy per inference) divide by
+/// them.
+fn check_summary(summary: &BenchSummary, plan_id: u32, received: usize) -> Result<(), BenchError> {
+    if usize::try_from(summary.samples).ok() != Some(received) {
+        return Err(BenchError::SummaryCount {
+            claimed: summary.samples,
+            received,
+        });
+    }
+    if summary.plan_id != plan_id {
+        return Err(BenchError::SummaryPlan {
+            claimed: summary.plan_id,
+            plan_id,
+        });
+    }
+    Ok(())
 }
 
 fn report(
@@ -613,10 +640,15 @@ pub fn render_text(r: &BenchReport) -> String {
             r.energy_uj_per_inference.source
         )),
     }
-    if r.link.retransmissions > 0 || r.link.damaged_answers > 0 {
+    if r.link.had_trouble() {
         s.push_str(&format!(
-            "link         {} frames, {} retransmitted, {} damaged answers\n",
-            r.link.frames_sent, r.link.retransmissions, r.link.damaged_answers
+            "link         {} frames, {} retransmitted, {} damaged answers, \
+             {} duplicate and {} stale answers dropped\n",
+            r.link.frames_sent,
+            r.link.retransmissions,
+            r.link.damaged_answers,
+            r.link.duplicate_answers,
+            r.link.stale_answers
         ));
     }
     s
@@ -645,4 +677,225 @@ pub fn render_csv(r: &BenchReport) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::io::{self, Read, Write};
+    use std::time::Duration;
+
+    use edgefit_engine::{DType, OpDesc, OpKind, PlanBuilder, Precision, Quant};
+    use edgefit_proto::{
+        encode_frame_vec, BenchRecord, DeviceInfo, DeviceMsg, FrameReader, HostMsg, PlanInfo,
+        PowerSensorKind, MAX_FRAME, PROTOCOL_VERSION,
+    };
+
+    use super::*;
+    use crate::device::{ClientConfig, Link};
+
+    /// An f32 Dense plan `[1, 8] -> [1, 5]`.
+    fn plan() -> Vec<u8> {
+        let mut b = PlanBuilder::new(Precision::F32);
+        let x = b.add_activation(DType::F32, &[1, 8], 0, Quant::NONE);
+        let y = b.add_activation(DType::F32, &[1, 5], 32, Quant::NONE);
+        let mut op = OpDesc::new(OpKind::Dense, x, y);
+        op.weights = b.add_weights_f32(&[5, 8], &[0.25; 40]);
+        b.add_op(op);
+        b.set_input(x)
+            .set_output(y)
+            .set_arena_size(64)
+            .set_plan_id(7);
+        b.finish_checked().unwrap()
+    }
+
+    /// A device in memory that answers the benchmark, with a summary that
+    /// claims `extra` samples more than it ran, and every record sent twice
+    /// when `twice`.
+    struct FakeDevice {
+        active: PlanInfo,
+        reader: FrameReader<MAX_FRAME>,
+        out: VecDeque<u8>,
+        seq: u32,
+        ran: u32,
+        extra: u32,
+        twice: bool,
+    }
+
+    impl FakeDevice {
+        fn send(&mut self, msg: &DeviceMsg<'_>, copies: usize) {
+            let frame = encode_frame_vec(self.seq, msg).unwrap();
+            self.seq += 1;
+            for _ in 0..copies {
+                self.out.extend(&frame);
+            }
+        }
+
+        fn answer(&mut self, seq: u32, msg: HostMsg<'_>) {
+            match msg {
+                HostMsg::Hello { .. } => {
+                    let info = DeviceInfo {
+                        protocol_version: PROTOCOL_VERSION,
+                        engine_version: edgefit_engine::FORMAT_VERSION,
+                        board: "fake",
+                        core: "none",
+                        clock_hz: 1,
+                        ram_bytes: 1 << 20,
+                        flash_bytes: 1 << 20,
+                        plan_slot_bytes: 1 << 20,
+                        plan_slots: 2,
+                        arena_bytes: 1 << 20,
+                        power_sensor: PowerSensorKind::None,
+                        timing: TimingSource::MonotonicNs,
+                        tick_hz: 1_000_000_000,
+                        active_plan: Some(self.active),
+                        engines: "native",
+                        accelerator: "",
+                    };
+                    self.send(&DeviceMsg::DeviceHello(info), 1);
+                }
+                HostMsg::Sample { index, .. } => {
+                    self.ran += 1;
+                    let rec = BenchRecord {
+                        sample: index,
+                        predicted: 0,
+                        ticks: 100,
+                        outputs: None,
+                        energy_uj: None,
+                    };
+                    self.send(&DeviceMsg::Record(rec), if self.twice { 2 } else { 1 });
+                }
+                HostMsg::BenchEnd => {
+                    let summary = BenchSummary {
+                        plan_id: self.active.plan_id,
+                        slot: 0,
+                        samples: self.ran + self.extra,
+                        timing: TimingSource::MonotonicNs,
+                        tick_hz: 1_000_000_000,
+                        clock_hz: 1,
+                        total_ticks: 100 * u64::from(self.ran),
+                        min_ticks: 100,
+                        max_ticks: 100,
+                        arena_bytes_used: 64,
+                        stack_high_water_bytes: 0,
+                        power_sensor: PowerSensorKind::None,
+                        energy_uj: None,
+                        avg_power_mw: None,
+                        idle_power_mw: None,
+                        engine: EngineKind::Native,
+                        peak_rss_bytes: None,
+                        gpu_memory_bytes: None,
+                    };
+                    self.send(&DeviceMsg::BenchSummary(summary), 1);
+                }
+                _ => self.send(&DeviceMsg::Ack { seq }, 1),
+            }
+        }
+    }
+
+    impl Write for FakeDevice {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut rest = buf;
+            while !rest.is_empty() {
+                let (used, frame) = self.reader.feed(rest);
+                rest = &rest[used..];
+                if let Some(Ok(frame)) = frame {
+                    let mut frame = frame.to_vec();
+                    if let Ok((seq, msg)) = edgefit_proto::decode_frame::<HostMsg>(&mut frame) {
+                        self.answer(seq, msg);
+                    }
+                }
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Read for FakeDevice {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.out.is_empty() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let n = buf.len().min(self.out.len());
+            for (b, o) in buf.iter_mut().zip(self.out.drain(..n)) {
+                *b = o;
+            }
+            Ok(n)
+        }
+    }
+
+    impl Link for FakeDevice {
+        fn set_read_timeout(&mut self, _: Duration) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn run(image: &[u8], extra: u32, twice: bool) -> Result<BenchReport, BenchError> {
+        let device = FakeDevice {
+            active: PlanInfo {
+                plan_id: 7,
+                size: image.len() as u32,
+                crc32: edgefit_proto::crc32(image),
+                slot: 0,
+            },
+            reader: FrameReader::new(),
+            out: VecDeque::new(),
+            seq: 0,
+            ran: 0,
+            extra,
+            twice,
+        };
+        let config = ClientConfig {
+            timeout: Duration::from_millis(10),
+            ..ClientConfig::default()
+        };
+        let mut client = Client::connect(Box::new(device), config).unwrap();
+        let data = Dataset {
+            rows: 2,
+            cols: 4,
+            pixels: vec![7; 300 * 8],
+            labels: vec![0; 300],
+        };
+        let options = BenchOptions {
+            compare_outputs: false,
+            engine: None,
+        };
+        bench(&mut client, image, &data, options, &mut |_, _| {})
+    }
+
+    #[test]
+    fn a_summary_claiming_more_samples_than_records_is_refused() {
+        let image = plan();
+        let r = run(&image, 0, false).unwrap();
+        assert_eq!(r.samples, 300);
+        let e = run(&image, 5, false).unwrap_err();
+        assert!(matches!(
+            e,
+            BenchError::SummaryCount {
+                claimed: 305,
+                received: 300
+            }
+        ));
+        let text = e.to_string();
+        assert!(
+            text.contains("305 samples") && text.contains("300 records"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn duplicate_records_are_dropped_and_counted() {
+        let image = plan();
+        let r = run(&image, 0, true).unwrap();
+        assert_eq!(r.samples, 300);
+        assert!(r.records.iter().enumerate().all(|(i, rec)| rec.index == i));
+        // Each record's copy arrives while the next request waits: 299 of
+        // them then, the last one during BenchEnd.
+        assert_eq!(r.link.duplicate_answers, 300);
+        assert_eq!(r.link.stale_answers, 0);
+        assert!(render_text(&r).contains("300 duplicate and 0 stale answers dropped"));
+    }
 }

@@ -208,6 +208,19 @@ pub struct LinkStats {
     pub frames_sent: u64,
     pub retransmissions: u64,
     pub damaged_answers: u64,
+    /// Answers received twice (the device resent its last answer, after a
+    /// retransmission crossed it) and dropped.
+    pub duplicate_answers: u64,
+    /// Answers to no request now open (late, or unexpected), dropped.
+    pub stale_answers: u64,
+}
+
+impl LinkStats {
+    /// Whether anything went wrong on the link (and was recovered).
+    pub fn had_trouble(&self) -> bool {
+        self.retransmissions + self.damaged_answers + self.duplicate_answers + self.stale_answers
+            > 0
+    }
 }
 
 /// An open session with a device.
@@ -219,6 +232,9 @@ pub struct Client {
     config: ClientConfig,
     pub stats: LinkStats,
     device: DeviceIdentity,
+    /// The device's frame number of the last answer taken, to tell a
+    /// resent copy of it from other stale frames.
+    last_answer: Option<u32>,
 }
 
 enum Attempt {
@@ -246,6 +262,7 @@ impl Client {
             config,
             stats: LinkStats::default(),
             device: placeholder_identity(),
+            last_answer: None,
         };
         client.write(&[0], "Hello")?;
         if let Some(token) = client.config.token.take() {
@@ -375,7 +392,7 @@ impl Client {
                     }
                     Some(Err(_)) => Err(()),
                     Some(Ok(frame)) => match decode_frame::<DeviceMsg>(frame) {
-                        Ok((_, msg)) => Ok(classify(&msg, seq, expect)),
+                        Ok((device_seq, msg)) => Ok((device_seq, classify(&msg, seq, expect))),
                         Err(_) => Err(()),
                     },
                 };
@@ -387,17 +404,27 @@ impl Client {
                         self.stats.damaged_answers += 1;
                         return Ok(Attempt::Retry(None));
                     }
-                    Ok(Answer::Mine(reply)) => return Ok(Attempt::Done(reply)),
-                    Ok(Answer::Refused { code, detail }) => {
+                    Ok((device_seq, Answer::Mine(reply))) => {
+                        self.last_answer = Some(device_seq);
+                        return Ok(Attempt::Done(reply));
+                    }
+                    Ok((device_seq, Answer::Refused { code, detail })) => {
+                        self.last_answer = Some(device_seq);
                         return Err(ClientError::Device {
                             during,
                             code,
                             code_num: code as u8,
                             detail,
-                        })
+                        });
                     }
-                    Ok(Answer::Damaged(code)) => return Ok(Attempt::Retry(Some(code))),
-                    Ok(Answer::Stale) => {}
+                    Ok((_, Answer::Damaged(code))) => return Ok(Attempt::Retry(Some(code))),
+                    Ok((device_seq, Answer::Stale)) => {
+                        if self.last_answer == Some(device_seq) {
+                            self.stats.duplicate_answers += 1;
+                        } else {
+                            self.stats.stale_answers += 1;
+                        }
+                    }
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use tract_onnx::pb;
 
-use super::tensor::{read_constant, value_shape, Constant};
+use super::tensor::{read_constant, value_elem_type, value_shape, Constant};
 use super::{alias_map, data_inputs, ImportError, ImportOptions, SUPPORTED_OPS};
 use crate::ir::{Activation, Conv, Dense, Graph, Node, Op, Param, Pool, Tensor, TensorId};
 
@@ -94,6 +94,14 @@ pub(super) fn lower_graph(
         }
         let shape = value_shape(input);
         if input.name == input_name {
+            if let Some(code) = value_elem_type(input).filter(|&c| c != 0 && c != 1) {
+                let ty = tract_onnx::pb::tensor_proto::DataType::try_from(code)
+                    .map_or(format!("code {code}"), |t| format!("{t:?}"));
+                return Err(ImportError::Model(format!(
+                    "input `{}` has element type {ty}: edgefit models take FLOAT (f32) inputs",
+                    input.name
+                )));
+            }
             let shape = match (&options.input_shape, shape) {
                 (Some(forced), declared) => {
                     if let Some(d) = declared.filter(|d| d.len() != forced.len()) {
@@ -119,6 +127,7 @@ pub(super) fn lower_graph(
                     )))
                 }
             };
+            check_input_shape(&input.name, &shape, options.input_shape.is_some())?;
             let id = l.add_tensor(&input.name, shape);
             l.values.insert(input.name.clone(), Value::Activation(id));
         } else {
@@ -177,6 +186,24 @@ pub(super) fn lower_graph(
     if l.nodes.is_empty() {
         return Err(ImportError::Model("the model computes nothing".into()));
     }
+    for node in &l.nodes {
+        let t = &l.tensors[node.output];
+        let elements = t
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            .filter(|&e| e <= MAX_TENSOR_ELEMENTS);
+        if elements.is_none() || t.shape.contains(&0) {
+            return Err(ImportError::Invalid {
+                node: node.name.clone(),
+                op: node.op.kind().to_owned(),
+                reason: format!(
+                    "output shape {:?} is empty or holds more than {MAX_TENSOR_ELEMENTS} elements",
+                    t.shape
+                ),
+            });
+        }
+    }
     Ok(Lowered {
         graph: Graph {
             tensors: l.tensors,
@@ -187,6 +214,44 @@ pub(super) fn lower_graph(
         input_name,
         output_name,
     })
+}
+
+/// The most elements one activation may hold: plan tensors have 32-bit byte
+/// lengths, and an f32 tensor takes four bytes per element.
+pub const MAX_TENSOR_ELEMENTS: u64 = (u32::MAX / 4) as u64;
+
+/// Refuses input shapes edgefit cannot run: a zero dimension, a 4-D batch
+/// other than 1, a size beyond what a plan can address.
+fn check_input_shape(name: &str, shape: &[usize], forced: bool) -> Result<(), ImportError> {
+    let source = if forced { "--input-shape" } else { "the file" };
+    if let Some(i) = shape.iter().position(|&d| d == 0) {
+        return Err(ImportError::Model(format!(
+            "input `{name}` has shape {shape:?} from {source}: dimension {i} is 0"
+        )));
+    }
+    if shape.len() > 4 {
+        return Err(ImportError::Model(format!(
+            "input `{name}` has shape {shape:?}: edgefit takes inputs of at most 4 dimensions (N,C,H,W)"
+        )));
+    }
+    if shape.len() == 4 && shape[0] != 1 {
+        return Err(ImportError::Model(format!(
+            "input `{name}` has a batch of {} ({shape:?} from {source}): edgefit plans run one \
+             image at a time; pass --input-shape 1,{},{},{}",
+            shape[0], shape[1], shape[2], shape[3]
+        )));
+    }
+    let elements = shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .filter(|&e| e <= MAX_TENSOR_ELEMENTS);
+    if elements.is_none() {
+        return Err(ImportError::Model(format!(
+            "input `{name}` has shape {shape:?}: more than {MAX_TENSOR_ELEMENTS} elements, \
+             beyond what a plan can address"
+        )));
+    }
+    Ok(())
 }
 
 fn input_shape(name: &str, dims: &[Option<usize>]) -> Result<Vec<usize>, ImportError> {
@@ -441,6 +506,11 @@ impl Lowering {
                         bound(1, "min", f32::NEG_INFINITY)?,
                         bound(2, "max", f32::INFINITY)?,
                     );
+                    if min.is_nan() || max.is_nan() {
+                        return Err(err(format!("clip bounds [{min}, {max}] hold a NaN")));
+                    }
+                    // ONNX: with min > max every output is max.
+                    let min = min.min(max);
                     if min == 0.0 && max == f32::INFINITY {
                         Activation::Relu
                     } else {
@@ -455,9 +525,16 @@ impl Lowering {
                     self.nodes[idx].fused.push(op.to_owned());
                     self.rename(x, &out_name);
                 } else {
-                    let shape = self.tensors[x].shape.clone();
-                    let out = self.add_tensor(&out_name, shape);
-                    self.push(name, Op::Activation(activation), vec![x], out, 0);
+                    let producer = self
+                        .producer
+                        .get(&x)
+                        .map_or("the model input".to_owned(), |&i| {
+                            format!("`{}` ({})", self.nodes[i].name, self.nodes[i].op.kind())
+                        });
+                    return Err(err(format!(
+                        "{op} on {producer}: edgefit runs {op} fused into the Conv, Gemm/MatMul or \
+                         Add that produces its input, when nothing else reads that input"
+                    )));
                 }
             }
             "Gemm" | "MatMul" => {
@@ -599,15 +676,41 @@ impl Lowering {
                     return Err(err("MaxPool with an indices output is not supported".into()));
                 }
                 let ceil = attrs.int("ceil_mode").unwrap_or(0) != 0;
-                let win = self.window(&attrs, [h, w], None, ceil).map_err(err)?;
+                let mut win = self.window(&attrs, [h, w], None, ceil).map_err(err)?;
                 if win.dilation != [1, 1] {
-                    return Err(err("dilated pooling is not supported".into()));
+                    return Err(err(format!(
+                        "dilations={:?}: edgefit pools without dilation",
+                        win.dilation
+                    )));
+                }
+                // ceil_mode: the last window reaches past the padded input; the
+                // engine skips out-of-bounds cells, so it is end padding.
+                let mut extended = false;
+                for d in 0..2 {
+                    let needed = (win.out[d] - 1) * win.stride[d] + win.kernel[d];
+                    let have = [h, w][d] + win.pads[d] + win.pads[d + 2];
+                    if needed > have {
+                        win.pads[d + 2] += needed - have;
+                        extended = true;
+                    }
+                }
+                let count_include_pad = attrs.int("count_include_pad").unwrap_or(0) != 0;
+                if op == "AveragePool"
+                    && count_include_pad
+                    && (extended || win.pads.iter().any(|&p| p > 0))
+                {
+                    return Err(err(format!(
+                        "count_include_pad=1 with padding {:?}{}: edgefit averages over the cells \
+                         inside the input only (count_include_pad=0)",
+                        win.pads,
+                        if extended { " and ceil_mode=1" } else { "" }
+                    )));
                 }
                 let pool = Pool {
                     kernel: win.kernel,
                     stride: win.stride,
                     pads: win.pads,
-                    count_include_pad: attrs.int("count_include_pad").unwrap_or(0) != 0,
+                    count_include_pad,
                 };
                 let out = self.add_tensor(&out_name, vec![n, c, win.out[0], win.out[1]]);
                 let op = if op == "MaxPool" {
@@ -660,64 +763,58 @@ impl Lowering {
             "Softmax" => {
                 let x = act(0)?;
                 let shape = in_shape(0)?;
+                let rank = shape.len() as i64;
                 let axis = attrs
                     .int("axis")
                     .unwrap_or(if self.opset >= 13 { -1 } else { 1 });
-                let axis = if axis < 0 {
-                    axis + shape.len() as i64
-                } else {
-                    axis
-                };
-                let last = shape.len() as i64 - 1;
-                // Before opset 13, axis means "flatten from here": fine when it is the last non-unit dim.
-                let ok = axis == last
-                    || shape[axis.max(0) as usize..]
-                        .iter()
-                        .skip(1)
-                        .all(|&d| d == 1)
-                    || (self.opset < 13 && shape[..axis.max(0) as usize].iter().all(|&d| d == 1));
-                if !ok {
-                    return Err(err(format!(
-                        "softmax over axis {axis} of {shape:?}: only the last axis is supported"
-                    )));
+                if axis < -rank || axis >= rank {
+                    return Err(err(format!("axis {axis} out of range for shape {shape:?}")));
                 }
+                let axis = if axis < 0 { axis + rank } else { axis } as usize;
+                // Before opset 13 the input is coerced to 2-D at `axis`: every axis
+                // from there on is normalised together.
+                let axes = if self.opset >= 13 {
+                    vec![axis]
+                } else {
+                    (axis..shape.len()).collect()
+                };
                 let out = self.add_tensor(&out_name, shape);
-                self.push(name, Op::Softmax, vec![x], out, 0);
+                self.push(name, Op::Softmax { axes }, vec![x], out, 0);
             }
-            "Concat" => {
-                let ids = (0..inputs.len()).map(&act).collect::<Result<Vec<_>, _>>()?;
-                let axis = attrs
-                    .int("axis")
-                    .ok_or_else(|| err("missing axis".into()))?;
-                let first = self.tensors[ids[0]].shape.clone();
-                let axis = if axis < 0 {
-                    axis + first.len() as i64
-                } else {
-                    axis
-                };
-                if axis != 1 {
-                    return Err(err(format!(
-                        "concatenation along axis {axis}: only the channel axis (1) is supported"
-                    )));
-                }
-                let mut shape = first.clone();
-                shape[1] = 0;
-                for &id in &ids {
-                    let s = &self.tensors[id].shape;
-                    if s.len() != first.len()
-                        || s.iter()
-                            .zip(&first)
-                            .enumerate()
-                            .any(|(i, (a, b))| i != 1 && a != b)
-                    {
-                        return Err(err(format!(
-                            "cannot concatenate {first:?} and {s:?} along channels"
-                        )));
+            "Transpose" => {
+                let x = act(0)?;
+                let shape = in_shape(0)?;
+                let perm: Vec<usize> = match attrs.ints("perm") {
+                    // The default reverses the axes.
+                    None => (0..shape.len()).rev().collect(),
+                    Some(p) => {
+                        let mut seen = vec![false; shape.len()];
+                        let mut perm = Vec::with_capacity(p.len());
+                        for &a in &p {
+                            let a = usize::try_from(a)
+                                .ok()
+                                .filter(|&a| a < shape.len() && !seen[a])
+                                .ok_or_else(|| {
+                                    err(format!(
+                                        "perm {p:?} is not a permutation of the {} axes of {shape:?}",
+                                        shape.len()
+                                    ))
+                                })?;
+                            seen[a] = true;
+                            perm.push(a);
+                        }
+                        if perm.len() != shape.len() {
+                            return Err(err(format!(
+                                "perm {p:?} is not a permutation of the {} axes of {shape:?}",
+                                shape.len()
+                            )));
+                        }
+                        perm
                     }
-                    shape[1] += s[1];
-                }
-                let out = self.add_tensor(&out_name, shape);
-                self.push(name, Op::Concat, ids, out, 0);
+                };
+                let out_shape = perm.iter().map(|&a| shape[a]).collect();
+                let out = self.add_tensor(&out_name, out_shape);
+                self.push(name, Op::Transpose { perm }, vec![x], out, 0);
             }
             _ => {
                 return Err(ImportError::UnsupportedOp {

@@ -34,7 +34,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Flatten",
     "Reshape",
     "Softmax",
-    "Concat",
+    "Transpose",
     "Identity",
     "Dropout",
     "Constant",
@@ -127,6 +127,11 @@ pub fn import_onnx_bytes(
         .map(|o| o.version)
         .ok_or_else(|| decode_error("it imports no default-domain opset".into()))?;
     let lowered = lower::lower_graph(graph, opset, options)?;
+    crate::layout::check(&lowered.graph).map_err(|e| ImportError::Invalid {
+        node: e.node,
+        op: e.op.to_owned(),
+        reason: e.reason,
+    })?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -145,6 +150,13 @@ pub fn import_onnx_bytes(
         graph: lowered.graph,
         info,
     })
+}
+
+/// The shape and values of a float or integer ONNX tensor (an initializer, or
+/// a test's `input_0.pb`), as f32.
+pub fn tensor_f32(t: &pb::TensorProto) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let c = tensor::read_constant(t)?;
+    Ok((c.shape().to_vec(), c.as_f32()))
 }
 
 /// Identity and Dropout outputs resolved to the value they forward.
@@ -167,7 +179,7 @@ fn alias_map(graph: &pb::GraphProto) -> HashMap<String, String> {
 /// Input positions at which an op reads activations (the rest are parameters).
 fn data_positions(op: &str, inputs: usize) -> Vec<usize> {
     match op {
-        "Add" | "Concat" => (0..inputs).collect(),
+        "Add" => (0..inputs).collect(),
         "Identity" | "Dropout" | "Constant" => vec![],
         _ => vec![0],
     }

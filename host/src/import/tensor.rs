@@ -79,6 +79,13 @@ pub fn read_constant(t: &pb::TensorProto) -> Result<Constant, String> {
         }
         DataType::Double => {
             let data: Vec<f32> = if !raw.is_empty() {
+                if !raw.len().is_multiple_of(8) {
+                    return Err(format!(
+                        "tensor `{}` has {} raw bytes, not a whole number of doubles",
+                        t.name,
+                        raw.len()
+                    ));
+                }
                 raw.chunks_exact(8)
                     .map(|c| {
                         f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
@@ -113,7 +120,8 @@ pub fn read_constant(t: &pb::TensorProto) -> Result<Constant, String> {
             Ok(Constant::Int { shape, data })
         }
         other => Err(format!(
-            "tensor `{}` has data type {other:?}; edgefit reads float and integer tensors",
+            "tensor `{}` has data type {other:?}; edgefit reads weights and constants of type \
+             FLOAT, DOUBLE, INT64 and INT32",
             t.name
         )),
     }
@@ -129,9 +137,16 @@ pub fn value_shape(v: &pb::ValueInfoProto) -> Option<Vec<Option<usize>>> {
             .dim
             .iter()
             .map(|d| match &d.value {
-                Some(Value::DimValue(v)) if *v > 0 => Some(*v as usize),
+                // A declared 0 (or negative) stays visible as 0, never read as symbolic.
+                Some(Value::DimValue(v)) => Some((*v).max(0) as usize),
                 _ => None,
             })
             .collect(),
     )
+}
+
+/// The element type a value declares (`TensorProto.DataType` code), if any.
+pub fn value_elem_type(v: &pb::ValueInfoProto) -> Option<i32> {
+    let pb::type_proto::Value::TensorType(t) = v.r#type.as_ref()?.value.as_ref()?;
+    Some(t.elem_type)
 }

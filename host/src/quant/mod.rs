@@ -63,12 +63,67 @@ pub fn calibrate_graph(
     Ok(calibrator.ranges())
 }
 
+/// Most elements one input may have: 2^28 (1 GiB of f32). A shape beyond
+/// it is refused before anything is allocated.
+pub const MAX_INPUT_ELEMENTS: usize = 1 << 28;
+
+/// Most bytes all synthetic calibration samples together may take: 2 GiB.
+pub const MAX_SYNTHETIC_BYTES: usize = 1 << 31;
+
+/// An input too large to make samples for.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleSizeError {
+    #[error(
+        "an input of shape {shape:?} has {elements} elements; edgefit takes at most \
+         {MAX_INPUT_ELEMENTS} (1 GiB of f32) per input: give a smaller --input-shape"
+    )]
+    TooManyElements { shape: Vec<usize>, elements: String },
+    #[error(
+        "{count} synthetic samples of shape {shape:?} take {bytes} bytes, more than the \
+         {MAX_SYNTHETIC_BYTES}-byte (2 GiB) limit: lower --calib-samples or the input shape"
+    )]
+    TooManySamples {
+        shape: Vec<usize>,
+        count: usize,
+        bytes: String,
+    },
+}
+
+/// Elements of one input of `shape`, refused beyond [`MAX_INPUT_ELEMENTS`]
+/// (checked: a product past `usize` is refused too, not wrapped).
+pub fn input_elements(shape: &[usize]) -> Result<usize, SampleSizeError> {
+    let exact = shape
+        .iter()
+        .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128));
+    match exact {
+        Some(n) if n <= MAX_INPUT_ELEMENTS as u128 => Ok(n as usize),
+        _ => Err(SampleSizeError::TooManyElements {
+            shape: shape.to_vec(),
+            elements: exact.map_or_else(|| "more than 2^128".to_owned(), |n| n.to_string()),
+        }),
+    }
+}
+
 /// Seeded uniform [0, 1) inputs, for models without a matching dataset: plans
-/// calibrated this way are for size, memory and speed only.
-pub fn synthetic_samples(shape: &[usize], count: usize, seed: u64) -> Vec<Vec<f32>> {
-    let n: usize = shape.iter().product();
+/// calibrated this way are for size, memory and speed only. Refuses shapes
+/// and counts whose samples would not fit in memory (see
+/// [`MAX_INPUT_ELEMENTS`], [`MAX_SYNTHETIC_BYTES`]).
+pub fn synthetic_samples(
+    shape: &[usize],
+    count: usize,
+    seed: u64,
+) -> Result<Vec<Vec<f32>>, SampleSizeError> {
+    let n = input_elements(shape)?;
+    let bytes = (n as u128) * (count as u128) * 4;
+    if bytes > MAX_SYNTHETIC_BYTES as u128 {
+        return Err(SampleSizeError::TooManySamples {
+            shape: shape.to_vec(),
+            count,
+            bytes: bytes.to_string(),
+        });
+    }
     let mut state = seed.max(1);
-    (0..count)
+    Ok((0..count)
         .map(|_| {
             (0..n)
                 .map(|_| {
@@ -79,5 +134,24 @@ pub fn synthetic_samples(shape: &[usize], count: usize, seed: u64) -> Vec<Vec<f3
                 })
                 .collect()
         })
-        .collect()
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_inputs_are_refused_before_allocating() {
+        let e = synthetic_samples(&[1, 1, 100_000, 100_000], 500, 1).unwrap_err();
+        assert!(e.to_string().contains("10000000000 elements"), "{e}");
+        assert!(e.to_string().contains("at most 268435456"), "{e}");
+        let e = input_elements(&[usize::MAX, usize::MAX, 2]).unwrap_err();
+        assert!(e.to_string().contains("more than 2^128"), "{e}");
+        let e = synthetic_samples(&[1, 3, 224, 224], 5000, 1).unwrap_err();
+        assert!(e.to_string().contains("lower --calib-samples"), "{e}");
+        let ok = synthetic_samples(&[1, 1, 28, 28], 3, 1).unwrap();
+        assert_eq!((ok.len(), ok[0].len()), (3, 784));
+        assert!(ok.iter().flatten().all(|v| (0.0..1.0).contains(v)));
+    }
 }

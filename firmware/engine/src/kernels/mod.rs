@@ -12,6 +12,7 @@ pub mod requant;
 pub mod scratch;
 pub mod softmax;
 pub mod sparse;
+pub mod transpose;
 
 #[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
 mod dsp_arm;

@@ -26,8 +26,12 @@ impl OpCheck<'_, '_> {
             OpKind::Add => self.add()?,
             OpKind::Reshape => self.reshape()?,
             OpKind::Softmax => self.softmax()?,
+            OpKind::Transpose => self.transpose()?,
         }
-        let clamps = !matches!(op.kind, OpKind::Reshape | OpKind::Softmax);
+        let clamps = !matches!(
+            op.kind,
+            OpKind::Reshape | OpKind::Softmax | OpKind::Transpose
+        );
         if !clamps && op.activation != Activation::None {
             return Err(self.param("activation (must be none)", op.activation as i64));
         }
@@ -370,6 +374,7 @@ impl OpCheck<'_, '_> {
         Ok(())
     }
 
+    /// A dense layer over `rows` rows: input `rows x in`, output `rows x out`.
     fn dense(&self) -> Result<(), PlanError> {
         let op = &self.op;
         let x = self.activation(op.input)?;
@@ -377,8 +382,16 @@ impl OpCheck<'_, '_> {
         let w = self.weights()?;
         self.shape("weight rank", w.rank as u64, 2)?;
         let (out_f, in_f) = (w.dims[0] as u64, w.dims[1] as u64);
-        self.shape("input elements", x.elements().unwrap_or(0), in_f)?;
-        self.shape("output elements", y.elements().unwrap_or(0), out_f)?;
+        let x_elems = x.elements().unwrap_or(0);
+        if in_f == 0 || x_elems == 0 || !x_elems.is_multiple_of(in_f) {
+            return self.shape("input elements", x_elems, in_f);
+        }
+        let rows = x_elems / in_f;
+        self.shape(
+            "output elements",
+            y.elements().unwrap_or(0),
+            rows.saturating_mul(out_f),
+        )?;
         self.bias(out_f)?;
         if self.plan.precision == Precision::Int8 {
             self.requant_arrays(out_f)?;
@@ -475,6 +488,23 @@ impl OpCheck<'_, '_> {
             x.elements().unwrap_or(0),
         )?;
         self.same_zero_point(&x)
+    }
+
+    /// A permuting copy: same dtype and element count, same zero point, no
+    /// overlap (every output element reads another place of the input).
+    fn transpose(&self) -> Result<(), PlanError> {
+        let x = self.activation(self.op.input)?;
+        let y = self.activation(self.op.output)?;
+        if self.op.transpose_perm().is_none() {
+            return Err(self.param("transpose permutation", self.op.groups as i64));
+        }
+        self.shape(
+            "output elements",
+            y.elements().unwrap_or(0),
+            x.elements().unwrap_or(0),
+        )?;
+        self.same_zero_point(&x)?;
+        self.no_overlap(&x, self.op.input)
     }
 
     fn softmax(&self) -> Result<(), PlanError> {
