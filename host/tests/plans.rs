@@ -124,7 +124,7 @@ fn mlperf_resnet8_arena() {
     let a = edgefit::analysis::analyse(&model.graph);
     assert_eq!(a.totals.params, 77_706);
     assert_eq!(a.totals.macs, 12_501_632);
-    let samples = synthetic_samples(&[1, 3, 32, 32], 8, 1);
+    let samples = synthetic_samples(&[1, 3, 32, 32], 8, 1).unwrap();
     let ranges = calibrate_graph(
         &path,
         &model.graph,
@@ -156,7 +156,7 @@ fn mlperf_resnet8_arena() {
         "ResNet-8 int8: arena {} + engine state {state} bytes (TFLite Micro: 55,984)",
         fused.summary.arena_bytes
     );
-    let inputs = synthetic_samples(&[1, 3, 32, 32], 20, 99);
+    let inputs = synthetic_samples(&[1, 3, 32, 32], 20, 99).unwrap();
     let (mut u, mut f) = (
         PlanRunner::new(&unfused.bytes).unwrap(),
         PlanRunner::new(&fused.bytes).unwrap(),

@@ -142,6 +142,12 @@ pub enum PlanError {
         tensor: u32,
         reason: &'static str,
     },
+    /// An f16 or f32 weight (or bias) tensor holds a NaN or an infinity:
+    /// its results would depend on the kernel path (NaN bit patterns).
+    NonFiniteWeight {
+        tensor: u32,
+        element: u64,
+    },
 }
 
 impl PlanError {
@@ -174,6 +180,7 @@ impl PlanError {
             Self::Overlap { .. } => 23,
             Self::Unsupported { .. } => 24,
             Self::BadSparse { .. } => 25,
+            Self::NonFiniteWeight { .. } => 26,
         }
     }
 }
@@ -299,6 +306,11 @@ impl fmt::Display for PlanError {
             BadSparse { tensor, reason } => {
                 write!(f, "tensor {tensor}: bad sparse weights: {reason}")
             }
+            NonFiniteWeight { tensor, element } => write!(
+                f,
+                "tensor {tensor}: element {element} is NaN or infinite (float weights and biases \
+                 must be finite)"
+            ),
         }
     }
 }

@@ -251,6 +251,12 @@ impl<'a> Plan<'a> {
         for i in 0..self.header.tensor_count {
             let t = self.tensor(i)?;
             validate_tensor(&t, i, arena, blob)?;
+            if t.location == Location::Weights && t.encoding == Encoding::Dense {
+                let bytes = self.weight_bytes(&t).unwrap_or(&[]);
+                if let Some(element) = first_non_finite(t.dtype, bytes) {
+                    return Err(PlanError::NonFiniteWeight { tensor: i, element });
+                }
+            }
             if t.encoding == Encoding::BitmapRows {
                 self.sparse_weights(&t)
                     .and_then(|w| w.validate())
@@ -285,6 +291,21 @@ impl<'a> Plan<'a> {
         }
         Ok(())
     }
+}
+
+/// Index of the first NaN or infinity in little-endian f16 or f32 `bytes`
+/// (an all-ones exponent); `None` for other dtypes.
+fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<u64> {
+    let found = match dtype {
+        DType::F32 => bytes.chunks_exact(4).position(|c| {
+            u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7F80_0000 == 0x7F80_0000
+        }),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7C00 == 0x7C00),
+        _ => None,
+    };
+    found.map(|i| i as u64)
 }
 
 fn check_sections(sections: &[Section; 3], total: u64) -> Result<(), PlanError> {

@@ -543,38 +543,177 @@ fn op_specific_rejections() {
     ));
 }
 
-#[test]
-fn random_table_mutations_with_fixed_crc_never_panic() {
-    let mut rng = Rng(0xBAD_5EED);
-    let mut outcomes = [0usize; 2];
-    let mut messages = Vec::new();
-    for plan in sample_plans() {
-        // Header and tables: everything before the weight blob.
-        let blob = u32::from_le_bytes(plan[48..52].try_into().unwrap()) as usize;
-        for _ in 0..4000 {
-            let mut bad = plan.clone();
+/// Fuzz cases: `EDGEFIT_FUZZ_CASES` (`scripts/fuzz.sh` sets 10^6), else
+/// `default` (seconds under `cargo test`).
+fn fuzz_cases(default: usize) -> usize {
+    std::env::var("EDGEFIT_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.trim().replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// Rewrites the header's `total_size` to `len` (a truncated or extended
+/// plan that still describes itself) before the CRC is fixed.
+fn set_total_size(plan: &mut [u8], len: usize) {
+    if plan.len() >= 16 {
+        plan[12..16].copy_from_slice(&(len as u32).to_le_bytes());
+    }
+}
+
+/// One random mutation of `plan`, the CRC fixed afterwards so the damage
+/// reaches the structural checks (and, where it passes them, the engine).
+fn mutate(rng: &mut Rng, plan: &[u8], other: &[u8]) -> Vec<u8> {
+    let mut bad = plan.to_vec();
+    let len = bad.len() as i64;
+    // Header and tables: everything before the weight blob.
+    let blob = (u32::from_le_bytes(plan[48..52].try_into().unwrap()) as i64).clamp(1, len);
+    match rng.range(0, 6) {
+        // A few bytes of the header and tables; small values are the
+        // interesting ones for sizes and indices.
+        0 | 1 => {
             for _ in 0..rng.range(1, 4) {
-                let at = rng.range(0, blob as i64 - 1) as usize;
-                // Small values are the interesting ones for sizes and indices.
+                let at = rng.range(0, blob - 1) as usize;
                 bad[at] = if rng.next().is_multiple_of(2) {
                     rng.range(0, 4) as u8
                 } else {
                     rng.next() as u8
                 };
             }
-            fix_crc(&mut bad);
-            match Plan::parse(&bad) {
-                Err(e) => {
-                    outcomes[0] += 1;
-                    messages.push(e.to_string());
+        }
+        // Bit flips anywhere.
+        2 => {
+            for _ in 0..rng.range(1, 8) {
+                let at = rng.range(0, len - 1) as usize;
+                bad[at] ^= 1 << rng.range(0, 7);
+            }
+        }
+        // A run overwritten (0x00, 0xFF, 0x7F: NaN and infinity patterns in
+        // float weights, or random bytes).
+        3 => {
+            let at = rng.range(0, len - 1) as usize;
+            let n = (rng.range(1, 32) as usize).min(bad.len() - at);
+            let fill = [0x00, 0xFF, 0x7F, rng.next() as u8][rng.range(0, 3) as usize];
+            bad[at..at + n].fill(fill);
+        }
+        // Truncated, the header saying so (or not).
+        4 => {
+            let n = rng.range(0, len - 1) as usize;
+            bad.truncate(n);
+            if rng.next().is_multiple_of(2) {
+                set_total_size(&mut bad, n);
+            }
+        }
+        // A table record or header field from another plan spliced in.
+        5 => {
+            let at = rng.range(0, blob - 1) as usize;
+            let from = rng.range(0, other.len() as i64 - 1) as usize;
+            let n = 4usize.min(bad.len() - at).min(other.len() - from);
+            bad[at..at + n].copy_from_slice(&other[from..from + n]);
+        }
+        // Extended with junk the header counts.
+        _ => {
+            let extra = rng.range(1, 64) as usize;
+            bad.extend((0..extra).map(|_| rng.next() as u8));
+            let n = bad.len();
+            set_total_size(&mut bad, n);
+        }
+    }
+    fix_crc(&mut bad);
+    bad
+}
+
+/// The plan mutation fuzzer: thousands of seeded mutations under `cargo
+/// test`, `EDGEFIT_FUZZ_CASES` of them under `scripts/fuzz.sh`. Every one
+/// is an error or a plan that runs; none panics.
+#[test]
+fn random_plan_mutations_with_fixed_crc_never_panic() {
+    let cases = fuzz_cases(12_000);
+    let plans = sample_plans();
+    let mut rng = Rng(0xBAD_5EED);
+    let mut outcomes = [0usize; 2];
+    let mut messages = Vec::new();
+    for i in 0..cases {
+        let plan = &plans[i % plans.len()];
+        let other = &plans[(i + 1) % plans.len()];
+        let bad = mutate(&mut rng, plan, other);
+        match Plan::parse(&bad) {
+            Err(e) => {
+                outcomes[0] += 1;
+                let m = e.to_string();
+                assert!(!m.is_empty());
+                // Keep memory flat over 10^6 cases.
+                if messages.len() < 1000 {
+                    messages.push(m);
                 }
-                Ok(p) => {
-                    outcomes[1] += 1;
-                    exercise(&p, &mut messages);
-                }
+            }
+            Ok(p) => {
+                outcomes[1] += 1;
+                exercise(&p, &mut messages);
             }
         }
     }
-    eprintln!("random mutations [rejected, valid]: {outcomes:?}");
+    eprintln!("{cases} plan mutations [rejected, valid]: {outcomes:?}");
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
+
+/// A float plan whose weights (or bias) hold `bad` at one element.
+fn float_plan_with(bad: f32, in_bias: bool, precision: Precision) -> Result<Vec<u8>, PlanError> {
+    let mut b = PlanBuilder::new(precision);
+    let x = b.add_activation(DType::F32, &[1, 8], 0, Quant::NONE);
+    let y = b.add_activation(DType::F32, &[1, 5], 32, Quant::NONE);
+    let mut w = vec![0.25f32; 40];
+    let mut bias = vec![0.5f32; 5];
+    if in_bias {
+        bias[3] = bad;
+    } else {
+        w[17] = bad;
+    }
+    let mut op = OpDesc::new(OpKind::Dense, x, y);
+    op.weights = match precision {
+        Precision::F16 => b.add_weights_f16(&[5, 8], &w),
+        _ => b.add_weights_f32(&[5, 8], &w),
+    };
+    op.bias = b.add_bias_f32(&bias);
+    b.add_op(op);
+    b.set_input(x).set_output(y).set_arena_size(64);
+    b.finish_checked()
+}
+
+#[test]
+fn non_finite_float_weights_and_biases_are_refused() {
+    for precision in [Precision::F32, Precision::F16] {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN] {
+            for in_bias in [false, true] {
+                let what = format!("{precision:?} {bad} in the bias: {in_bias}");
+                let e = float_plan_with(bad, in_bias, precision).expect_err(&what);
+                match e {
+                    PlanError::NonFiniteWeight { element, .. } => {
+                        assert_eq!(element, if in_bias { 3 } else { 17 }, "{what}")
+                    }
+                    other => panic!("{what}: {other}"),
+                }
+                assert_eq!(e.code(), 26);
+                assert!(e.to_string().contains("is NaN or infinite"), "{e}");
+            }
+        }
+        // Large but finite (f16 saturates to its maximum) is fine.
+        let ok = float_plan_with(6.0e4, false, precision).unwrap();
+        assert!(Plan::parse(&ok).is_ok());
+    }
+    // A NaN written into a valid plan's weight blob (CRC fixed) is refused
+    // by the parser too, naming the tensor.
+    let mut plan = float_plan_with(1.0, false, Precision::F32).unwrap();
+    let p = Plan::parse(&plan).unwrap();
+    let w = p.op(0).unwrap().weights;
+    let t = p.tensor(w).unwrap();
+    let at = p.header().weights_offset as usize + t.offset as usize + 4 * 9;
+    plan[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    fix_crc(&mut plan);
+    assert_eq!(
+        Plan::parse(&plan).unwrap_err(),
+        PlanError::NonFiniteWeight {
+            tensor: w,
+            element: 9
+        }
+    );
 }

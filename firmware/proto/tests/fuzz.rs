@@ -31,6 +31,15 @@ impl XorShift {
     }
 }
 
+/// Fuzz cases: `EDGEFIT_FUZZ_CASES` (`scripts/fuzz.sh` sets 10^6), else
+/// `default` (seconds under `cargo test`).
+fn cases(default: usize) -> usize {
+    std::env::var("EDGEFIT_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.trim().replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
 fn decode_both(frame: &[u8]) {
     let mut a = frame.to_vec();
     let _ = decode_frame::<HostMsg>(&mut a);
@@ -55,7 +64,7 @@ fn valid_envelope(seq: u32, body: &[u8]) -> Vec<u8> {
 #[test]
 fn random_byte_soup_never_panics() {
     let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
-    for i in 0..20_000 {
+    for i in 0..cases(20_000) {
         let len = match i % 4 {
             0 => rng.below(16),
             1 => rng.below(300),
@@ -71,7 +80,7 @@ fn random_byte_soup_never_panics() {
 fn random_bodies_in_valid_envelopes_never_panic() {
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     let mut decoded = 0;
-    for i in 0..20_000 {
+    for i in 0..cases(20_000) {
         let len = if i % 10 == 0 {
             rng.below(MAX_MESSAGE)
         } else {
@@ -82,7 +91,7 @@ fn random_bodies_in_valid_envelopes_never_panic() {
             // Mostly valid variant tags, to get past the first byte.
             *first = (rng.below(14)) as u8;
         }
-        let frame = valid_envelope(i, &body);
+        let frame = valid_envelope(i as u32, &body);
         let mut a = frame.clone();
         if decode_frame::<HostMsg>(&mut a).is_ok() {
             decoded += 1;
@@ -119,7 +128,7 @@ fn mutated_valid_frames_never_panic_and_never_pass_crc_silently() {
         HostMsg::hello(),
     ];
     let mut out = [0u8; MAX_FRAME];
-    for i in 0..10_000 {
+    for i in 0..cases(10_000) {
         let msg = &msgs[i % msgs.len()];
         let frame = encode_frame(i as u32, msg, &mut out).unwrap();
         let mut f = frame[..frame.len() - 1].to_vec();
@@ -187,4 +196,177 @@ fn random_streams_through_the_reader_never_panic() {
         frames, 400,
         "every delimited ping is recovered from the noise"
     );
+}
+
+/// Valid encodings of every message kind, both ways.
+fn every_message() -> Vec<Vec<u8>> {
+    let data: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+    let host = [
+        HostMsg::hello(),
+        HostMsg::Ping { nonce: 9 },
+        HostMsg::PlanBegin {
+            plan_id: 7,
+            total_size: 4096,
+            crc32: 0xDEAD_BEEF,
+        },
+        HostMsg::PlanChunk {
+            index: 3,
+            offset: 1024,
+            data: &data,
+        },
+        HostMsg::PlanCommit,
+        HostMsg::PlanAbort,
+        HostMsg::BenchStart {
+            plan_id: Some(7),
+            samples: 300,
+            want_outputs: true,
+            engine: Some(EngineKind::TractCpu),
+        },
+        HostMsg::Sample {
+            index: 2,
+            data: &data[..64],
+        },
+        HostMsg::SampleChunk {
+            index: 2,
+            offset: 64,
+            data: &data[..32],
+        },
+        HostMsg::SampleRun {
+            index: 2,
+            total_len: 96,
+        },
+        HostMsg::BenchEnd,
+        HostMsg::Reset,
+        HostMsg::Auth { token: b"secret" },
+    ];
+    let device = [
+        DeviceMsg::Ack { seq: 4 },
+        DeviceMsg::Pong { nonce: 9 },
+        DeviceMsg::error(4, ErrorCode::BadPlan, 26),
+        DeviceMsg::Record(BenchRecord {
+            sample: 2,
+            predicted: 7,
+            ticks: 123_456,
+            outputs: Some(&data[..40]),
+            energy_uj: Some(17),
+        }),
+        DeviceMsg::BenchSummary(BenchSummary {
+            plan_id: 7,
+            slot: 1,
+            samples: 300,
+            timing: TimingSource::MonotonicNs,
+            tick_hz: 1_000_000_000,
+            clock_hz: 2_000_000_000,
+            total_ticks: 9_000_000,
+            min_ticks: 20_000,
+            max_ticks: 40_000,
+            arena_bytes_used: 4096,
+            stack_high_water_bytes: 0,
+            power_sensor: PowerSensorKind::Ina3221,
+            energy_uj: Some(5000),
+            avg_power_mw: Some(700),
+            idle_power_mw: Some(300),
+            engine: EngineKind::Native,
+            peak_rss_bytes: Some(1 << 24),
+            gpu_memory_bytes: None,
+        }),
+        DeviceMsg::PlanStored(PlanInfo {
+            plan_id: 7,
+            size: 4096,
+            crc32: 0xDEAD_BEEF,
+            slot: 0,
+        }),
+        DeviceMsg::DeviceHello(DeviceInfo {
+            protocol_version: PROTOCOL_VERSION,
+            engine_version: 1,
+            board: "board",
+            core: "cortex-m4",
+            clock_hz: 25_000_000,
+            ram_bytes: 1 << 22,
+            flash_bytes: 1 << 22,
+            plan_slot_bytes: 1 << 20,
+            plan_slots: 2,
+            arena_bytes: 1 << 18,
+            power_sensor: PowerSensorKind::None,
+            timing: TimingSource::DwtCycles,
+            tick_hz: 25_000_000,
+            active_plan: None,
+            engines: "native",
+            accelerator: "",
+        }),
+    ];
+    let mut out = [0u8; MAX_FRAME];
+    let mut bodies = Vec::new();
+    for m in &host {
+        bodies.push(encode_frame(1, m, &mut out).unwrap().to_vec());
+    }
+    for m in &device {
+        bodies.push(encode_frame(1, m, &mut out).unwrap().to_vec());
+    }
+    bodies
+}
+
+/// The message inside a valid frame: COBS undone, version, seq and CRC
+/// stripped.
+fn body_of(frame: &[u8]) -> Vec<u8> {
+    let mut raw = frame[..frame.len() - 1].to_vec();
+    let n = cobs_decode_in_place(&mut raw).unwrap();
+    raw[5..n - 4].to_vec()
+}
+
+/// Mutated messages of every kind, re-wrapped in a valid envelope (version,
+/// CRC) so the message decoder itself meets them: never a panic, and what
+/// decodes encodes again.
+#[test]
+fn mutated_messages_of_every_kind_in_valid_envelopes_never_panic() {
+    let bodies: Vec<Vec<u8>> = every_message().iter().map(|f| body_of(f)).collect();
+    let mut rng = XorShift(0x5DEE_CE66_D1CE_F00D);
+    let mut decoded = 0;
+    let mut out = vec![0u8; MAX_FRAME];
+    for i in 0..cases(20_000) {
+        let mut body = bodies[i % bodies.len()].clone();
+        match rng.below(5) {
+            // Bit flips.
+            0 | 1 => {
+                for _ in 0..1 + rng.below(4) {
+                    if !body.is_empty() {
+                        let at = rng.below(body.len());
+                        body[at] ^= 1 << rng.below(8);
+                    }
+                }
+            }
+            // A byte set to a boundary value (varint lengths, tags).
+            2 => {
+                if !body.is_empty() {
+                    let at = rng.below(body.len());
+                    body[at] = [0x00, 0x01, 0x7F, 0x80, 0xFF][rng.below(5)];
+                }
+            }
+            // Cut short.
+            3 => body.truncate(rng.below(body.len() + 1)),
+            // Junk appended.
+            _ => {
+                let n = 1 + rng.below(16);
+                body.extend(rng.bytes(n, 16));
+            }
+        }
+        let frame = valid_envelope(i as u32, &body);
+        let mut a = frame.clone();
+        if let Ok((seq, msg)) = decode_frame::<HostMsg>(&mut a) {
+            decoded += 1;
+            assert!(
+                encode_frame(seq, &msg, &mut out).is_ok(),
+                "case {i}: {msg:?}"
+            );
+        }
+        let mut b = frame;
+        if let Ok((seq, msg)) = decode_frame::<DeviceMsg>(&mut b) {
+            decoded += 1;
+            assert!(
+                encode_frame(seq, &msg, &mut out).is_ok(),
+                "case {i}: {msg:?}"
+            );
+        }
+    }
+    assert!(decoded > 100, "only {decoded} decoded");
 }
