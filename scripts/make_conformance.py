@@ -37,7 +37,8 @@ MAX_INPUT_BYTES = 256 * 1024
 CLAIMED = {
     "Conv", "BatchNormalization", "Gemm", "MatMul", "MaxPool", "AveragePool",
     "GlobalAveragePool", "Add", "Relu", "Clip", "Flatten", "Reshape", "Softmax",
-    "Transpose", "Identity", "Dropout", "Constant",
+    "Transpose", "Identity", "Dropout", "Constant", "ReduceMean", "Squeeze",
+    "Unsqueeze", "Shape", "Gather", "Concat", "Cast",
 }
 
 

@@ -210,9 +210,45 @@ pub struct Graph {
     pub output: TensorId,
 }
 
+/// Lowering may put a tensor of its own between the ONNX values of one node
+/// (ReduceMean with keepdims=0 becomes a pooled 4-D map, then a view): it is
+/// named `{onnx value}{DERIVED}{what}` and holds the same values as that ONNX
+/// value in another shape. The separator cannot occur in practice in ONNX names.
+pub const DERIVED: char = '\u{1f}';
+
+/// The name of a tensor derived from ONNX value `onnx` (see [`DERIVED`]).
+pub fn derived_name(onnx: &str, what: &str) -> String {
+    format!("{onnx}{DERIVED}{what}")
+}
+
+/// The ONNX value a tensor's values come from: its own name, or for a derived
+/// tensor the value it was derived from.
+pub fn onnx_value_name(tensor_name: &str) -> &str {
+    tensor_name.split(DERIVED).next().unwrap_or(tensor_name)
+}
+
+/// A graph-only export: weights arrive as graph inputs at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the model has no weight values: its weights are graph inputs (a graph-only export, e.g. \
+     torch.onnx.export(..., export_params=False)); it can be inspected but not compiled, \
+     calibrated or run: export it with the weights embedded as initializers"
+)]
+pub struct NoWeightValues;
+
 impl Graph {
     pub fn tensor(&self, id: TensorId) -> &Tensor {
         &self.tensors[id]
+    }
+
+    /// The graph's weights have values, or the one refusal every path gives
+    /// (compile at any precision, calibration, evaluation) for a graph-only export.
+    pub fn require_weight_values(&self) -> Result<(), NoWeightValues> {
+        if self.has_weight_values() {
+            Ok(())
+        } else {
+            Err(NoWeightValues)
+        }
     }
 
     /// Whether every weight in the graph has values (false for graph-only exports).

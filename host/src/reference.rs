@@ -20,6 +20,8 @@ pub enum ReferenceError {
     },
     #[error("tract failed to run the model: {0}")]
     Run(String),
+    #[error(transparent)]
+    NoWeights(#[from] crate::ir::NoWeightValues),
 }
 
 type Plan = Arc<TypedRunnableModel>;

@@ -1,6 +1,8 @@
 //! ONNX's own backend test cases (tests/conformance/onnx, made by
-//! scripts/make_conformance.py from the `onnx` package) through import -> f32
-//! plan -> engine. Every case must either match ONNX's expected output within
+//! scripts/make_conformance.py from the `onnx` package) and small models from
+//! the exporters users have (tests/conformance/exporters: PyTorch's TorchScript
+//! and dynamo exporters, onnxsim, Keras through tf2onnx; made by
+//! scripts/make_exporter_models.py) through import -> f32 plan -> engine. Every case must either match ONNX's expected output within
 //! 1e-4 relative (plus 1e-5 absolute, for values near zero) or be refused with
 //! a message; none may be accepted and wrong. The outcome of each case is pinned
 //! in tests/conformance/expected.tsv (rewrite it with
@@ -105,23 +107,28 @@ fn run_case(dir: &Path) -> Outcome {
     }
 }
 
+/// ONNX's cases (`onnx/<source>/<case>`) and the exporters' (`exporters/<case>`,
+/// made by scripts/make_exporter_models.py, expected outputs from PyTorch or
+/// TensorFlow themselves).
 fn cases() -> Vec<(String, PathBuf)> {
+    let subdirs = |dir: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect();
+        v.sort();
+        v
+    };
+    let name_of = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
     let mut out = vec![];
-    let onnx = root().join("onnx");
-    for kind in std::fs::read_dir(&onnx).expect("tests/conformance/onnx") {
-        let kind = kind.unwrap().path();
-        if !kind.is_dir() {
-            continue;
+    for kind in subdirs(&root().join("onnx")) {
+        for case in subdirs(&kind) {
+            out.push((format!("{}/{}", name_of(&kind), name_of(&case)), case));
         }
-        for case in std::fs::read_dir(&kind).unwrap() {
-            let case = case.unwrap().path();
-            let name = format!(
-                "{}/{}",
-                kind.file_name().unwrap().to_string_lossy(),
-                case.file_name().unwrap().to_string_lossy()
-            );
-            out.push((name, case));
-        }
+    }
+    for case in subdirs(&root().join("exporters")) {
+        out.push((format!("exporters/{}", name_of(&case)), case));
     }
     out.sort();
     out
@@ -167,6 +174,18 @@ fn onnx_backend_cases_are_exact_or_refused() {
         results.len(),
         wrong.len()
     );
+    // The refusals by reason, as docs/conformance.md reports them.
+    let mut reasons = BTreeMap::<&str, usize>::new();
+    for o in results.values() {
+        if let Outcome::Refused { message, .. } = o {
+            *reasons.entry(reason_class(message)).or_default() += 1;
+        }
+    }
+    let mut reasons: Vec<_> = reasons.into_iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (reason, n) in &reasons {
+        println!("  refused {n:>3}: {reason}");
+    }
     assert!(
         wrong.is_empty(),
         "accepted and wrong:\n{}",
@@ -201,4 +220,83 @@ fn onnx_backend_cases_are_exact_or_refused() {
         "outcomes differ from tests/conformance/expected.tsv:\n{}",
         changed.join("\n")
     );
+}
+
+/// A refusal's kind, for the counts in docs/conformance.md; "other" keeps the
+/// table honest when a new message appears.
+fn reason_class(message: &str) -> &'static str {
+    const CLASSES: &[(&str, &str)] = &[
+        ("plans run one image at a time", "batch other than 1"),
+        ("holds a batch of", "batch other than 1"),
+        (
+            "only on constants (shape arithmetic)",
+            "Gather, Concat or Cast of a computed tensor",
+        ),
+        (
+            "averages over H and W",
+            "ReduceMean other than over H and W of a 4-D map",
+        ),
+        (
+            "is a constant, not computed",
+            "output known at import (Shape of the input)",
+        ),
+        ("has unknown data type", "initializer type not read"),
+        (
+            "inputs of at most 4 dimensions",
+            "input of more than 4 dimensions",
+        ),
+        (
+            "tensors have at most 4 dimensions",
+            "tensor of more than 4 dimensions",
+        ),
+        (
+            "models take FLOAT (f32) inputs",
+            "input type other than f32",
+        ),
+        (
+            "reads weights and constants of type",
+            "initializer type not read",
+        ),
+        (
+            "on the model input: edgefit runs",
+            "activation with no layer to fuse into",
+        ),
+        (
+            "expects a 4-D NCHW input",
+            "conv or pool on a tensor that is not 4-D",
+        ),
+        (
+            "must be 2-D [N, features]",
+            "MatMul on a tensor that is not 2-D",
+        ),
+        ("broadcast bias", "Gemm bias broadcast"),
+        ("transA", "Gemm attribute"),
+        ("count_include_pad", "pooling attribute"),
+        ("pools without dilation", "pooling attribute"),
+        ("indices output", "pooling attribute"),
+        (
+            "the engine normalises over",
+            "Softmax axis other than channels or features",
+        ),
+        ("computes nothing", "no computing op (Identity, Dropout)"),
+        ("models with one output", "more than one output"),
+        ("not produced before this node", "optional input left empty"),
+        ("dimension 0 is 0", "empty tensor"),
+        (
+            "adding a constant",
+            "Add of a constant outside a dense bias",
+        ),
+        (
+            "must directly follow a convolution",
+            "BatchNormalization not after a conv",
+        ),
+        (
+            "must be an activation, found a constant",
+            "op on a constant",
+        ),
+    ];
+    CLASSES
+        .iter()
+        .find(|(needle, _)| message.contains(needle))
+        .map_or("other", |&(_, class)| class)
 }

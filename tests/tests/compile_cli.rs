@@ -92,19 +92,24 @@ fn calibration_problems_are_clear_errors() {
         ]),
         &["calibration data", "/nonexistent/calib"],
     );
-    // Graph-only export: nothing to compile.
+    // Graph-only export: nothing to compile, and the same refusal for every
+    // precision and target, before any calibration data is read.
     let g = model("imagenet/resnet18.onnx");
-    assert_fails_with(
-        &edgefit(&[
-            "compile",
-            g.to_str().unwrap(),
-            "--precision",
-            "f32",
-            "-o",
-            o,
-        ]),
-        &["no weight values"],
-    );
+    let g = g.to_str().unwrap();
+    for extra in [
+        &["--precision", "f32"][..],
+        &["--precision", "f16"],
+        &["--precision", "int8"],
+        &["--precision", "int8", "--calib", "synthetic"],
+        &["--target", "tract"],
+    ] {
+        let mut args = vec!["compile", g, "-o", o];
+        args.extend_from_slice(extra);
+        assert_fails_with(
+            &edgefit(&args),
+            &["no weight values", "graph inputs", "export_params=False"],
+        );
+    }
     assert!(!out_path.exists(), "no output written on failure");
     // Synthetic calibration works for any input shape and says what it is for.
     let out = edgefit(&[

@@ -139,6 +139,10 @@ impl CompileCmd {
         )
         .with_context(|| format!("compile {}", self.model.display()))?;
         let graph = &model.graph;
+        // Before calibration data or tract: one refusal for every precision and target.
+        graph
+            .require_weight_values()
+            .with_context(|| format!("compile {}", self.model.display()))?;
         let precision = self.precision.precision();
         let input_shape = &graph.tensor(graph.input).shape;
         input_elements(input_shape).with_context(|| format!("compile {}", self.model.display()))?;

@@ -31,8 +31,8 @@ pub enum CompileError {
         op: &'static str,
         reason: String,
     },
-    #[error("the model has no weight values (a graph-only export): it can be inspected but not compiled")]
-    NoWeights,
+    #[error(transparent)]
+    NoWeights(#[from] crate::ir::NoWeightValues),
     #[error(
         "int8 needs a calibrated range for every tensor ({got} ranges for {expected} tensors)"
     )]
@@ -86,7 +86,9 @@ fn engine_dims(shape: &[usize]) -> Vec<u32> {
 }
 
 fn data(p: &Param) -> Result<&[f32], CompileError> {
-    p.data.as_deref().ok_or(CompileError::NoWeights)
+    p.data
+        .as_deref()
+        .ok_or(CompileError::NoWeights(crate::ir::NoWeightValues))
 }
 
 /// Index permutation for OIHW -> OHWI (regular) or OIHW -> [kh, kw, C] (depthwise).
@@ -197,9 +199,7 @@ pub fn compile_with(
     plan_id: u32,
     options: CompileOptions,
 ) -> Result<CompiledPlan, CompileError> {
-    if !graph.has_weight_values() {
-        return Err(CompileError::NoWeights);
-    }
+    graph.require_weight_values()?;
     let fused;
     let graph = if options.fuse_residuals {
         fused = fuse_residual_adds(graph);

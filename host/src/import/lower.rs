@@ -6,7 +6,9 @@ use tract_onnx::pb;
 
 use super::tensor::{read_constant, value_elem_type, value_shape, Constant};
 use super::{alias_map, data_inputs, ImportError, ImportOptions, SUPPORTED_OPS};
-use crate::ir::{Activation, Conv, Dense, Graph, Node, Op, Param, Pool, Tensor, TensorId};
+use crate::ir::{
+    derived_name, Activation, Conv, Dense, Graph, Node, Op, Param, Pool, Tensor, TensorId,
+};
 
 pub(super) struct Lowered {
     pub graph: Graph,
@@ -45,7 +47,8 @@ pub(super) fn lower_graph(
     let mut uses: HashMap<String, usize> = HashMap::new();
     let resolve = |name: &str| alias.get(name).cloned().unwrap_or_else(|| name.to_owned());
     for node in &graph.node {
-        if matches!(node.op_type.as_str(), "Identity" | "Dropout") {
+        // Shape reads only the shape: it must not stop fusion into its input's producer.
+        if matches!(node.op_type.as_str(), "Identity" | "Dropout" | "Shape") {
             continue;
         }
         for input in node.input.iter().filter(|i| !i.is_empty()) {
@@ -184,7 +187,22 @@ pub(super) fn lower_graph(
         }
     };
     if l.nodes.is_empty() {
-        return Err(ImportError::Model("the model computes nothing".into()));
+        // Every node was an alias (Identity, Dropout, a no-op Reshape): the
+        // output is the input, and a plan needs at least one op.
+        let ops: Vec<String> = graph
+            .node
+            .iter()
+            .map(|n| format!("`{}` ({})", n.name, n.op_type))
+            .collect();
+        return Err(ImportError::Model(format!(
+            "the model computes nothing: output `{output_name}` is the input{}; a plan needs at \
+             least one computing op",
+            if ops.is_empty() {
+                String::new()
+            } else {
+                format!(" passed through {}", ops.join(", "))
+            }
+        )));
     }
     for node in &l.nodes {
         let t = &l.tensors[node.output];
@@ -816,6 +834,141 @@ impl Lowering {
                 let out = self.add_tensor(&out_name, out_shape);
                 self.push(name, Op::Transpose { perm }, vec![x], out, 0);
             }
+            // Shape arithmetic: every shape is static, so these fold to constants
+            // (`x.view(x.size(0), -1)` with a dynamic batch exports as
+            // Shape -> Gather -> Unsqueeze -> Concat -> Reshape).
+            "Shape" => {
+                let shape: Vec<usize> = match inputs.first() {
+                    Some(Some(Value::Activation(id))) => self.tensors[*id].shape.clone(),
+                    Some(Some(Value::Const(c))) => c.shape().to_vec(),
+                    Some(Some(Value::Param(p))) => p.shape.clone(),
+                    _ => return Err(err("input 0 is missing".into())),
+                };
+                let rank = shape.len() as i64;
+                let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+                let start = clamp(attrs.int("start").unwrap_or(0));
+                let end = clamp(attrs.int("end").unwrap_or(rank));
+                let data: Vec<i64> = shape[start..end.max(start)]
+                    .iter()
+                    .map(|&d| d as i64)
+                    .collect();
+                let c = Constant::Int {
+                    shape: vec![data.len()],
+                    data,
+                };
+                self.values.insert(out_name, Value::Const(c));
+            }
+            "Gather" | "Unsqueeze" | "Squeeze" | "Concat" | "Cast"
+                if inputs
+                    .iter()
+                    .flatten()
+                    .all(|v| matches!(v, Value::Const(_))) =>
+            {
+                let consts: Vec<Option<&Constant>> = inputs
+                    .iter()
+                    .map(|v| match v {
+                        Some(Value::Const(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                let c = fold_constant(op, &consts, &attrs, self.opset).map_err(err)?;
+                self.values.insert(out_name, Value::Const(c));
+            }
+            "Unsqueeze" | "Squeeze" => {
+                let x = act(0)?;
+                let shape = in_shape(0)?;
+                let axes = match (attrs.ints("axes"), inputs.get(1)) {
+                    (Some(a), _) => Some(a),
+                    (None, Some(Some(Value::Const(Constant::Int { data, .. })))) => {
+                        Some(data.clone())
+                    }
+                    (None, None | Some(None)) => None,
+                    (None, Some(Some(_))) => {
+                        return Err(err("axes must be a constant integer tensor".into()))
+                    }
+                };
+                let new_shape = if op == "Unsqueeze" {
+                    unsqueeze_shape(&shape, &axes.unwrap_or_default())
+                } else {
+                    squeeze_shape(&shape, axes.as_deref())
+                }
+                .map_err(err)?;
+                let out = self.add_tensor(&out_name, new_shape);
+                self.push(name, Op::Reshape, vec![x], out, 0);
+            }
+            "Gather" | "Concat" | "Cast" => {
+                return Err(err(format!(
+                    "{op} of a computed tensor: edgefit folds {op} only on constants (shape \
+                     arithmetic); the engine has no {op} kernel"
+                )))
+            }
+            "ReduceMean" => {
+                let x = act(0)?;
+                let shape = in_shape(0)?;
+                let axes = match (attrs.ints("axes"), inputs.get(1)) {
+                    (Some(a), _) => a,
+                    (None, Some(Some(Value::Const(Constant::Int { data, .. })))) => data.clone(),
+                    (None, None | Some(None)) => {
+                        if attrs.int("noop_with_empty_axes").unwrap_or(0) != 0 {
+                            return Err(err(
+                                "no axes with noop_with_empty_axes=1 is an identity: remove the node"
+                                    .into(),
+                            ));
+                        }
+                        (0..shape.len() as i64).collect()
+                    }
+                    (None, Some(Some(_))) => {
+                        return Err(err("axes must be a constant integer tensor".into()))
+                    }
+                };
+                let rank = shape.len() as i64;
+                let mut norm = axes
+                    .iter()
+                    .map(|&a| {
+                        let n = if a < 0 { a + rank } else { a };
+                        (0..rank)
+                            .contains(&n)
+                            .then_some(n as usize)
+                            .ok_or_else(|| err(format!("axis {a} out of range for {shape:?}")))
+                    })
+                    .collect::<Result<Vec<usize>, _>>()?;
+                norm.sort_unstable();
+                norm.dedup();
+                // Axes of size 1 change nothing: what counts is H and W.
+                let reduced: Vec<usize> = norm.iter().copied().filter(|&a| shape[a] > 1).collect();
+                let spatial: Vec<usize> =
+                    (2..shape.len().max(2)).filter(|&a| shape[a] > 1).collect();
+                if shape.len() != 4 || reduced != spatial {
+                    return Err(err(format!(
+                        "mean over axes {axes:?} of {shape:?}: edgefit averages over H and W of \
+                         a 4-D NCHW tensor only (global average pooling)"
+                    )));
+                }
+                let [n, c, _, _] = four(&shape).map_err(err)?;
+                let keepdims = attrs.int("keepdims").unwrap_or(1) != 0;
+                let pooled = vec![n, c, 1, 1];
+                let kept: Vec<usize> = (0..4).filter(|a| !keepdims && norm.contains(a)).collect();
+                if kept.is_empty() {
+                    let out = self.add_tensor(&out_name, pooled);
+                    self.push(name, Op::GlobalAvgPool, vec![x], out, 0);
+                } else {
+                    // keepdims=0: the pooled 4-D map, then a view without the reduced axes.
+                    let out_shape: Vec<usize> = (0..4)
+                        .filter(|a| !kept.contains(a))
+                        .map(|a| pooled[a])
+                        .collect();
+                    let mid = self.add_tensor(&derived_name(&out_name, "keepdims"), pooled);
+                    self.push(name.clone(), Op::GlobalAvgPool, vec![x], mid, 0);
+                    let out = self.add_tensor(&out_name, out_shape);
+                    self.push(
+                        format!("{name} (keepdims=0)"),
+                        Op::Reshape,
+                        vec![mid],
+                        out,
+                        0,
+                    );
+                }
+            }
             _ => {
                 return Err(ImportError::UnsupportedOp {
                     node: name,
@@ -992,6 +1145,231 @@ fn scale_param(p: &mut Param, factor: f32) {
     }
 }
 
+/// `Gather`, `Unsqueeze`, `Squeeze`, `Concat` and `Cast` over constants (the
+/// shape arithmetic exporters write).
+fn fold_constant(
+    op: &str,
+    inputs: &[Option<&Constant>],
+    attrs: &Attrs,
+    opset: i64,
+) -> Result<Constant, String> {
+    let input = |i: usize| -> Result<&Constant, String> {
+        inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| format!("input {i} is missing"))
+    };
+    let ints = |c: &Constant| -> Result<Vec<i64>, String> {
+        match c {
+            Constant::Int { data, .. } => Ok(data.clone()),
+            Constant::Float { .. } => Err("expected an integer tensor".into()),
+        }
+    };
+    // Axes from the attribute (before opset 13) or the second input.
+    let axes = || -> Result<Option<Vec<i64>>, String> {
+        match attrs.ints("axes") {
+            Some(a) => Ok(Some(a)),
+            None => inputs.get(1).copied().flatten().map(ints).transpose(),
+        }
+    };
+    let reshaped = |c: &Constant, shape: Vec<usize>| match c {
+        Constant::Int { data, .. } => Constant::Int {
+            shape,
+            data: data.clone(),
+        },
+        Constant::Float { data, .. } => Constant::Float {
+            shape,
+            data: data.clone(),
+        },
+    };
+    match op {
+        "Unsqueeze" => {
+            let x = input(0)?;
+            let axes = axes()?.ok_or("Unsqueeze needs axes")?;
+            Ok(reshaped(x, unsqueeze_shape(x.shape(), &axes)?))
+        }
+        "Squeeze" => {
+            let x = input(0)?;
+            Ok(reshaped(x, squeeze_shape(x.shape(), axes()?.as_deref())?))
+        }
+        "Cast" => {
+            let x = input(0)?;
+            let to = attrs.int("to").ok_or("Cast needs `to`")?;
+            let shape = x.shape().to_vec();
+            // FLOAT; INT8..INT64 and UINT8..UINT64 (ONNX DataType codes).
+            match to {
+                1 => Ok(Constant::Float {
+                    shape,
+                    data: x.as_f32(),
+                }),
+                2..=7 | 12 | 13 => Ok(Constant::Int {
+                    shape,
+                    data: match x {
+                        Constant::Int { data, .. } => data.clone(),
+                        Constant::Float { data, .. } => {
+                            data.iter().map(|&v| v.trunc() as i64).collect()
+                        }
+                    },
+                }),
+                _ => Err(format!(
+                    "Cast to data type {to}: edgefit folds casts to float and integer types only"
+                )),
+            }
+        }
+        "Gather" => {
+            let (x, idx) = (input(0)?, input(1)?);
+            let indices = ints(idx)?;
+            let shape = x.shape();
+            let rank = shape.len() as i64;
+            let axis = attrs.int("axis").unwrap_or(0);
+            let axis = if axis < 0 { axis + rank } else { axis };
+            if !(0..rank).contains(&axis) {
+                return Err(format!("axis {axis} out of range for {shape:?}"));
+            }
+            let axis = axis as usize;
+            let (outer, dim): (usize, usize) = (shape[..axis].iter().product(), shape[axis]);
+            let inner: usize = shape[axis + 1..].iter().product();
+            let picks = indices
+                .iter()
+                .map(|&i| {
+                    let j = if i < 0 { i + dim as i64 } else { i };
+                    usize::try_from(j)
+                        .ok()
+                        .filter(|&j| j < dim)
+                        .ok_or_else(|| format!("index {i} out of range for dimension {dim}"))
+                })
+                .collect::<Result<Vec<usize>, _>>()?;
+            // Source positions of the output's elements, in order.
+            let positions = (0..outer).flat_map(|o| {
+                picks
+                    .iter()
+                    .flat_map(move |&p| (0..inner).map(move |k| (o * dim + p) * inner + k))
+            });
+            let mut out_shape = shape[..axis].to_vec();
+            out_shape.extend_from_slice(idx.shape());
+            out_shape.extend_from_slice(&shape[axis + 1..]);
+            Ok(match x {
+                Constant::Int { data, .. } => Constant::Int {
+                    shape: out_shape,
+                    data: positions.map(|i| data[i]).collect(),
+                },
+                Constant::Float { data, .. } => Constant::Float {
+                    shape: out_shape,
+                    data: positions.map(|i| data[i]).collect(),
+                },
+            })
+        }
+        "Concat" => {
+            let parts: Vec<&Constant> = inputs.iter().flatten().copied().collect();
+            let first = parts.first().ok_or("Concat needs inputs")?;
+            let rank = first.shape().len() as i64;
+            let axis = attrs.int("axis").ok_or("Concat needs `axis`")?;
+            let axis = if axis < 0 { axis + rank } else { axis };
+            if !(0..rank).contains(&axis) {
+                return Err(format!("axis {axis} out of range for {:?}", first.shape()));
+            }
+            let axis = axis as usize;
+            let mut out_shape = first.shape().to_vec();
+            out_shape[axis] = 0;
+            for p in &parts {
+                let s = p.shape();
+                if s.len() != first.shape().len()
+                    || s.iter()
+                        .zip(first.shape())
+                        .enumerate()
+                        .any(|(i, (a, b))| i != axis && a != b)
+                {
+                    return Err(format!(
+                        "inputs of shapes {:?} and {s:?} do not concatenate on axis {axis}",
+                        first.shape()
+                    ));
+                }
+                out_shape[axis] += s[axis];
+            }
+            let outer: usize = out_shape[..axis].iter().product();
+            let all_int = parts.iter().all(|p| matches!(p, Constant::Int { .. }));
+            let chunk = |p: &Constant, o: usize| -> (usize, usize) {
+                let n: usize = p.shape()[axis..].iter().product();
+                (o * n, (o + 1) * n)
+            };
+            if all_int {
+                let mut data = Vec::new();
+                for o in 0..outer {
+                    for p in &parts {
+                        let (a, b) = chunk(p, o);
+                        data.extend_from_slice(&ints(p)?[a..b]);
+                    }
+                }
+                Ok(Constant::Int {
+                    shape: out_shape,
+                    data,
+                })
+            } else {
+                let mut data = Vec::new();
+                for o in 0..outer {
+                    for p in &parts {
+                        let (a, b) = chunk(p, o);
+                        data.extend_from_slice(&p.as_f32()[a..b]);
+                    }
+                }
+                Ok(Constant::Float {
+                    shape: out_shape,
+                    data,
+                })
+            }
+        }
+        _ => Err(format!("{op} does not fold (opset {opset})")),
+    }
+}
+
+/// ONNX Unsqueeze: `axes` index the output.
+fn unsqueeze_shape(shape: &[usize], axes: &[i64]) -> Result<Vec<usize>, String> {
+    let rank = (shape.len() + axes.len()) as i64;
+    let mut at = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let n = if a < 0 { a + rank } else { a };
+        if !(0..rank).contains(&n) || at.contains(&(n as usize)) {
+            return Err(format!("axes {axes:?} are not valid for {shape:?}"));
+        }
+        at.push(n as usize);
+    }
+    let mut dims = shape.iter();
+    Ok((0..rank as usize)
+        .map(|i| {
+            if at.contains(&i) {
+                1
+            } else {
+                dims.next().copied().unwrap_or(1)
+            }
+        })
+        .collect())
+}
+
+/// ONNX Squeeze: the given axes (each of size 1), or every axis of size 1.
+fn squeeze_shape(shape: &[usize], axes: Option<&[i64]>) -> Result<Vec<usize>, String> {
+    let rank = shape.len() as i64;
+    let drop: Vec<usize> = match axes {
+        None => (0..shape.len()).filter(|&i| shape[i] == 1).collect(),
+        Some(axes) => axes
+            .iter()
+            .map(|&a| {
+                let n = if a < 0 { a + rank } else { a };
+                usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n < shape.len() && shape[n] == 1)
+                    .ok_or_else(|| {
+                        format!("axis {a} of {shape:?} is out of range or not of size 1")
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok((0..shape.len())
+        .filter(|i| !drop.contains(i))
+        .map(|i| shape[i])
+        .collect())
+}
+
 fn reshape_target(shape: &[usize], target: &[i64], allow_zero: bool) -> Result<Vec<usize>, String> {
     let total: usize = shape.iter().product();
     let mut out = Vec::with_capacity(target.len());
@@ -1128,6 +1506,93 @@ mod tests {
         fold_batchnorm(&mut conv, &p, &p, &p, &p, 1e-5).unwrap();
         assert_eq!(conv.bias.as_ref().map(Param::elements), Some(4));
         assert!(conv.bias.unwrap().data.is_none());
+    }
+
+    #[test]
+    fn squeeze_and_unsqueeze_follow_onnx_rules() {
+        assert_eq!(unsqueeze_shape(&[3, 4], &[0, 3]).unwrap(), vec![1, 3, 4, 1]);
+        assert_eq!(unsqueeze_shape(&[3, 4], &[-1]).unwrap(), vec![3, 4, 1]);
+        assert!(unsqueeze_shape(&[3], &[0, 0]).is_err());
+        assert_eq!(squeeze_shape(&[1, 8, 1, 1], None).unwrap(), vec![8]);
+        assert_eq!(
+            squeeze_shape(&[1, 8, 1, 1], Some(&[2, -1])).unwrap(),
+            vec![1, 8]
+        );
+        assert!(squeeze_shape(&[1, 8, 1, 1], Some(&[1])).is_err());
+    }
+
+    #[test]
+    fn shape_arithmetic_folds_as_onnx_defines_it() {
+        let node = |attrs: Vec<pb::AttributeProto>| pb::NodeProto {
+            attribute: attrs,
+            ..Default::default()
+        };
+        let int_attr = |name: &str, i: i64| pb::AttributeProto {
+            name: name.into(),
+            i,
+            ..Default::default()
+        };
+        let shape = Constant::Int {
+            shape: vec![4],
+            data: vec![1, 8, 3, 3],
+        };
+        let first = Constant::Int {
+            shape: vec![],
+            data: vec![0],
+        };
+        let n = node(vec![int_attr("axis", 0)]);
+        let batch = fold_constant(
+            "Gather",
+            &[Some(&shape), Some(&first)],
+            &Attrs { node: &n },
+            13,
+        )
+        .unwrap();
+        assert_eq!(batch.shape(), &[] as &[usize]);
+        let axes = Constant::Int {
+            shape: vec![1],
+            data: vec![0],
+        };
+        let n = node(vec![]);
+        let batch = fold_constant(
+            "Unsqueeze",
+            &[Some(&batch), Some(&axes)],
+            &Attrs { node: &n },
+            13,
+        )
+        .unwrap();
+        let rest = Constant::Int {
+            shape: vec![1],
+            data: vec![-1],
+        };
+        let n = node(vec![int_attr("axis", 0)]);
+        match fold_constant(
+            "Concat",
+            &[Some(&batch), Some(&rest)],
+            &Attrs { node: &n },
+            13,
+        )
+        .unwrap()
+        {
+            Constant::Int { shape, data } => assert_eq!((shape, data), (vec![2], vec![1, -1])),
+            other => panic!("{other:?}"),
+        }
+        // A 2-D gather on axis 1 with a negative index.
+        let m = Constant::Float {
+            shape: vec![2, 3],
+            data: vec![0., 1., 2., 3., 4., 5.],
+        };
+        let idx = Constant::Int {
+            shape: vec![2],
+            data: vec![-1, 0],
+        };
+        let n = node(vec![int_attr("axis", 1)]);
+        match fold_constant("Gather", &[Some(&m), Some(&idx)], &Attrs { node: &n }, 13).unwrap() {
+            Constant::Float { shape, data } => {
+                assert_eq!((shape, data), (vec![2, 2], vec![2., 0., 5., 3.]))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

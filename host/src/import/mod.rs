@@ -38,6 +38,13 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Identity",
     "Dropout",
     "Constant",
+    "ReduceMean",
+    "Squeeze",
+    "Unsqueeze",
+    "Shape",
+    "Gather",
+    "Concat",
+    "Cast",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +186,7 @@ fn alias_map(graph: &pb::GraphProto) -> HashMap<String, String> {
 /// Input positions at which an op reads activations (the rest are parameters).
 fn data_positions(op: &str, inputs: usize) -> Vec<usize> {
     match op {
-        "Add" => (0..inputs).collect(),
+        "Add" | "Concat" => (0..inputs).collect(),
         "Identity" | "Dropout" | "Constant" => vec![],
         _ => vec![0],
     }

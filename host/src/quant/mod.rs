@@ -6,7 +6,7 @@ pub mod params;
 
 use std::path::Path;
 
-use crate::ir::Graph;
+use crate::ir::{onnx_value_name, Graph};
 use crate::reference::{ReferenceError, TractReference};
 use calibrate::{CalibrationMethod, Calibrator};
 
@@ -20,26 +20,31 @@ pub fn calibrate_graph(
     method: CalibrationMethod,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<(f32, f32)>, ReferenceError> {
+    // Before tract, whose own error for missing weights is "Wrong number of inputs".
+    graph.require_weight_values()?;
     let input_shape = graph.tensor(graph.input).shape.clone();
-    // tract returns the model output first; every other computed tensor is an extra output.
-    let extras: Vec<String> = graph
-        .tensors
-        .iter()
-        .enumerate()
-        .filter(|&(t, _)| t != graph.input && t != graph.output)
-        .map(|(_, tensor)| tensor.name.clone())
-        .collect();
-    let reference = TractReference::load(onnx, &input_shape, &extras)?;
-    // Position of each graph tensor in tract's outputs (the input is the sample itself).
-    let mut slot = vec![usize::MAX; graph.tensors.len()];
-    slot[graph.output] = 1;
-    let mut next = 2;
+    // tract returns the model output first; every other ONNX value is an extra
+    // output. A derived tensor takes its ONNX value's values (same elements,
+    // another shape; ranges do not depend on the shape).
+    let onnx_name = |t: usize| onnx_value_name(&graph.tensors[t].name);
+    let (input_name, output_name) = (onnx_name(graph.input), onnx_name(graph.output));
+    let mut extras: Vec<String> = vec![];
+    // Position of each graph tensor in tract's outputs; 0 for the input (the sample itself).
+    let mut slot = vec![0usize; graph.tensors.len()];
     for (t, slot_t) in slot.iter_mut().enumerate() {
-        if t != graph.input && t != graph.output {
-            *slot_t = next;
-            next += 1;
-        }
+        let name = onnx_name(t);
+        *slot_t = if name == input_name {
+            0
+        } else if name == output_name {
+            1
+        } else if let Some(i) = extras.iter().position(|e| e == name) {
+            i + 2
+        } else {
+            extras.push(name.to_owned());
+            extras.len() + 1
+        };
     }
+    let reference = TractReference::load(onnx, &input_shape, &extras)?;
     let mut calibrator = Calibrator::new(method, graph.tensors.len());
     let total = samples.len() * calibrator.passes();
     let mut done = 0;
@@ -48,7 +53,7 @@ pub fn calibrate_graph(
             let outputs = reference.run(sample)?;
             let values: Vec<Vec<f32>> = (0..graph.tensors.len())
                 .map(|t| {
-                    if t == graph.input {
+                    if slot[t] == 0 {
                         sample.clone()
                     } else {
                         outputs[slot[t] - 1].clone()
