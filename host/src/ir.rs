@@ -211,9 +211,11 @@ pub struct Graph {
 }
 
 /// Lowering may put a tensor of its own between the ONNX values of one node
-/// (ReduceMean with keepdims=0 becomes a pooled 4-D map, then a view): it is
-/// named `{onnx value}{DERIVED}{what}` and holds the same values as that ONNX
-/// value in another shape. The separator cannot occur in practice in ONNX names.
+/// (ReduceMean with keepdims=0 becomes a pooled 4-D map, then a view; Gemm
+/// with transA=1 a Transpose of A, then the dense layer): it is named
+/// `{onnx value}{DERIVED}{what}` and holds that ONNX value's values, reshaped
+/// or permuted, so calibration reads its range from the ONNX value. The
+/// separator (ASCII unit separator) does not occur in practice in ONNX names.
 pub const DERIVED: char = '\u{1f}';
 
 /// The name of a tensor derived from ONNX value `onnx` (see [`DERIVED`]).

@@ -556,8 +556,8 @@ impl Lowering {
                 }
             }
             "Gemm" | "MatMul" => {
-                let x = act(0)?;
-                let shape = in_shape(0)?;
+                let mut x = act(0)?;
+                let mut shape = in_shape(0)?;
                 if shape.len() != 2 {
                     return Err(err(format!(
                         "input shape {shape:?} must be 2-D [N, features] (flatten first)"
@@ -576,7 +576,20 @@ impl Lowering {
                     (false, false)
                 };
                 if trans_a {
-                    return Err(err("transA=1 is not supported".into()));
+                    // A is [features, N]: the engine's Transpose first, into a
+                    // tensor derived from A (same values, so same range).
+                    let a_name = self.tensors[x].name.clone();
+                    let t =
+                        self.add_tensor(&derived_name(&a_name, "transA"), vec![shape[1], shape[0]]);
+                    self.push(
+                        format!("{name} (transA)"),
+                        Op::Transpose { perm: vec![1, 0] },
+                        vec![x],
+                        t,
+                        0,
+                    );
+                    x = t;
+                    shape = vec![shape[1], shape[0]];
                 }
                 let (alpha, beta) = (
                     attrs.float("alpha").unwrap_or(1.0),
@@ -600,10 +613,21 @@ impl Lowering {
                 }
                 let mut bias = if op == "Gemm" { param(2)? } else { None };
                 if let Some(b) = &mut bias {
-                    if b.elements() != out_f {
+                    // C broadcasts to [rows, out_f]: one value for all, or one per
+                    // output feature ([out_f] or [1, out_f]) is a dense bias; a C
+                    // that varies over the rows is not.
+                    let (last, rest) = b.shape.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
+                    let rows_one = rest.iter().all(|&d| d == 1);
+                    if rows_one && last == 1 {
+                        if let Some(d) = &mut b.data {
+                            *d = vec![d[0]; out_f];
+                        }
+                    } else if !(rows_one && last == out_f) {
                         return Err(err(format!(
-                            "bias of {} values, expected {out_f} (broadcast bias is not supported)",
-                            b.elements()
+                            "bias C of shape {:?} varies over the {} rows of the [{}, {out_f}] \
+                             output: edgefit takes a bias of one value or one per output feature \
+                             ([{out_f}] or [1, {out_f}])",
+                            b.shape, shape[0], shape[0]
                         )));
                     }
                     b.shape = vec![out_f];
