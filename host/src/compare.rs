@@ -20,7 +20,7 @@ use crate::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, Pr
 use crate::quant::calibrate::CalibrationMethod;
 use crate::quant::calibrate_graph;
 use crate::reference::ReferenceError;
-use crate::runner::{PlanRunner, RunError, Runner};
+use crate::runner::{PlanRunner, Runner};
 
 /// RAM the engine needs besides the arena: the `Engine` value and the
 /// per-op state it keeps on the stack (measured as part of the firmware's
@@ -41,7 +41,10 @@ pub enum CompareError {
     #[error("compile {path}: {source}")]
     Compile { path: PathBuf, source: CompileError },
     #[error("run {path}: {source}")]
-    Run { path: PathBuf, source: RunError },
+    Run {
+        path: PathBuf,
+        source: crate::evaluate::EvalError,
+    },
     #[error("{0}")]
     Plan(String),
 }
@@ -213,12 +216,12 @@ pub fn measure_variants(
                 std::fs::write(&plan_path, &mcu_plan.bytes).map_err(|e| {
                     CompareError::Plan(format!("write {}: {e}", plan_path.display()))
                 })?;
-                let run_err = |e| CompareError::Run {
+                let run_err = |e: crate::evaluate::EvalError| CompareError::Run {
                     path: plan_path.clone(),
                     source: e,
                 };
                 let mut runner = Runner::Plan(Box::new(
-                    PlanRunner::new(&host_plan.bytes).map_err(run_err)?,
+                    PlanRunner::new(&host_plan.bytes).map_err(|e| run_err(e.into()))?,
                 ));
                 let mut cb = |d, t| progress(&format!("{what}: evaluate"), d, t);
                 let eval = evaluate(

@@ -81,6 +81,16 @@ impl<'a> PlanRunner<'a> {
         self.input
     }
 
+    /// The model's input shape in ONNX order (what [`PlanRunner::run`]
+    /// takes): a 4-D input is stored NHWC, so `[n, h, w, c]` is `[n, c, h, w]`.
+    pub fn input_shape(&self) -> Vec<usize> {
+        let dims: Vec<usize> = self.input.shape().iter().map(|&d| d as usize).collect();
+        match dims.as_slice() {
+            [n, h, w, c] => vec![*n, *c, *h, *w],
+            _ => dims,
+        }
+    }
+
     /// Runs one sample; returns the outputs dequantised to f32, in the
     /// model's (ONNX, NCHW) order.
     pub fn run(&mut self, nchw: &[f32]) -> Result<Vec<f32>, RunError> {

@@ -19,7 +19,7 @@ use crate::prune::{
 use crate::quant::calibrate::CalibrationMethod;
 use crate::quant::calibrate_graph;
 use crate::reference::{ReferenceError, TractReference};
-use crate::runner::{PlanRunner, RunError, Runner};
+use crate::runner::{PlanRunner, Runner};
 use edgefit_engine::Precision;
 
 /// What can go wrong at one sparsity.
@@ -50,7 +50,7 @@ pub enum SweepError {
     Run {
         path: PathBuf,
         what: &'static str,
-        source: RunError,
+        source: crate::evaluate::EvalError,
     },
 }
 
@@ -229,7 +229,7 @@ pub fn sweep_point(
     )
     .map_err(run_err("tract f32"))?;
     let mut runner = Runner::Plan(Box::new(
-        PlanRunner::new(&plan.bytes).map_err(run_err("load the plan"))?,
+        PlanRunner::new(&plan.bytes).map_err(|e| run_err("load the plan")(e.into()))?,
     ));
     let mut cb = |d, t| progress("plan", d, t);
     let eval = evaluate(

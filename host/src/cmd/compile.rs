@@ -1,9 +1,9 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use edgefit::compile::{compile_with, CompileOptions};
-use edgefit::data::{bundled_data_dir, load_idx_dataset};
+use edgefit::data::{OnBadImage, Role};
 use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::quant::calibrate::CalibrationMethod;
 use edgefit::quant::{calibrate_graph, input_elements, synthetic_samples};
@@ -11,6 +11,7 @@ use edgefit::table::bytes;
 use edgefit_agent::{encode_tract_artifact, TractPrecision};
 use edgefit_engine::Precision;
 
+use super::data_args::{check_bundled, open_source, RecipeArgs};
 use super::progress;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -53,14 +54,21 @@ pub struct CompileCmd {
     /// Weight and activation precision of the plan
     #[arg(long, value_enum, default_value = "int8")]
     precision: PrecisionArg,
-    /// Calibration images: a folder with calib-images-idx3-ubyte[.gz] and labels
-    /// (default: the bundled subset of the training split), or `synthetic` for
-    /// seeded random inputs (plans then only serve size, memory and speed work)
-    #[arg(long, value_name = "DIR|synthetic")]
+    /// Calibration samples, in any format `--data` takes (IDX: the calib-* or train-*
+    /// files; CIFAR: data_batch_1.bin; an image folder; NumPy), never the test images
+    /// (default: the bundled subset of the Fashion-MNIST training split); or
+    /// `synthetic` for seeded random inputs (plans then only serve size, memory and
+    /// speed work)
+    #[arg(long, value_name = "PATH|synthetic")]
     calib: Option<String>,
-    /// Calibration samples to use
+    /// Calibration samples to use (the first N, or a seeded subset with --shuffle-seed)
     #[arg(long, default_value_t = 500)]
     calib_samples: usize,
+    /// Shuffle the calibration samples with this seed before taking --calib-samples
+    #[arg(long, value_name = "S")]
+    shuffle_seed: Option<u64>,
+    #[command(flatten)]
+    recipe: RecipeArgs,
     /// How activation ranges are chosen from the calibration run
     #[arg(long, value_enum, default_value = "minmax")]
     calib_method: MethodArg,
@@ -159,26 +167,44 @@ impl CompileCmd {
         );
         let ranges = if precision == Precision::Int8 {
             let shape = graph.tensor(graph.input).shape.clone();
-            let (samples, what) = match self.calib.as_deref() {
+            let (samples, what, pre) = match self.calib.as_deref() {
                 Some("synthetic") => (
                     synthetic_samples(&shape, self.calib_samples, 0x5EED)
                         .context("synthetic calibration")?,
                     "synthetic (seeded random)".to_owned(),
+                    "none".to_owned(),
                 ),
-                dir => {
-                    let dir = dir.map(PathBuf::from).unwrap_or_else(bundled_data_dir);
-                    let mut data = load_idx_dataset(&dir, "calib").context("calibration data")?;
-                    if shape != [1, 1, data.rows, data.cols] {
-                        bail!(
-                            "calibration images are {}x{} grayscale but {} takes {:?}: use --calib synthetic (size/speed only) or matching data",
-                            data.rows, data.cols, self.model.display(), shape
-                        );
-                    }
-                    data.truncate(self.calib_samples);
-                    let samples = (0..data.len()).map(|i| data.image_f32(i)).collect();
+                path => {
+                    check_bundled(path.map(Path::new), &shape, "--calib")?;
+                    let recipe = self.recipe.recipe(&shape).with_context(|| {
+                        format!("calibration data for {}", self.model.display())
+                    })?;
+                    let source = open_source(
+                        path.map(Path::new),
+                        Role::Calibration,
+                        Some(self.calib_samples),
+                        self.shuffle_seed,
+                        None,
+                    )
+                    .context("calibration data")?;
+                    let (tensors, _) = source
+                        .tensors(0..source.len(), &recipe, &shape, OnBadImage::Fail)
+                        .context("calibration data")?;
+                    let samples: Vec<Vec<f32>> = tensors.into_iter().map(|(_, t, _)| t).collect();
+                    let pre = if source.is_tensors() {
+                        "none (float tensors)".to_owned()
+                    } else {
+                        recipe.describe()
+                    };
                     (
                         samples,
-                        format!("{} images from {}", data.len(), dir.display()),
+                        format!(
+                            "{} samples from {} ({}), preprocessed: {pre}",
+                            source.len(),
+                            source.path().display(),
+                            source.format(),
+                        ),
+                        pre,
                     )
                 }
             };
@@ -196,8 +222,9 @@ impl CompileCmd {
                 "images"
             };
             recipe.push_str(&format!(
-                ";calib={source}:{};method={}",
+                ";calib={source}:{};pre={pre};seed={:?};method={}",
                 samples.len(),
+                self.shuffle_seed,
                 method.name()
             ));
             let bar = progress::bar("calibrate");

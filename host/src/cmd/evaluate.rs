@@ -3,28 +3,33 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use edgefit::compile::precision_name;
-use edgefit::data::{bundled_data_dir, load_idx_dataset};
-use edgefit::evaluate::{agreement, evaluate, render_text};
+use edgefit::data::Role;
+use edgefit::evaluate::{agreement, evaluate_data, render_text, EvalData};
+use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::reference::TractReference;
 use edgefit::runner::{PlanRunner, Runner};
 use edgefit_engine::MAGIC;
 
+use super::data_args::DataArgs;
 use super::progress;
+
+/// The input shape of an ONNX model, as edgefit imports it.
+fn onnx_input_shape(path: &Path) -> anyhow::Result<Vec<usize>> {
+    let model = import_onnx(path, &ImportOptions::default())
+        .with_context(|| format!("evaluate {}", path.display()))?;
+    Ok(model.graph.tensor(model.graph.input).shape.clone())
+}
 
 #[derive(Args)]
 pub struct EvaluateCmd {
     /// A compiled plan (.efp, run by the edgefit engine) or an ONNX model (run by tract, the f32 reference)
     target: PathBuf,
-    /// Folder with t10k-images-idx3-ubyte[.gz] and labels (default: the bundled test split)
-    #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
-    /// Evaluate only the first N images
-    #[arg(long, value_parser = super::count_at_least_one)]
-    limit: Option<usize>,
+    #[command(flatten)]
+    data: DataArgs,
     /// The ONNX model a plan was compiled from, to report agreement with its f32 predictions
     #[arg(long, value_name = "MODEL.onnx")]
     reference: Option<PathBuf>,
-    /// Print the report as JSON (schema edgefit.evaluate.v1)
+    /// Print the report as JSON (schema edgefit.evaluate.v1, docs/evaluate-json.md)
     #[arg(long)]
     json: bool,
     /// Also write the predicted class of every image, one per line, in dataset order
@@ -38,21 +43,27 @@ fn tract_for(path: &Path, shape: &[usize]) -> anyhow::Result<TractReference> {
 
 impl EvaluateCmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let dir = self.data.clone().unwrap_or_else(bundled_data_dir);
-        let mut data = load_idx_dataset(&dir, "t10k").context("test data")?;
-        if let Some(n) = self.limit {
-            data.truncate(n);
-        }
-        let shape = vec![1, 1, data.rows, data.cols];
         let bytes = std::fs::read(&self.target)
             .with_context(|| format!("read {}", self.target.display()))?;
         let is_plan = bytes.starts_with(&MAGIC);
-        let mut runner = if is_plan {
+        let (mut runner, shape) = if is_plan {
             let plan = PlanRunner::new(&bytes)
                 .with_context(|| format!("load {}", self.target.display()))?;
-            Runner::Plan(Box::new(plan))
+            let shape = plan.input_shape();
+            (Runner::Plan(Box::new(plan)), shape)
         } else {
-            Runner::Tract(tract_for(&self.target, &shape)?)
+            let shape = onnx_input_shape(&self.target)?;
+            (Runner::Tract(tract_for(&self.target, &shape)?), shape)
+        };
+        let (source, recipe) = self
+            .data
+            .open(Role::Test, &shape)
+            .with_context(|| format!("evaluate {}", self.target.display()))?;
+        let data = EvalData {
+            source: &source,
+            recipe: &recipe,
+            input_shape: &shape,
+            on_bad: self.data.on_bad_image.policy(),
         };
         let engine = match &runner {
             Runner::Plan(p) => format!(
@@ -64,7 +75,7 @@ impl EvaluateCmd {
         };
         let name = self.target.display().to_string();
         let bar = progress::bar("evaluate");
-        let mut report = evaluate(
+        let mut report = evaluate_data(
             &mut runner,
             engine,
             name,
@@ -82,7 +93,7 @@ impl EvaluateCmd {
             }
             let mut tract = Runner::Tract(tract_for(reference, &shape)?);
             let bar = progress::bar("reference");
-            let base = evaluate(
+            let base = evaluate_data(
                 &mut tract,
                 "tract f32".into(),
                 reference.display().to_string(),

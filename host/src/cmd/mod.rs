@@ -3,12 +3,14 @@
 mod bench;
 mod compare;
 mod compile;
+mod data_args;
 mod device;
 mod devices;
 mod evaluate;
 mod flash;
 mod flash_firmware;
 mod inspect;
+mod preprocess;
 mod progress;
 mod prune;
 mod report;
@@ -41,6 +43,8 @@ pub enum Command {
     Compile(compile::CompileCmd),
     /// Top-1 accuracy, latency and confusion matrix of a plan (edgefit engine) or an ONNX model (tract)
     Evaluate(evaluate::EvaluateCmd),
+    /// Turn images into a model's input tensors with a preprocessing recipe (written as .npy)
+    Preprocess(preprocess::PreprocessCmd),
     /// Time the edgefit engine (int8, f16, f32) next to tract f32 on this host (a benchmark)
     Speed(speed::SpeedCmd),
     /// Store a plan on a device (firmware over a UART, or the Linux agent) and make it active
@@ -64,6 +68,7 @@ impl Command {
             Command::Inspect(c) => c.run(),
             Command::Compile(c) => c.run(),
             Command::Evaluate(c) => c.run(),
+            Command::Preprocess(c) => c.run(),
             Command::Speed(c) => c.run(),
             Command::Flash(c) => c.run(),
             Command::Bench(c) => c.run(),
