@@ -41,6 +41,8 @@ pub struct PlanReport {
     pub tensors: usize,
     pub ops: Vec<PlanOpRow>,
     pub macs: u64,
+    /// The preprocessing recipe the plan records (one line), if any.
+    pub preprocess: Option<String>,
 }
 
 fn op_name(kind: OpKind, groups: u32) -> &'static str {
@@ -124,14 +126,27 @@ pub fn inspect_plan(path: &str, data: &[u8]) -> Result<PlanReport, PlanError> {
         tensors: plan.tensor_count(),
         ops,
         macs: total_macs,
+        preprocess: edgefit_engine::plan::metadata(data).map(|m| {
+            match edgefit_data::Recipe::from_plan_metadata(m) {
+                Ok(Some(r)) => r.describe(),
+                Ok(None) => "none recorded".to_owned(),
+                Err(e) => format!("unreadable ({e})"),
+            }
+        }),
     })
 }
 
 pub fn render_plan_text(r: &PlanReport) -> String {
     let mut out = format!(
-        "plan    {} (edgefit plan v{}, {} precision, id {})\n\n",
+        "plan    {} (edgefit plan v{}, {} precision, id {})\n",
         r.path, r.format_version, r.precision, r.plan_id
     );
+    out.push_str(&format!(
+        "input   preprocessed: {}\n\n",
+        r.preprocess
+            .as_deref()
+            .unwrap_or("not recorded (give the recipe flags)")
+    ));
     let mut t = Table::new(&[
         "#",
         "op",

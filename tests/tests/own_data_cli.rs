@@ -193,6 +193,24 @@ fn rgb_models_evaluate_and_calibrate_on_image_folders() {
         // int8 against its own f32 model, on the images it was calibrated on.
         let agree = int8["agreement_with_reference"].as_f64().unwrap();
         assert!(agree >= 0.8, "{name}: int8 agrees with f32 on {agree}");
+        // The plan carries its recipe: no flags needed, the same answers.
+        let bare = json(&[
+            "evaluate",
+            plan.to_str().unwrap(),
+            "--data",
+            folder.to_str().unwrap(),
+            "--predictions",
+            tmp("bare.txt").to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(bare["preprocess"], int8["preprocess"]);
+        assert_eq!(bare["correct"], int8["correct"]);
+        let out = edgefit(&["inspect", plan.to_str().unwrap()]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("centre crop 12x12"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
 
         // Without the recipe the 16x20 images do not fit: one line, both sizes.
         assert_fails_with(

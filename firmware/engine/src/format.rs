@@ -17,6 +17,10 @@ pub const HEADER_SIZE: usize = 64;
 pub const TENSOR_RECORD_SIZE: usize = 40;
 /// Size of one op-table record in bytes.
 pub const OP_RECORD_SIZE: usize = 96;
+/// The optional metadata trailer's magic (see [`crate::plan::metadata`]).
+pub const METADATA_MAGIC: [u8; 4] = *b"EFMD";
+/// Bytes of the trailer: the magic and the metadata's length.
+pub const METADATA_TRAILER: usize = 8;
 /// Alignment of the sections, of the weight blob and of every array inside it.
 pub const SECTION_ALIGN: usize = 16;
 /// Granularity of the header's scratch size.

@@ -4,7 +4,7 @@
 use crate::error::PlanError;
 use crate::format::{
     DType, Encoding, Header, Location, OpDesc, Precision, TensorDesc, HEADER_SIZE, MAX_RANK,
-    OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE,
+    METADATA_MAGIC, METADATA_TRAILER, OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE,
 };
 use crate::kernels::sparse::{BadSparse, BitmapRows};
 use crate::kernels::I32s;
@@ -306,6 +306,40 @@ fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<u64> {
         _ => None,
     };
     found.map(|i| i as u64)
+}
+
+/// The optional metadata trailer (host-side information such as the
+/// preprocessing recipe; the engine never reads it): bytes after every
+/// section, followed by `"EFMD"` and their length (u32, little-endian) as the
+/// plan's last 8 bytes, inside `total_size` (so the CRC covers them). `None`
+/// when the plan has none, or `bytes` is not a plan. Readers that do not know
+/// the trailer skip it: it is in no section.
+pub fn metadata(bytes: &[u8]) -> Option<&[u8]> {
+    let h = Header::decode(bytes).ok()?;
+    let total = h.total_size as usize;
+    if total > bytes.len() || total < HEADER_SIZE + METADATA_TRAILER {
+        return None;
+    }
+    let trailer = &bytes[total - METADATA_TRAILER..total];
+    if trailer[..4] != METADATA_MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]) as usize;
+    let start = (total - METADATA_TRAILER).checked_sub(len)?;
+    let end_of = |offset: u32, size: u64| offset as u64 + size;
+    let sections_end = end_of(
+        h.tensor_table_offset,
+        h.tensor_count as u64 * TENSOR_RECORD_SIZE as u64,
+    )
+    .max(end_of(
+        h.op_table_offset,
+        h.op_count as u64 * OP_RECORD_SIZE as u64,
+    ))
+    .max(end_of(h.weights_offset, h.weights_size as u64));
+    if (start as u64) < sections_end.max(HEADER_SIZE as u64) {
+        return None;
+    }
+    Some(&bytes[start..total - METADATA_TRAILER])
 }
 
 fn check_sections(sections: &[Section; 3], total: u64) -> Result<(), PlanError> {

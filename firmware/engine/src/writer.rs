@@ -21,8 +21,8 @@
 
 use crate::format::{
     DType, Encoding, Header, Location, OpDesc, OpKind, Precision, Quant, TensorDesc,
-    FORMAT_VERSION, HEADER_SIZE, MAX_RANK, MAX_SCRATCH_BYTES, OP_RECORD_SIZE, SECTION_ALIGN,
-    TENSOR_RECORD_SIZE,
+    FORMAT_VERSION, HEADER_SIZE, MAX_RANK, MAX_SCRATCH_BYTES, METADATA_MAGIC, METADATA_TRAILER,
+    OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE,
 };
 use crate::kernels::{scratch, Geom};
 use crate::plan::{crc32, Plan};
@@ -42,6 +42,7 @@ pub struct PlanBuilder {
     tensors: Vec<TensorDesc>,
     ops: Vec<OpDesc>,
     blob: Vec<u8>,
+    metadata: Option<Vec<u8>>,
 }
 
 /// Saturates sizes that do not fit the format, so that parsing rejects them
@@ -72,7 +73,15 @@ impl PlanBuilder {
             tensors: Vec::new(),
             ops: Vec::new(),
             blob: Vec::new(),
+            metadata: None,
         }
+    }
+
+    /// Host-side metadata (e.g. the preprocessing recipe) stored after the
+    /// weights, read back with [`crate::plan::metadata`]; the engine ignores it.
+    pub fn set_metadata(&mut self, metadata: Vec<u8>) -> &mut Self {
+        self.metadata = Some(metadata);
+        self
     }
 
     pub fn set_precision(&mut self, precision: Precision) -> &mut Self {
@@ -298,8 +307,19 @@ impl PlanBuilder {
         let tensor_off = HEADER_SIZE;
         let op_off = align(tensor_off + self.tensors.len() * TENSOR_RECORD_SIZE);
         let weights_off = align(op_off + self.ops.len() * OP_RECORD_SIZE);
-        let total = weights_off + self.blob.len();
+        let weights_end = weights_off + self.blob.len();
+        let meta_off = align(weights_end);
+        let total = match &self.metadata {
+            Some(m) => meta_off + m.len() + METADATA_TRAILER,
+            None => weights_end,
+        };
         let mut out = vec![0u8; total];
+        if let Some(m) = &self.metadata {
+            out[meta_off..meta_off + m.len()].copy_from_slice(m);
+            let trailer = &mut out[total - METADATA_TRAILER..];
+            trailer[..4].copy_from_slice(&METADATA_MAGIC);
+            trailer[4..].copy_from_slice(&u32_sat(m.len()).to_le_bytes());
+        }
         for (i, t) in self.tensors.iter().enumerate() {
             let at = tensor_off + i * TENSOR_RECORD_SIZE;
             out[at..at + TENSOR_RECORD_SIZE].copy_from_slice(&t.encode());
@@ -308,7 +328,7 @@ impl PlanBuilder {
             let at = op_off + i * OP_RECORD_SIZE;
             out[at..at + OP_RECORD_SIZE].copy_from_slice(&op.encode());
         }
-        out[weights_off..].copy_from_slice(&self.blob);
+        out[weights_off..weights_end].copy_from_slice(&self.blob);
         let header = Header {
             version: FORMAT_VERSION,
             flags: 0,
@@ -382,4 +402,30 @@ pub fn fix_crc(plan: &mut [u8]) {
         let at = Header::CRC_OFFSET;
         plan[at..at + 4].copy_from_slice(&crc.to_le_bytes());
     }
+}
+
+/// `plan` with `metadata` appended as the metadata trailer (see
+/// [`crate::plan::metadata`]): total size and CRC updated, the result
+/// validated. A plan that already carries metadata is refused.
+pub fn append_metadata(plan: &[u8], metadata: &[u8]) -> Result<Vec<u8>, PlanError> {
+    let parsed = Plan::parse(plan)?;
+    let total = parsed.header().total_size as usize;
+    if crate::plan::metadata(plan).is_some() {
+        return Err(PlanError::BadSection {
+            section: "metadata",
+            offset: 0,
+            size: total as u64,
+            reason: "the plan already carries metadata",
+        });
+    }
+    let mut out = plan[..total].to_vec();
+    out.resize(align(total), 0);
+    out.extend_from_slice(metadata);
+    out.extend_from_slice(&METADATA_MAGIC);
+    out.extend_from_slice(&u32_sat(metadata.len()).to_le_bytes());
+    let new_total = u32_sat(out.len());
+    out[12..16].copy_from_slice(&new_total.to_le_bytes());
+    fix_crc(&mut out);
+    Plan::parse(&out)?;
+    Ok(out)
 }

@@ -717,3 +717,51 @@ fn non_finite_float_weights_and_biases_are_refused() {
         }
     );
 }
+
+/// The metadata trailer: read back exactly, covered by the CRC, ignored by
+/// the validator, and absent (not misread) in plans without one, whatever
+/// their last bytes are.
+#[test]
+fn metadata_trailer_round_trips_and_is_optional() {
+    for plan in sample_plans() {
+        assert_eq!(edgefit_engine::plan::metadata(&plan), None);
+        // A plan whose last weight bytes look like a trailer is still read as none.
+        let mut forged = plan.clone();
+        let n = forged.len();
+        forged[n - 8..n - 4].copy_from_slice(b"EFMD");
+        forged[n - 4..].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(edgefit_engine::plan::metadata(&forged), None);
+    }
+    let mut b = PlanBuilder::new(Precision::F32);
+    let x = b.add_activation(DType::F32, &[1, 8], 0, Quant::NONE);
+    let y = b.add_activation(DType::F32, &[1, 8], 32, Quant::NONE);
+    b.add_op(OpDesc::new(OpKind::Softmax, x, y));
+    b.set_input(x).set_output(y).set_arena_size(64);
+    let plain = b.finish_checked().unwrap();
+    b.set_metadata(b"[preprocess]\nchannels = \"rgb\"\n".to_vec());
+    let with = b.finish_checked().unwrap();
+    assert_eq!(
+        edgefit_engine::plan::metadata(&with),
+        Some(&b"[preprocess]\nchannels = \"rgb\"\n"[..])
+    );
+    let p = Plan::parse(&with).unwrap();
+    assert_eq!(p.header().total_size as usize, with.len());
+    assert!(with.len() > plain.len());
+    // The CRC covers it: one flipped metadata byte is a refused plan.
+    let mut bad = with.clone();
+    let at = with.len() - 12;
+    bad[at] ^= 1;
+    assert!(Plan::parse(&bad).is_err());
+    // Appended to a finished plan: the same bytes as built with it.
+    assert_eq!(
+        edgefit_engine::writer::append_metadata(&plain, b"[preprocess]\nchannels = \"rgb\"\n")
+            .unwrap(),
+        with
+    );
+    assert!(edgefit_engine::writer::append_metadata(&with, b"again").is_err());
+    // Truncated, the trailer is gone with the plan's validity.
+    assert_eq!(
+        edgefit_engine::plan::metadata(&with[..with.len() - 1]),
+        None
+    );
+}

@@ -237,6 +237,27 @@ impl Recipe {
         s
     }
 
+    /// The recipe as a plan's metadata (a `[preprocess]` TOML table; see
+    /// docs/plan-format.md, "Metadata trailer").
+    pub fn to_plan_metadata(&self) -> Vec<u8> {
+        format!("[preprocess]\n{}", self.to_toml()).into_bytes()
+    }
+
+    /// The recipe a plan's metadata records, if any.
+    pub fn from_plan_metadata(metadata: &[u8]) -> Result<Option<Recipe>, RecipeError> {
+        #[derive(Deserialize)]
+        struct Metadata {
+            preprocess: Option<Recipe>,
+        }
+        let text = std::str::from_utf8(metadata)
+            .map_err(|_| RecipeError::Invalid("plan metadata is not UTF-8".into()))?;
+        let m: Metadata = toml::from_str(text).map_err(|e| RecipeError::Invalid(e.to_string()))?;
+        if let Some(r) = &m.preprocess {
+            r.validate()?;
+        }
+        Ok(m.preprocess)
+    }
+
     /// One line: "resize 256, crop 224, RGB, x/255, mean [..], std [..], NCHW".
     pub fn describe(&self) -> String {
         let mut parts = vec![];
@@ -577,6 +598,15 @@ mod tests {
         assert!(Recipe::from_toml("channels = \"rgb\"\nmean = [1, 2]\n").is_err());
         assert!(Recipe::from_toml("channels = \"rgb\"\nstd = [0]\n").is_err());
         assert!(Recipe::from_toml("channels = \"rgb\"\nsize = 3\n").is_err());
+        let r = Recipe::preset("imagenet").unwrap();
+        assert_eq!(
+            Recipe::from_plan_metadata(&r.to_plan_metadata()).unwrap(),
+            Some(r)
+        );
+        assert_eq!(
+            Recipe::from_plan_metadata(b"[other]\nx = 1\n").unwrap(),
+            None
+        );
     }
 
     #[test]

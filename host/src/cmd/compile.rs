@@ -3,12 +3,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use edgefit::compile::{compile_with, CompileOptions};
-use edgefit::data::{OnBadImage, Role};
+use edgefit::data::{OnBadImage, Recipe, Role};
 use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::quant::calibrate::CalibrationMethod;
 use edgefit::quant::{calibrate_graph, input_elements, synthetic_samples};
 use edgefit::table::bytes;
 use edgefit_agent::{encode_tract_artifact, TractPrecision};
+use edgefit_engine::writer::append_metadata;
 use edgefit_engine::Precision;
 
 use super::data_args::{check_bundled, open_source, RecipeArgs};
@@ -165,6 +166,8 @@ impl CompileCmd {
             "precision={};fuse={};scratch={};sparse={};shape={:?}",
             precision as u8, !self.no_fuse, !self.no_scratch, !self.dense_weights, input_shape
         );
+        // The recipe the plan records: the one calibration used, or the flags given.
+        let mut recorded: Option<Recipe> = None;
         let ranges = if precision == Precision::Int8 {
             let shape = graph.tensor(graph.input).shape.clone();
             let (samples, what, pre) = match self.calib.as_deref() {
@@ -194,6 +197,7 @@ impl CompileCmd {
                     let pre = if source.is_tensors() {
                         "none (float tensors)".to_owned()
                     } else {
+                        recorded = Some(recipe.clone());
                         recipe.describe()
                     };
                     (
@@ -241,6 +245,11 @@ impl CompileCmd {
         } else {
             None
         };
+        if recorded.is_none() && self.recipe.given() {
+            let r = self.recipe.recipe(input_shape)?;
+            recipe.push_str(&format!(";pre={}", r.describe()));
+            recorded = Some(r);
+        }
         let source =
             std::fs::read(&self.model).with_context(|| format!("read {}", self.model.display()))?;
         let options = CompileOptions {
@@ -256,14 +265,21 @@ impl CompileCmd {
             options,
         )
         .with_context(|| format!("compile {}", self.model.display()))?;
-        std::fs::write(&self.output, &plan.bytes)
+        // The recipe travels in the plan: evaluate, bench and the devices' hosts
+        // preprocess with it, no flags needed.
+        let out = match &recorded {
+            Some(r) => append_metadata(&plan.bytes, &r.to_plan_metadata())
+                .map_err(|e| anyhow::anyhow!("record the recipe in the plan: {e}"))?,
+            None => plan.bytes.clone(),
+        };
+        std::fs::write(&self.output, &out)
             .with_context(|| format!("write {}", self.output.display()))?;
         let s = &plan.summary;
         println!(
             "wrote {}: {} plan, {} ({} weights), arena {} (lower bound {}) + scratch {}, {} ops",
             self.output.display(),
             s.precision,
-            bytes(s.plan_bytes),
+            bytes(out.len()),
             bytes(s.weight_bytes),
             bytes(s.arena_bytes),
             bytes(s.arena_lower_bound_bytes),
@@ -278,6 +294,9 @@ impl CompileCmd {
         }
         for note in &s.notes {
             println!("note: {note}");
+        }
+        if let Some(r) = &recorded {
+            println!("preprocessing recorded in the plan: {}", r.describe());
         }
         if self.calib.as_deref() == Some("synthetic") {
             println!("note: calibrated on synthetic inputs: for size, memory and speed only, not accuracy");

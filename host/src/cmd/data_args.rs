@@ -61,10 +61,32 @@ fn sizes(flag: &str, s: &str) -> anyhow::Result<Vec<u32>> {
 }
 
 impl RecipeArgs {
+    /// Whether any recipe flag was given.
+    pub fn given(&self) -> bool {
+        self.preprocess.is_some()
+            || self.resize.is_some()
+            || self.crop.is_some()
+            || self.channels.is_some()
+            || self.scale.is_some()
+            || self.mean.is_some()
+            || self.std.is_some()
+            || self.layout.is_some()
+    }
+
     /// The recipe for a model of `input_shape`, checked against it.
     pub fn recipe(&self, input_shape: &[usize]) -> anyhow::Result<Recipe> {
+        self.recipe_over(None, input_shape)
+    }
+
+    /// The recipe over `base` (a plan's recorded recipe) where no preset or
+    /// file is given; flags override single fields either way.
+    pub fn recipe_over(
+        &self,
+        base: Option<Recipe>,
+        input_shape: &[usize],
+    ) -> anyhow::Result<Recipe> {
         let mut r = match self.preprocess.as_deref() {
-            None => Recipe::default_for(input_shape),
+            None => base.unwrap_or_else(|| Recipe::default_for(input_shape)),
             Some(p) if Path::new(p).extension().is_some_and(|e| e == "toml") => {
                 let text = std::fs::read_to_string(p).with_context(|| format!("read {p}"))?;
                 Recipe::from_toml(&text).with_context(|| p.to_owned())?
@@ -200,10 +222,16 @@ pub fn open_source(
 }
 
 impl DataArgs {
-    /// The samples and the recipe for a model of `input_shape`.
-    pub fn open(&self, role: Role, input_shape: &[usize]) -> anyhow::Result<(DataSource, Recipe)> {
+    /// The samples and the recipe for a model of `input_shape` (over a
+    /// plan's recorded recipe, if any).
+    pub fn open(
+        &self,
+        role: Role,
+        input_shape: &[usize],
+        recorded: Option<Recipe>,
+    ) -> anyhow::Result<(DataSource, Recipe)> {
         check_bundled(self.data.as_deref(), input_shape, "--data")?;
-        let recipe = self.recipe.recipe(input_shape)?;
+        let recipe = self.recipe.recipe_over(recorded, input_shape)?;
         let source = open_source(
             self.data.as_deref(),
             role,

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use edgefit::compile::precision_name;
-use edgefit::data::Role;
+use edgefit::data::{Recipe, Role};
 use edgefit::evaluate::{agreement, evaluate_data, render_text, EvalData};
 use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::reference::TractReference;
@@ -12,6 +12,14 @@ use edgefit_engine::MAGIC;
 
 use super::data_args::DataArgs;
 use super::progress;
+
+/// The preprocessing recipe a plan records (compile writes it), if any.
+pub fn plan_recipe(plan: &[u8]) -> anyhow::Result<Option<Recipe>> {
+    match edgefit_engine::plan::metadata(plan) {
+        None => Ok(None),
+        Some(m) => Ok(Recipe::from_plan_metadata(m)?),
+    }
+}
 
 /// The input shape of an ONNX model, as edgefit imports it.
 fn onnx_input_shape(path: &Path) -> anyhow::Result<Vec<usize>> {
@@ -46,18 +54,20 @@ impl EvaluateCmd {
         let bytes = std::fs::read(&self.target)
             .with_context(|| format!("read {}", self.target.display()))?;
         let is_plan = bytes.starts_with(&MAGIC);
-        let (mut runner, shape) = if is_plan {
+        let (mut runner, shape, recorded) = if is_plan {
             let plan = PlanRunner::new(&bytes)
                 .with_context(|| format!("load {}", self.target.display()))?;
             let shape = plan.input_shape();
-            (Runner::Plan(Box::new(plan)), shape)
+            let recorded = plan_recipe(&bytes)
+                .with_context(|| format!("the recipe in {}", self.target.display()))?;
+            (Runner::Plan(Box::new(plan)), shape, recorded)
         } else {
             let shape = onnx_input_shape(&self.target)?;
-            (Runner::Tract(tract_for(&self.target, &shape)?), shape)
+            (Runner::Tract(tract_for(&self.target, &shape)?), shape, None)
         };
         let (source, recipe) = self
             .data
-            .open(Role::Test, &shape)
+            .open(Role::Test, &shape, recorded)
             .with_context(|| format!("evaluate {}", self.target.display()))?;
         let data = EvalData {
             source: &source,
