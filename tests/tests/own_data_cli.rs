@@ -205,6 +205,22 @@ fn rgb_models_evaluate_and_calibrate_on_image_folders() {
         ]);
         assert_eq!(bare["preprocess"], int8["preprocess"]);
         assert_eq!(bare["correct"], int8["correct"]);
+        // bench --local: the in-process agent receives the folder's images
+        // preprocessed with the plan's recipe and quantised with its input
+        // parameters; its outputs are the host engine's, byte for byte.
+        let b = json(&[
+            "bench",
+            "--local",
+            plan.to_str().unwrap(),
+            "--data",
+            folder.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(
+            (b["samples"].as_u64(), b["outputs_identical"].as_u64()),
+            (Some(30), Some(30))
+        );
+        assert_eq!(b["correct"], int8["correct"]);
         let out = edgefit(&["inspect", plan.to_str().unwrap()]);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("centre crop 12x12"),

@@ -2,13 +2,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use edgefit::data::{bundled_data_dir, load_idx_dataset};
-use edgefit::device::bench::{bench, render_csv, render_text, BenchOptions};
+use edgefit::data::{OnBadImage, Role};
+use edgefit::device::bench::{artifact_input, bench, render_csv, render_text, BenchOptions};
 use edgefit::device::flash::{cached_plan_path, flash_plan};
 use edgefit::device::{Client, ClientConfig};
+use edgefit::evaluate::EvalData;
 use edgefit_agent::{Agent, AgentConfig};
 use edgefit_proto::EngineKind;
 
+use super::data_args::{BadImageArg, DataArgs};
 use super::device::PortArgs;
 use super::progress;
 
@@ -46,12 +48,9 @@ pub struct BenchCmd {
     /// The engine to run on (the Linux agent: native for plans, tract-cpu or tract-cuda for tract artifacts)
     #[arg(long, value_enum, default_value = "auto")]
     engine: EngineArg,
-    /// Folder with t10k-images-idx3-ubyte[.gz] and labels (default: the bundled test split)
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Benchmark only the first N images
-    #[arg(long, value_parser = super::count_at_least_one)]
-    limit: Option<usize>,
+    /// The samples, preprocessed with the plan's recorded recipe (recipe flags override)
+    #[command(flatten)]
+    data: DataArgs,
     /// Write the results: .json (schema edgefit.bench.v1) or .csv (one row per sample)
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -102,10 +101,8 @@ fn local_agent(variant: &Path) -> anyhow::Result<(Client, Vec<u8>, TempStore)> {
 
 impl BenchCmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let dir = self.data.clone().unwrap_or_else(bundled_data_dir);
-        let mut data = load_idx_dataset(&dir, "t10k").context("test data")?;
-        if let Some(n) = self.limit {
-            data.truncate(n);
+        if matches!(self.data.on_bad_image, BadImageArg::Skip) {
+            bail!("bench sends every sample to the device: --on-bad-image skip is for evaluate");
         }
         let mut _store = None;
         let (mut client, image, what) = match (&self.local, &self.port) {
@@ -122,6 +119,18 @@ impl BenchCmd {
                 (client, image, path)
             }
             (None, None) => bail!("pass --port PORT or --local VARIANT"),
+        };
+        let (shape, recorded) =
+            artifact_input(&image).with_context(|| format!("bench {}", what.display()))?;
+        let (source, recipe) = self
+            .data
+            .open(Role::Test, &shape, recorded)
+            .with_context(|| format!("bench {}", what.display()))?;
+        let data = EvalData {
+            source: &source,
+            recipe: &recipe,
+            input_shape: &shape,
+            on_bad: OnBadImage::Fail,
         };
         let bar = progress::bar("bench");
         let report = bench(

@@ -6,10 +6,11 @@ use edgefit::compare::{
     measure_variants, results, rows, write_report, CompareSpec, Criterion, DeviceMeasurement,
     Variant,
 };
-use edgefit::data::{bundled_data_dir, load_idx_dataset};
-use edgefit::device::bench::{bench, BenchOptions};
+use edgefit::data::{bundled_data_dir, load_idx_dataset, ChannelOrder, OnBadImage, Recipe};
+use edgefit::device::bench::{artifact_input, bench, BenchOptions};
 use edgefit::device::flash::flash_plan;
 use edgefit::device::Port;
+use edgefit::evaluate::EvalData;
 use edgefit::profiles::load_profiles;
 use edgefit_engine::Precision;
 
@@ -225,6 +226,8 @@ impl CompareCmd {
         };
         let mut data = load_idx_dataset(&bundled_data_dir(), "t10k").context("test data")?;
         data.truncate(self.device_limit.max(1));
+        let source = data.to_source(&bundled_data_dir());
+        let recipe = Recipe::plain(ChannelOrder::Gray);
         let mut out = Vec::new();
         for v in variants {
             let image = std::fs::read(&v.plan_path)
@@ -244,6 +247,14 @@ impl CompareCmd {
                 .with_context(|| format!("flash {} {} to {board}", v.model, v.variant))?;
             bar.finish_and_clear();
             let bar = progress::bar("bench");
+            let (shape, recorded) = artifact_input(&image)?;
+            let recipe = recorded.unwrap_or_else(|| recipe.clone());
+            let data = EvalData {
+                source: &source,
+                recipe: &recipe,
+                input_shape: &shape,
+                on_bad: OnBadImage::Fail,
+            };
             let report = bench(
                 &mut client,
                 &image,

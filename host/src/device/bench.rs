@@ -15,7 +15,8 @@ use serde::Serialize;
 
 use super::client::{Client, ClientError, DeviceIdentity, LinkStats, Reply};
 use crate::compile::precision_name;
-use crate::data::Dataset;
+use crate::data::{OnBadImage, Recipe};
+use crate::evaluate::EvalData;
 use crate::evaluate::LatencyStats;
 use crate::inspect_plan::inspect_plan;
 use crate::reference::TractReference;
@@ -58,6 +59,8 @@ pub enum BenchError {
     SummaryPlan { claimed: u32, plan_id: u32 },
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 /// A figure with where it came from.
@@ -82,7 +85,7 @@ pub struct PlanSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct SampleRow {
     pub index: usize,
-    pub label: u8,
+    pub label: u32,
     pub predicted: u16,
     pub host_predicted: usize,
     /// Device output bytes equal the host engine's (None: not requested).
@@ -286,12 +289,40 @@ impl<'a> HostModel<'a> {
     }
 }
 
-/// Benchmarks the device's active plan, which must be `image`, over `data`.
-/// `progress(done, total)`.
+/// The input shape (ONNX order) an artifact takes, and the preprocessing
+/// recipe a plan records (tract artifacts record none).
+pub fn artifact_input(image: &[u8]) -> Result<(Vec<usize>, Option<Recipe>), BenchError> {
+    let (kind, _) =
+        edgefit_agent::identify(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
+    match kind {
+        ArtifactKind::Plan => {
+            let runner = PlanRunner::new(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
+            let recipe = match edgefit_engine::plan::metadata(image) {
+                Some(m) => {
+                    Recipe::from_plan_metadata(m).map_err(|e| BenchError::BadPlan(e.to_string()))?
+                }
+                None => None,
+            };
+            Ok((runner.input_shape(), recipe))
+        }
+        ArtifactKind::Tract(_) => {
+            let a = TractArtifact::parse(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
+            Ok((a.input_shape.to_vec(), None))
+        }
+    }
+}
+
+/// Samples read and preprocessed per parallel batch while benchmarking.
+const BATCH: usize = 64;
+
+/// Benchmarks the device's active plan, which must be `image`, over `data`
+/// (every sample preprocessed with `data.recipe`, then quantised with the
+/// plan's input parameters: the bytes the device receives are the bytes the
+/// host's engine runs). `progress(done, total)`.
 pub fn bench(
     client: &mut Client,
     image: &[u8],
-    data: &Dataset,
+    data: &EvalData,
     options: BenchOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<BenchReport, BenchError> {
@@ -311,55 +342,64 @@ pub fn bench(
     let mut host = HostModel::load(image, kind)?;
     let compare_outputs = options.compare_outputs && host.compares_outputs();
     let mut sample = vec![0u8; host.sample_bytes()];
+    let n = data.source.len();
 
     client.expect_ack(&HostMsg::BenchStart {
         plan_id: Some(plan_id),
-        samples: data.len() as u32,
+        samples: n as u32,
         want_outputs: compare_outputs,
         engine: options.engine,
     })?;
-    let mut records = Vec::with_capacity(data.len());
-    progress(0, data.len());
-    for i in 0..data.len() {
-        let pixels = data.image_f32(i);
-        host.encode(&pixels, &mut sample)?;
-        let mut record = None;
-        for part in sample_parts(i as u32, &sample) {
-            let reply = client
-                .request(&part)
-                .map_err(|source| BenchError::Sample { index: i, source })?;
-            if let Reply::Record(r) = reply {
-                record = Some(r);
+    let mut records = Vec::with_capacity(n);
+    progress(0, n);
+    for start in (0..n).step_by(BATCH) {
+        // Every sample goes to the device: an unreadable one stops the bench.
+        let (batch, _) = data.source.tensors(
+            start..(start + BATCH).min(n),
+            data.recipe,
+            data.input_shape,
+            OnBadImage::Fail,
+        )?;
+        for (i, pixels, label) in batch {
+            host.encode(&pixels, &mut sample)?;
+            let mut record = None;
+            for part in sample_parts(i as u32, &sample) {
+                let reply = client
+                    .request(&part)
+                    .map_err(|source| BenchError::Sample { index: i, source })?;
+                if let Reply::Record(r) = reply {
+                    record = Some(r);
+                }
             }
-        }
-        let record = record.ok_or(BenchError::Sample {
-            index: i,
-            source: ClientError::Unexpected {
-                during: "Sample",
-                got: "no Record",
-            },
-        })?;
-        if record.sample as usize != i {
-            return Err(BenchError::Sequence {
+            let record = record.ok_or(BenchError::Sample {
                 index: i,
-                got: record.sample,
+                source: ClientError::Unexpected {
+                    during: "Sample",
+                    got: "no Record",
+                },
+            })?;
+            if record.sample as usize != i {
+                return Err(BenchError::Sequence {
+                    index: i,
+                    got: record.sample,
+                });
+            }
+            let host_predicted = host.run(&pixels)?;
+            let outputs_equal = match &record.outputs {
+                Some(bytes) => Some(bytes.as_slice() == host.raw_output()?),
+                None => None,
+            };
+            records.push(SampleRow {
+                index: i,
+                label,
+                predicted: record.predicted,
+                host_predicted,
+                outputs_equal,
+                ticks: record.ticks,
+                energy_uj: record.energy_uj,
             });
+            progress(i + 1, n);
         }
-        let host_predicted = host.run(&pixels)?;
-        let outputs_equal = match &record.outputs {
-            Some(bytes) => Some(bytes.as_slice() == host.raw_output()?),
-            None => None,
-        };
-        records.push(SampleRow {
-            index: i,
-            label: data.labels[i],
-            predicted: record.predicted,
-            host_predicted,
-            outputs_equal,
-            ticks: record.ticks,
-            energy_uj: record.energy_uj,
-        });
-        progress(i + 1, data.len());
     }
     let summary = match client.request(&HostMsg::BenchEnd)? {
         Reply::Summary(s) => s,
@@ -853,11 +893,19 @@ mod tests {
             ..ClientConfig::default()
         };
         let mut client = Client::connect(Box::new(device), config).unwrap();
-        let data = Dataset {
+        let dataset = crate::data::Dataset {
             rows: 2,
             cols: 4,
             pixels: vec![7; 300 * 8],
             labels: vec![0; 300],
+        };
+        let source = dataset.to_source(std::path::Path::new("test"));
+        let recipe = Recipe::plain(crate::data::ChannelOrder::Gray);
+        let data = EvalData {
+            source: &source,
+            recipe: &recipe,
+            input_shape: &[1, 1, 2, 4],
+            on_bad: OnBadImage::Fail,
         };
         let options = BenchOptions {
             compare_outputs: false,
