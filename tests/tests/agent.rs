@@ -184,6 +184,25 @@ fn flash(client: &mut Client, path: &Path) {
     flash_plan(client, &image, &mut |_, _| {}).expect("flash");
 }
 
+/// `bench` over IDX images as the bundled models take them (gray / 255).
+fn bench_idx(
+    client: &mut Client,
+    image: &[u8],
+    data: &Dataset,
+    options: BenchOptions,
+) -> Result<BenchReport, edgefit::device::bench::BenchError> {
+    let source = data.to_source(Path::new("bundled test split"));
+    let recipe = edgefit::data::Recipe::plain(edgefit::data::ChannelOrder::Gray);
+    let shape = [1, 1, data.rows, data.cols];
+    let eval = edgefit::evaluate::EvalData {
+        source: &source,
+        recipe: &recipe,
+        input_shape: &shape,
+        on_bad: edgefit::data::OnBadImage::Fail,
+    };
+    bench(client, image, &eval, options, &mut |_, _| {})
+}
+
 fn run_bench(
     client: &mut Client,
     path: &Path,
@@ -191,7 +210,7 @@ fn run_bench(
     engine: Option<EngineKind>,
 ) -> BenchReport {
     let image = std::fs::read(path).expect("read variant");
-    bench(
+    bench_idx(
         client,
         &image,
         data,
@@ -199,7 +218,6 @@ fn run_bench(
             compare_outputs: true,
             engine,
         },
-        &mut |_, _| {},
     )
     .expect("bench")
 }
@@ -302,7 +320,7 @@ fn tract_engine_matches_tract_reference_and_reports_the_cpu_fallback() {
     let mut client = agent.client();
     let data = test_data(20);
     let image = std::fs::read(&f32_artifact).unwrap();
-    let e = bench(
+    let e = bench_idx(
         &mut client,
         &image,
         &data,
@@ -310,7 +328,6 @@ fn tract_engine_matches_tract_reference_and_reports_the_cpu_fallback() {
             compare_outputs: true,
             engine: Some(EngineKind::TractCuda),
         },
-        &mut |_, _| {},
     )
     .unwrap_err();
     assert!(e.to_string().contains("engine not available"), "{e}");
