@@ -12,8 +12,9 @@ use edgefit_profiles::Profile;
 use edgefit_report::{BestVariant, LayerMemory, Results, Row, Verdict, RESULTS_SCHEMA};
 
 use crate::compile::{compile_with, precision_name, CompileError, CompileOptions};
-use crate::data::Dataset;
-use crate::evaluate::evaluate;
+use crate::data::{DataSource, OnBadImage, Recipe};
+use crate::evaluate::evaluate_data;
+use crate::evaluate::EvalData;
 use crate::import::{import_onnx, ImportError, ImportOptions};
 use crate::inspect_plan::inspect_plan;
 use crate::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, PruneError, Scope};
@@ -33,6 +34,11 @@ pub enum CompareError {
     Prune(#[from] PruneError),
     #[error("import {path}: {source}")]
     Import { path: PathBuf, source: ImportError },
+    #[error("data for {path}: {source}")]
+    Data {
+        path: PathBuf,
+        source: crate::data::DataError,
+    },
     #[error("calibrate {path}: {source}")]
     Calibrate {
         path: PathBuf,
@@ -55,9 +61,13 @@ pub struct CompareSpec<'a> {
     pub precisions: &'a [Precision],
     /// Magnitude sparsities (LAMP scope); 0 = the model as it is.
     pub sparsities: &'a [f64],
-    pub test: &'a Dataset,
-    /// Calibration images (pixel/255) for int8.
-    pub calib: &'a [Vec<f32>],
+    /// The test samples every variant is evaluated on.
+    pub test: &'a DataSource,
+    /// Calibration samples for int8 (never the test split).
+    pub calib: Option<&'a DataSource>,
+    /// Each model's preprocessing recipe (same order as `models`); it is
+    /// recorded in every plan of that model.
+    pub recipes: &'a [Recipe],
     /// Folder for the pruned models.
     pub work_dir: &'a Path,
     /// Folder for the microcontroller plans of every variant (kept: flash
@@ -129,9 +139,13 @@ pub fn measure_variants(
     progress: Progress<'_>,
 ) -> Result<Vec<Variant>, CompareError> {
     let mut out = Vec::new();
-    for model_path in spec.models {
+    for (m, model_path) in spec.models.iter().enumerate() {
         let name = stem(model_path);
+        let recipe = &spec.recipes[m];
         let original = load_model(model_path)?;
+        // The model's calibration inputs, preprocessed with its recipe (once:
+        // pruning keeps the input).
+        let mut calib: Option<Vec<Vec<f32>>> = None;
         let weights_total = crate::prune::nonzero_weights(&original)? as u64;
         for &sparsity in spec.sparsities {
             // The pruned model (or the original at sparsity 0) and its
@@ -174,13 +188,26 @@ pub fn measure_variants(
                     pname.to_owned()
                 };
                 let what = format!("{name} {label}");
+                let input_shape = graph.tensor(graph.input).shape.clone();
                 let ranges = if precision == Precision::Int8 {
+                    if calib.is_none() {
+                        let data = spec.calib.ok_or_else(|| {
+                            CompareError::Plan("int8 variants need calibration data".into())
+                        })?;
+                        let (tensors, _) = data
+                            .tensors(0..data.len(), recipe, &input_shape, OnBadImage::Fail)
+                            .map_err(|e| CompareError::Data {
+                                path: model_path.clone(),
+                                source: e,
+                            })?;
+                        calib = Some(tensors.into_iter().map(|(_, t, _)| t).collect());
+                    }
                     let mut cb = |d, t| progress(&format!("{what}: calibrate"), d, t);
                     Some(
                         calibrate_graph(
                             &source,
                             graph,
-                            spec.calib,
+                            calib.as_deref().unwrap_or_default(),
                             CalibrationMethod::MinMax,
                             &mut cb,
                         )
@@ -213,7 +240,14 @@ pub fn measure_variants(
                 let plan_path = spec
                     .plans_dir
                     .join(format!("{name}-{}.efp", label.replace([' ', '%'], "")));
-                std::fs::write(&plan_path, &mcu_plan.bytes).map_err(|e| {
+                // The microcontroller plan records the recipe: a later flash
+                // and bench preprocess the same way.
+                let mcu_bytes = edgefit_engine::writer::append_metadata(
+                    &mcu_plan.bytes,
+                    &recipe.to_plan_metadata(),
+                )
+                .map_err(|e| CompareError::Plan(e.to_string()))?;
+                std::fs::write(&plan_path, &mcu_bytes).map_err(|e| {
                     CompareError::Plan(format!("write {}: {e}", plan_path.display()))
                 })?;
                 let run_err = |e: crate::evaluate::EvalError| CompareError::Run {
@@ -224,15 +258,21 @@ pub fn measure_variants(
                     PlanRunner::new(&host_plan.bytes).map_err(|e| run_err(e.into()))?,
                 ));
                 let mut cb = |d, t| progress(&format!("{what}: evaluate"), d, t);
-                let eval = evaluate(
+                let data = EvalData {
+                    source: spec.test,
+                    recipe,
+                    input_shape: &input_shape,
+                    on_bad: OnBadImage::Fail,
+                };
+                let eval = evaluate_data(
                     &mut runner,
                     "edgefit-engine".into(),
                     what.clone(),
-                    spec.test,
+                    &data,
                     &mut cb,
                 )
                 .map_err(run_err)?;
-                let report = inspect_plan(&plan_path.display().to_string(), &mcu_plan.bytes)
+                let report = inspect_plan(&plan_path.display().to_string(), &mcu_bytes)
                     .map_err(|e| CompareError::Plan(e.to_string()))?;
                 let layers = report
                     .ops
@@ -253,13 +293,13 @@ pub fn measure_variants(
                     sparsity,
                     params,
                     macs: analysis.totals.macs,
-                    plan_bytes: mcu_plan.bytes.len() as u64,
+                    plan_bytes: mcu_bytes.len() as u64,
                     arena_bytes: mcu_plan.summary.arena_bytes as u64,
                     scratch_bytes: host_plan.summary.scratch_bytes as u64,
                     accuracy: eval.accuracy,
                     images: eval.samples as u64,
                     host_latency_ms: eval.latency.p50_us / 1000.0,
-                    plan_crc32: format!("{:08x}", edgefit_proto::crc32(&mcu_plan.bytes)),
+                    plan_crc32: format!("{:08x}", edgefit_proto::crc32(&mcu_bytes)),
                     plan_path,
                     layers,
                 });

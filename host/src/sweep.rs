@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::compile::{compile_with, CompileError, CompileOptions};
-use crate::data::Dataset;
-use crate::evaluate::evaluate;
+use crate::evaluate::evaluate_data;
+use crate::evaluate::EvalData;
 use crate::import::{import_onnx, ImportError, ImportOptions};
 use crate::prune::channels::activation_means;
 use crate::prune::{
@@ -95,9 +95,10 @@ pub struct SweepSpec<'a> {
     pub model: &'a Path,
     pub prune: SweepPrune,
     pub precision: Precision,
-    /// Calibration images (pixel/255) for int8 and bias correction.
+    /// Calibration inputs (preprocessed) for int8 and bias correction.
     pub calib: &'a [Vec<f32>],
-    pub test: &'a Dataset,
+    /// The test samples, their recipe and the model's input shape.
+    pub test: &'a EvalData<'a>,
     /// Folder for the pruned models (kept: each is a valid ONNX file).
     pub work_dir: &'a Path,
 }
@@ -113,8 +114,7 @@ fn means_for(
     progress: Progress<'_>,
 ) -> Result<ActivationMeans, SweepError> {
     progress("bias correction", 0, 1);
-    let shape = [1, 1, spec.test.rows, spec.test.cols];
-    activation_means(spec.model, &shape, names, spec.calib).map_err(|source| {
+    activation_means(spec.model, spec.test.input_shape, names, spec.calib).map_err(|source| {
         SweepError::Correction {
             path: spec.model.to_owned(),
             source,
@@ -205,7 +205,7 @@ pub fn sweep_point(
         source,
     })?;
 
-    let shape = [1, 1, spec.test.rows, spec.test.cols];
+    let shape = spec.test.input_shape;
     let tract_err = |source| SweepError::Tract {
         path: path(),
         source,
@@ -217,10 +217,10 @@ pub fn sweep_point(
             source,
         }
     };
-    let mut tract = Runner::Tract(TractReference::load(&pruned, &shape, &[]).map_err(tract_err)?);
+    let mut tract = Runner::Tract(TractReference::load(&pruned, shape, &[]).map_err(tract_err)?);
     let name = pruned.display().to_string();
     let mut cb = |d, t| progress("f32 (tract)", d, t);
-    let base = evaluate(
+    let base = evaluate_data(
         &mut tract,
         "tract f32".into(),
         name.clone(),
@@ -232,7 +232,7 @@ pub fn sweep_point(
         PlanRunner::new(&plan.bytes).map_err(|e| run_err("load the plan")(e.into()))?,
     ));
     let mut cb = |d, t| progress("plan", d, t);
-    let eval = evaluate(
+    let eval = evaluate_data(
         &mut runner,
         "edgefit-engine".into(),
         name,

@@ -148,6 +148,14 @@ fn sweep_points_are_consistent() {
     let src = models().join("resnet-fmnist.onnx");
     let work = scratch("sweep");
     std::fs::create_dir_all(&work).unwrap();
+    let source = test.to_source(&dir);
+    let recipe = edgefit::data::Recipe::plain(edgefit::data::ChannelOrder::Gray);
+    let test = edgefit::evaluate::EvalData {
+        source: &source,
+        recipe: &recipe,
+        input_shape: &[1, 1, 28, 28],
+        on_bad: edgefit::data::OnBadImage::Fail,
+    };
     let spec = SweepSpec {
         model: &src,
         prune: SweepPrune::Magnitude {

@@ -359,3 +359,125 @@ fn unreadable_images_fail_by_name_or_are_skipped_and_counted() {
     assert_eq!(r["samples"], 20);
     assert_eq!(r["skipped"].as_array().unwrap().len(), 1);
 }
+
+/// compare on the user's data: a PyTorch and a Keras export, each with its
+/// own recipe (flags for one, a MODEL.preprocess.toml next to the other),
+/// calibrated and evaluated on an RGB image folder; the kept plans record
+/// their recipes.
+#[test]
+fn compare_runs_on_your_own_models_and_images() {
+    let folder = tmp("compare-rgb");
+    rgb_folder(&folder);
+    let dir = tmp("compare-models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exporters = edgefit_e2e::repo_root().join("tests/conformance/exporters");
+    let (torch, keras) = (dir.join("torchnet.onnx"), dir.join("kerasnet.onnx"));
+    std::fs::copy(
+        exporters.join("torchscript13_resnet_view/model.onnx"),
+        &torch,
+    )
+    .unwrap();
+    std::fs::copy(exporters.join("tf2onnx13_keras_resnet8/model.onnx"), &keras).unwrap();
+    std::fs::write(
+        dir.join("kerasnet.preprocess.toml"),
+        "resize = [12, 12]\nchannels = \"rgb\"\nlayout = \"nhwc\"\n",
+    )
+    .unwrap();
+    let out = tmp("compare-out");
+    let r = edgefit(&[
+        "compare",
+        torch.to_str().unwrap(),
+        keras.to_str().unwrap(),
+        "--data",
+        folder.to_str().unwrap(),
+        "--calib",
+        folder.to_str().unwrap(),
+        "--resize",
+        "14",
+        "--crop",
+        "12",
+        "--precisions",
+        "int8,f32",
+        "--sparsity",
+        "0",
+        "--profiles",
+        "this-machine",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{json}");
+    for m in ["torchnet", "kerasnet"] {
+        assert!(
+            rows.iter()
+                .any(|r| r["model"] == m && r["accuracy"].is_number()),
+            "{m}"
+        );
+    }
+    let text = |plan: &str| {
+        let o = edgefit(&["inspect", out.join("plans").join(plan).to_str().unwrap()]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(text("torchnet-int8.efp").contains("resize shorter side to 14, centre crop 12x12"));
+    assert!(text("kerasnet-int8.efp").contains("resize to 12x12, RGB, x/255, NHWC"));
+}
+
+/// prune --correct-bias and sweep calibrate and evaluate on the user's images.
+#[test]
+fn prune_and_sweep_run_on_your_own_images() {
+    let folder = tmp("sweep-rgb");
+    rgb_folder(&folder);
+    let onnx = edgefit_e2e::repo_root()
+        .join("tests/conformance/exporters/torchscript13_resnet_view/model.onnx");
+    let onnx = onnx.to_str().unwrap();
+    let recipe = ["--resize", "14", "--crop", "12"];
+    let pruned = tmp("pruned.onnx");
+    let mut args = vec![
+        "prune",
+        onnx,
+        "--sparsity",
+        "0.5",
+        "--correct-bias",
+        "--calib",
+        folder.to_str().unwrap(),
+        "-o",
+        pruned.to_str().unwrap(),
+    ];
+    args.extend(recipe);
+    let out = edgefit(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut args = vec![
+        "sweep",
+        onnx,
+        "--data",
+        folder.to_str().unwrap(),
+        "--calib",
+        folder.to_str().unwrap(),
+        "--sparsity",
+        "0,0.5",
+        "--correct-bias",
+        "--json",
+    ];
+    args.extend(recipe);
+    let v = json(&args);
+    let points = v
+        .as_array()
+        .or_else(|| v["points"].as_array())
+        .expect("points");
+    assert_eq!(points.len(), 2, "{v}");
+    // An image folder has no calibration split of its own: calibration
+    // must not silently read the test images.
+    let mut args = vec![
+        "sweep",
+        onnx,
+        "--data",
+        folder.to_str().unwrap(),
+        "--sparsity",
+        "0",
+    ];
+    args.extend(recipe);
+    assert_fails_with(&edgefit(&args), &["--calib PATH", "test samples"]);
+}

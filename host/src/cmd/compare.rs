@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -6,15 +6,17 @@ use edgefit::compare::{
     measure_variants, results, rows, write_report, CompareSpec, Criterion, DeviceMeasurement,
     Variant,
 };
-use edgefit::data::{bundled_data_dir, load_idx_dataset, ChannelOrder, OnBadImage, Recipe};
+use edgefit::data::{bundled_data_dir, OnBadImage, Role};
 use edgefit::device::bench::{artifact_input, bench, BenchOptions};
 use edgefit::device::flash::flash_plan;
 use edgefit::device::Port;
 use edgefit::evaluate::EvalData;
+use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::profiles::load_profiles;
 use edgefit_engine::Precision;
 
 use super::compile::PrecisionArg;
+use super::data_args::{check_bundled, open_source, RecipeArgs};
 use super::device::connect;
 use super::progress;
 
@@ -55,12 +57,23 @@ pub struct CompareCmd {
     /// Test images benchmarked on the device per variant
     #[arg(long, default_value_t = 100, value_parser = super::count_at_least_one)]
     device_limit: usize,
-    /// Evaluate only the first N test images (default: all 10,000)
+    /// Test samples, in any format `evaluate --data` takes (default: the bundled
+    /// Fashion-MNIST test split)
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// Evaluate only the first N test samples (default: all)
     #[arg(long, value_parser = super::count_at_least_one)]
     limit: Option<usize>,
-    /// Calibration images for the int8 variants
-    #[arg(long, default_value_t = 200)]
+    /// Calibration samples for the int8 variants, in any format (default: the bundled
+    /// Fashion-MNIST calibration subset); never the test split
+    #[arg(long, value_name = "PATH")]
+    calib: Option<PathBuf>,
+    /// Calibration samples to use
+    #[arg(long, default_value_t = 200, value_parser = super::count_at_least_one)]
     calib_samples: usize,
+    /// Preprocessing for every model (a MODEL.preprocess.toml next to a model overrides it for that model)
+    #[command(flatten)]
+    recipe: RecipeArgs,
     /// How the best variant of each architecture is chosen on each profile
     #[arg(long, value_enum, default_value = "accuracy")]
     criterion: CriterionArg,
@@ -68,6 +81,13 @@ pub struct CompareCmd {
     /// variants' microcontroller plans (plans/*.efp)
     #[arg(long, default_value = "edgefit-report")]
     out: PathBuf,
+}
+
+/// A model's input shape, as edgefit imports it.
+fn input_shape_of(model: &Path) -> anyhow::Result<Vec<usize>> {
+    let m = import_onnx(model, &ImportOptions::default())
+        .with_context(|| format!("compare {}", model.display()))?;
+    Ok(m.graph.tensor(m.graph.input).shape.clone())
 }
 
 fn utc_now() -> String {
@@ -128,17 +148,41 @@ impl CompareCmd {
         } else {
             self.models.clone()
         };
-        let mut test = load_idx_dataset(&data_dir, "t10k").context("test data")?;
-        if let Some(n) = self.limit {
-            test.truncate(n);
-        }
         let precisions: Vec<Precision> = self.precisions.iter().map(|p| p.precision()).collect();
-        let calib: Vec<Vec<f32>> = if precisions.contains(&Precision::Int8) {
-            let mut c = load_idx_dataset(&data_dir, "calib").context("calibration data")?;
-            c.truncate(self.calib_samples.max(1));
-            (0..c.len()).map(|i| c.image_f32(i)).collect()
+        // Each model's recipe: its MODEL.preprocess.toml, else the flags.
+        let mut recipes = Vec::with_capacity(models.len());
+        for m in &models {
+            let shape = input_shape_of(m)?;
+            check_bundled(self.data.as_deref(), &shape, "--data")?;
+            if precisions.contains(&Precision::Int8) {
+                check_bundled(self.calib.as_deref(), &shape, "--calib")?;
+            }
+            let own = m.with_extension("preprocess.toml");
+            let recipe = if own.is_file() {
+                // The model's own recipe file wins over the flags.
+                eprintln!("{}: preprocessing from {}", m.display(), own.display());
+                RecipeArgs::from_file(&own).recipe(&shape)
+            } else {
+                self.recipe.recipe(&shape)
+            }
+            .with_context(|| format!("preprocessing for {}", m.display()))?;
+            recipes.push(recipe);
+        }
+        let test = open_source(self.data.as_deref(), Role::Test, self.limit, None, None)
+            .context("test data")?;
+        let calib = if precisions.contains(&Precision::Int8) {
+            Some(
+                open_source(
+                    self.calib.as_deref(),
+                    Role::Calibration,
+                    Some(self.calib_samples),
+                    None,
+                    None,
+                )
+                .context("calibration data")?,
+            )
         } else {
-            Vec::new()
+            None
         };
         let work = std::env::temp_dir().join(format!("edgefit-compare-{}", std::process::id()));
         std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
@@ -150,7 +194,8 @@ impl CompareCmd {
             precisions: &precisions,
             sparsities: &self.sparsity,
             test: &test,
-            calib: &calib,
+            calib: calib.as_ref(),
+            recipes: &recipes,
             work_dir: &work,
             plans_dir: &plans_dir,
         };
@@ -224,10 +269,14 @@ impl CompareCmd {
                 ),
             },
         };
-        let mut data = load_idx_dataset(&bundled_data_dir(), "t10k").context("test data")?;
-        data.truncate(self.device_limit.max(1));
-        let source = data.to_source(&bundled_data_dir());
-        let recipe = Recipe::plain(ChannelOrder::Gray);
+        let source = open_source(
+            self.data.as_deref(),
+            Role::Test,
+            Some(self.device_limit),
+            None,
+            None,
+        )
+        .context("test data")?;
         let mut out = Vec::new();
         for v in variants {
             let image = std::fs::read(&v.plan_path)
@@ -248,7 +297,10 @@ impl CompareCmd {
             bar.finish_and_clear();
             let bar = progress::bar("bench");
             let (shape, recorded) = artifact_input(&image)?;
-            let recipe = recorded.unwrap_or_else(|| recipe.clone());
+            let recipe = match recorded {
+                Some(r) => r,
+                None => self.recipe.recipe(&shape)?,
+            };
             let data = EvalData {
                 source: &source,
                 recipe: &recipe,

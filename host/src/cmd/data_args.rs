@@ -61,6 +61,14 @@ fn sizes(flag: &str, s: &str) -> anyhow::Result<Vec<u32>> {
 }
 
 impl RecipeArgs {
+    /// Only the recipe in `file` (no flags).
+    pub fn from_file(file: &Path) -> RecipeArgs {
+        RecipeArgs {
+            preprocess: Some(file.display().to_string()),
+            ..RecipeArgs::default()
+        }
+    }
+
     /// Whether any recipe flag was given.
     pub fn given(&self) -> bool {
         self.preprocess.is_some()

@@ -2,8 +2,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use edgefit::data::{bundled_data_dir, load_idx_dataset};
-use edgefit::import::ImportOptions;
+
+use super::data_args::{check_bundled, open_source, RecipeArgs};
+use edgefit::data::{OnBadImage, Role};
+use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::inspect::inspect_onnx;
 use edgefit::prune::channels::activation_means;
 use edgefit::prune::{
@@ -62,13 +64,16 @@ pub struct PruneCmd {
     /// each pruned layer's own bias)
     #[arg(long)]
     correct_bias: bool,
-    /// Calibration images for --correct-bias (default: the bundled subset of
-    /// the training split)
-    #[arg(long, value_name = "DIR")]
+    /// Calibration samples for --correct-bias, in any format `evaluate --data` takes
+    /// (default: the bundled subset of the Fashion-MNIST training split)
+    #[arg(long, value_name = "PATH")]
     calib: Option<PathBuf>,
-    /// Calibration images to use for --correct-bias
-    #[arg(long, default_value_t = 200)]
+    /// Calibration samples to use for --correct-bias
+    #[arg(long, default_value_t = 200, value_parser = super::count_at_least_one)]
     calib_samples: usize,
+    /// How calibration images become the model's input
+    #[command(flatten)]
+    recipe: RecipeArgs,
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
@@ -177,14 +182,25 @@ impl PruneCmd {
     /// Mean activations of `names` in the unpruned model over the calibration
     /// images (for --correct-bias).
     fn means(&self, names: &[String]) -> anyhow::Result<ActivationMeans> {
-        let dir = self.calib.clone().unwrap_or_else(bundled_data_dir);
-        let mut data = load_idx_dataset(&dir, "calib").context("calibration data")?;
-        if self.calib_samples == 0 {
-            bail!("--calib-samples must be at least 1");
-        }
-        data.truncate(self.calib_samples);
-        let samples: Vec<Vec<f32>> = (0..data.len()).map(|i| data.image_f32(i)).collect();
-        let shape = [1, 1, data.rows, data.cols];
+        let shape = {
+            let m = import_onnx(&self.model, &ImportOptions::default())
+                .with_context(|| format!("prune {}", self.model.display()))?;
+            m.graph.tensor(m.graph.input).shape.clone()
+        };
+        check_bundled(self.calib.as_deref(), &shape, "--calib")?;
+        let recipe = self.recipe.recipe(&shape)?;
+        let data = open_source(
+            self.calib.as_deref(),
+            Role::Calibration,
+            Some(self.calib_samples),
+            None,
+            None,
+        )
+        .context("calibration data")?;
+        let (tensors, _) = data
+            .tensors(0..data.len(), &recipe, &shape, OnBadImage::Fail)
+            .context("calibration data")?;
+        let samples: Vec<Vec<f32>> = tensors.into_iter().map(|(_, t, _)| t).collect();
         eprintln!(
             "measuring mean activations of {} tensors on {} calibration images",
             names.len(),

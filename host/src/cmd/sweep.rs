@@ -3,11 +3,14 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 use edgefit::compile::precision_name;
-use edgefit::data::{bundled_data_dir, load_idx_dataset};
+use edgefit::data::{OnBadImage, Role};
+use edgefit::evaluate::EvalData;
+use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::prune::{ChannelOptions, ChannelScope};
 use edgefit::sweep::{render_csv, sweep_point, SweepPrune, SweepSpec};
 
 use super::compile::PrecisionArg;
+use super::data_args::{check_bundled, open_source, RecipeArgs};
 use super::progress;
 use super::prune::{magnitude_options, Exclude, Method, ScopeArg};
 
@@ -29,15 +32,22 @@ pub struct SweepCmd {
     /// Precision of the compiled plans
     #[arg(long, value_enum, default_value = "int8")]
     precision: PrecisionArg,
-    /// Folder with the test split and (for int8) the calibration subset (default: the bundled data)
-    #[arg(long, value_name = "DIR")]
+    /// Test samples, in any format `evaluate --data` takes (default: the bundled test split)
+    #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
-    /// Evaluate only the first N test images
+    /// Evaluate only the first N test samples
     #[arg(long, value_parser = super::count_at_least_one)]
     limit: Option<usize>,
-    /// Calibration images for int8 (and for --correct-bias)
-    #[arg(long, default_value_t = 500)]
+    /// Calibration samples for int8 and --correct-bias (default: the calibration split of
+    /// --data where it has one: IDX calib-/train- files, CIFAR data_batch_1.bin; else
+    /// give it)
+    #[arg(long, value_name = "PATH")]
+    calib: Option<PathBuf>,
+    /// Calibration samples to use (int8 and --correct-bias)
+    #[arg(long, default_value_t = 500, value_parser = super::count_at_least_one)]
     calib_samples: usize,
+    #[command(flatten)]
+    recipe: RecipeArgs,
     /// Correct biases for what pruning removed, at the mean activations measured
     /// on the calibration images
     #[arg(long)]
@@ -83,20 +93,47 @@ impl SweepCmd {
                 _ => bail!("--out {}: use a .csv or .json file name", path.display()),
             },
         };
-        let dir = self.data.clone().unwrap_or_else(bundled_data_dir);
-        let mut test = load_idx_dataset(&dir, "t10k").context("test data")?;
-        if let Some(n) = self.limit {
-            test.truncate(n);
-        }
+        let shape = {
+            let m = import_onnx(&self.model, &ImportOptions::default())
+                .with_context(|| format!("sweep {}", self.model.display()))?;
+            m.graph.tensor(m.graph.input).shape.clone()
+        };
+        check_bundled(self.data.as_deref(), &shape, "--data")?;
+        let recipe = self.recipe.recipe(&shape)?;
+        let test = open_source(self.data.as_deref(), Role::Test, self.limit, None, None)
+            .context("test data")?;
         let precision = self.precision.precision();
         let calib: Vec<Vec<f32>> =
             if precision == edgefit_engine::Precision::Int8 || self.correct_bias {
-                let mut c = load_idx_dataset(&dir, "calib").context("calibration data")?;
-                c.truncate(self.calib_samples.max(1));
-                (0..c.len()).map(|i| c.image_f32(i)).collect()
+                let path = self.calib.as_deref().or(self.data.as_deref());
+                let c = open_source(
+                    path,
+                    Role::Calibration,
+                    Some(self.calib_samples),
+                    None,
+                    None,
+                )
+                .context("calibration data")?;
+                if self.calib.is_none() && c.path() == test.path() {
+                    bail!(
+                        "{} has no calibration split apart from its test samples: give --calib \
+                         PATH (calibration must not read the test samples)",
+                        test.path().display()
+                    );
+                }
+                let (t, _) = c
+                    .tensors(0..c.len(), &recipe, &shape, OnBadImage::Fail)
+                    .context("calibration data")?;
+                t.into_iter().map(|(_, t, _)| t).collect()
             } else {
                 Vec::new()
             };
+        let test = EvalData {
+            source: &test,
+            recipe: &recipe,
+            input_shape: &shape,
+            on_bad: OnBadImage::Fail,
+        };
         let work = std::env::temp_dir().join(format!("edgefit-sweep-{}", std::process::id()));
         std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
         let spec = SweepSpec {
@@ -137,7 +174,7 @@ impl SweepCmd {
         println!(
             "{} on {} test images, {} plans (all figures measured)",
             self.model.display(),
-            test.len(),
+            test.source.len(),
             precision_name(precision)
         );
         println!(
