@@ -8,6 +8,9 @@
 * `depthwise-clip.onnx`: Conv -> depthwise Conv (group = channels) -> Clip(0, 6) ->
   GlobalAveragePool -> Flatten -> MatMul + Add -> Softmax, to check grouped convs,
   Clip, MatMul-as-dense and Softmax import.
+* `imagenet-tiny.onnx`: a 1x3x224x224 input and 1,000 classes with tiny weights
+  (stem conv 7x7/4, max pool, conv, global pool, Gemm): the road of an
+  ImageNet-sized export with the imagenet recipe.
 Built with the `onnx` helper API; weights are seeded random.
 """
 
@@ -70,6 +73,29 @@ def main():
              numpy_helper.from_array(np.array(6, np.float32), "hi"),
              init("wd", [8, 10]), init("bd", [10])]
     save(helper.make_graph(nodes, "depthwise_clip", [x], [y], inits), "depthwise-clip.onnx")
+
+    # ImageNet-sized input (1x3x224x224, 1,000 classes), tiny weights: the
+    # road a user's VGG/ResNet export takes (imagenet recipe, 1,000 classes).
+    xi = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])
+    yi = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1000])
+    small = lambda name, shape: numpy_helper.from_array(
+        (rng.standard_normal(shape) * 0.2).astype(np.float32), name)
+    nodes = [
+        helper.make_node("Conv", ["input", "w0", "b0"], ["c0"], name="stem", kernel_shape=[7, 7],
+                         pads=[3, 3, 3, 3], strides=[4, 4]),
+        helper.make_node("Relu", ["c0"], ["r0"], name="stem_relu"),
+        helper.make_node("MaxPool", ["r0"], ["p0"], name="pool", kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["p0", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("GlobalAveragePool", ["r1"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], name="fc", transB=1),
+    ]
+    inits = [small("w0", [8, 3, 7, 7]), small("b0", [8]), small("w1", [16, 8, 3, 3]),
+             small("b1", [16]), small("wf", [1000, 16]), small("bf", [1000])]
+    save(helper.make_graph(nodes, "imagenet_tiny", [xi], [yi], inits), "imagenet-tiny.onnx")
 
 
 if __name__ == "__main__":

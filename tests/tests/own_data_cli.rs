@@ -481,3 +481,76 @@ fn prune_and_sweep_run_on_your_own_images() {
     args.extend(recipe);
     assert_fails_with(&edgefit(&args), &["--calib PATH", "test samples"]);
 }
+
+/// An ImageNet-sized model (1x3x224x224, 1,000 classes) on photos of another
+/// size: the imagenet recipe (resize 256, crop 224, mean/std) recorded at
+/// compile, then evaluate and bench --local with no flags; 1,000 classes
+/// report per-class accuracy instead of a confusion matrix.
+#[test]
+fn an_imagenet_sized_model_runs_the_whole_road() {
+    let folder = tmp("imagenet-photos");
+    for i in 0..12u32 {
+        let class = folder.join(format!("n0{:07}", 1440764 + i % 4));
+        std::fs::create_dir_all(&class).unwrap();
+        let (w, h) = (400 - (i % 3) * 40, 300);
+        let img = image::RgbImage::from_raw(w, h, rgb_pattern(h, w, i)).unwrap();
+        img.save(class.join(format!("{i}.{}", if i % 2 == 0 { "jpg" } else { "png" })))
+            .unwrap();
+    }
+    let onnx = model("fixtures/imagenet-tiny.onnx");
+    let plan = tmp("imagenet-tiny.efp");
+    let out = edgefit(&[
+        "compile",
+        onnx.to_str().unwrap(),
+        "--calib",
+        folder.to_str().unwrap(),
+        "--preprocess",
+        "imagenet",
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = json(&[
+        "evaluate",
+        plan.to_str().unwrap(),
+        "--data",
+        folder.to_str().unwrap(),
+        "--reference",
+        onnx.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (r["samples"].as_u64(), r["classes"].as_u64()),
+        (Some(12), Some(1000))
+    );
+    assert!(
+        r["confusion"].is_null(),
+        "no confusion matrix beyond 100 classes"
+    );
+    assert_eq!(r["per_class_accuracy"].as_array().unwrap().len(), 1000);
+    assert!(
+        r["preprocess"]
+            .as_str()
+            .unwrap()
+            .contains("centre crop 224x224"),
+        "{r}"
+    );
+    assert!(
+        r["agreement_with_reference"].as_f64().unwrap() >= 0.75,
+        "{r}"
+    );
+    let b = json(&[
+        "bench",
+        "--local",
+        plan.to_str().unwrap(),
+        "--data",
+        folder.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(b["outputs_identical"], 12);
+    // The bundled 28x28 images do not fit it: said at once.
+    assert_fails_with(
+        &edgefit(&["evaluate", onnx.to_str().unwrap()]),
+        &["28x28 grayscale", "[1, 3, 224, 224]", "--data PATH"],
+    );
+}
