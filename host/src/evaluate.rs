@@ -312,6 +312,21 @@ pub fn render_text(r: &EvalReport) -> String {
         r.preprocess_us_per_image,
         r.preprocess_threads,
     ));
+    // Per class, where the classes are few enough to read.
+    if let (Some(conf), true) = (&r.confusion, r.classes <= 20) {
+        let names = r.class_names.as_deref().unwrap_or(&[]);
+        let cells: Vec<String> = conf
+            .iter()
+            .enumerate()
+            .filter(|(_, row)| row.iter().sum::<u32>() > 0)
+            .map(|(c, row)| {
+                let n: u32 = row.iter().sum();
+                let name = names.get(c).map_or(c.to_string(), |s| format!("{c} {s}"));
+                format!("{name} {:.1}% ({n})", 100.0 * row[c] as f64 / n as f64)
+            })
+            .collect();
+        s.push_str(&format!("per class  {}\n", cells.join(", ")));
+    }
     if !r.skipped.is_empty() {
         s.push_str(&format!(
             "skipped    {} unreadable images (--on-bad-image skip), first: {}\n",
