@@ -259,3 +259,17 @@ fn shapes_agree_with_tract() {
         );
     }
 }
+
+/// A model edgefit cannot compile still declares its input: `evaluate`
+/// runs it in tract with that shape.
+#[test]
+fn declared_input_shape_needs_no_lowering() {
+    use edgefit::import::declared_input_shape;
+    let resize = models().join("fixtures/resize.onnx");
+    assert!(import_onnx(&resize, &ImportOptions::default()).is_err());
+    assert_eq!(declared_input_shape(&resize).unwrap(), vec![1, 1, 8, 8]);
+    assert_eq!(
+        declared_input_shape(&models().join("resnet-fmnist.onnx")).unwrap(),
+        vec![1, 1, 28, 28]
+    );
+}

@@ -5,7 +5,7 @@ use clap::Args;
 use edgefit::compile::precision_name;
 use edgefit::data::{Recipe, Role};
 use edgefit::evaluate::{agreement, evaluate_data, render_text, EvalData};
-use edgefit::import::{import_onnx, ImportOptions};
+use edgefit::import::{declared_input_shape, import_onnx, ImportOptions};
 use edgefit::reference::TractReference;
 use edgefit::runner::{PlanRunner, Runner};
 use edgefit_engine::MAGIC;
@@ -21,11 +21,15 @@ pub fn plan_recipe(plan: &[u8]) -> anyhow::Result<Option<Recipe>> {
     }
 }
 
-/// The input shape of an ONNX model, as edgefit imports it.
+/// The input shape of an ONNX model: as edgefit imports it, or (a model
+/// only tract runs) as the file declares it.
 fn onnx_input_shape(path: &Path) -> anyhow::Result<Vec<usize>> {
-    let model = import_onnx(path, &ImportOptions::default())
-        .with_context(|| format!("evaluate {}", path.display()))?;
-    Ok(model.graph.tensor(model.graph.input).shape.clone())
+    match import_onnx(path, &ImportOptions::default()) {
+        Ok(model) => Ok(model.graph.tensor(model.graph.input).shape.clone()),
+        Err(_) => {
+            declared_input_shape(path).with_context(|| format!("evaluate {}", path.display()))
+        }
+    }
 }
 
 #[derive(Args)]

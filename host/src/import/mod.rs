@@ -95,6 +95,53 @@ pub struct ImportedModel {
     pub info: ModelInfo,
 }
 
+/// The shape a model's (one) runtime input declares, without lowering the
+/// graph: for running models edgefit cannot compile in tract (`evaluate
+/// MODEL.onnx`). A symbolic leading dimension is the batch: 1.
+pub fn declared_input_shape(path: &Path) -> Result<Vec<usize>, ImportError> {
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let decode_error = |reason: String| ImportError::Decode {
+        path: path.to_owned(),
+        reason,
+    };
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &*bytes)
+        .map_err(|e| decode_error(format!("{e:#}")))?;
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| decode_error("it has no graph".into()))?;
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<&pb::ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !inits.contains(i.name.as_str()))
+        .collect();
+    let [input] = inputs.as_slice() else {
+        return Err(ImportError::Model(format!(
+            "the model has {} runtime inputs; edgefit feeds one",
+            inputs.len()
+        )));
+    };
+    let dims = tensor::value_shape(input).ok_or_else(|| {
+        ImportError::Model(format!("input `{}` has no shape in the file", input.name))
+    })?;
+    dims.iter()
+        .enumerate()
+        .map(|(i, d)| match (i, d) {
+            (_, Some(d)) if *d > 0 => Ok(*d),
+            (0, None) => Ok(1),
+            _ => Err(ImportError::Model(format!(
+                "input `{}` has dimension {i} unknown or 0 in the file",
+                input.name
+            ))),
+        })
+        .collect()
+}
+
 /// Load an ONNX file with tract-onnx and lower it into edgefit's IR.
 pub fn import_onnx(path: &Path, options: &ImportOptions) -> Result<ImportedModel, ImportError> {
     let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
