@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 ensure_rust
-# The dev profile optimises every dependency (tract) and the engine at opt-level 3 and
-# shares its build with scripts/test.sh, so one tract build serves both.
-cargo build -q -p edgefit
+# The dev profile optimises every dependency (tract) and the engine at opt-level 3.
+# Exactly scripts/test.sh's build command (same packages, same features), so
+# one build serves both: run either first, the other rebuilds nothing.
+cargo build -q --workspace --bins --features edgefit/probe
 "$CARGO_TARGET_DIR/debug/edgefit" compare --out edgefit-report "$@"

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 ensure_rust
 cargo fmt --all -- --check
+# Lints: every crate and target, warnings are errors.
+cargo clippy -q --workspace --all-targets --features edgefit/probe -- -D warnings
 # The Cortex-M firmware: Debian's Rust and QEMU, then every board (the QEMU
 # board runs in the end-to-end tests; the real boards are built, not run).
 bash scripts/firmware.sh install
