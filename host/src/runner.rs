@@ -113,7 +113,7 @@ impl<'a> PlanRunner<'a> {
         Ok(decode_output(&self.output, values))
     }
 
-    /// The raw output bytes of the last run (int8 logits for int8 plans).
+    /// The raw output bytes of the last run (int8 values for int8 plans).
     pub fn raw_output(&self) -> Result<&[u8], RunError> {
         self.engine
             .output(&self.arena)

@@ -609,6 +609,52 @@ fn aarch64_agent_under_qemu_gives_the_x86_outputs() {
         "aarch64 outputs differ from x86-64"
     );
     assert_eq!(r.agreement_with_host, 1.0);
+
+    // An int8 softmax (a PyTorch export that ends in one): integers only,
+    // the same bytes under aarch64 as the host's portable reference.
+    let plan = scratch().join("softmax-int8.efp");
+    let model = edgefit_e2e::repo_root()
+        .join("tests/conformance/exporters/torchscript13_resnet_view/model.onnx");
+    let out = edgefit(&[
+        "compile",
+        model.to_str().unwrap(),
+        "--calib",
+        "synthetic",
+        "--calib-samples",
+        "8",
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    flash(&mut client, &plan);
+    let image = std::fs::read(&plan).unwrap();
+    let pixels: Vec<u8> = (0..50 * 12 * 12 * 3)
+        .map(|i| (i * 37 % 251) as u8)
+        .collect();
+    let source = edgefit::data::DataSource::from_images(
+        Path::new("generated"),
+        "generated 12x12 RGB".into(),
+        (12, 12, 3),
+        pixels,
+        vec![0; 50],
+    );
+    let recipe = edgefit::data::Recipe::plain(edgefit::data::ChannelOrder::Rgb);
+    let eval = edgefit::evaluate::EvalData {
+        source: &source,
+        recipe: &recipe,
+        input_shape: &[1, 3, 12, 12],
+        on_bad: edgefit::data::OnBadImage::Fail,
+    };
+    let options = BenchOptions {
+        compare_outputs: true,
+        engine: None,
+    };
+    let r = bench(&mut client, &image, &eval, options, &mut |_, _| {}).unwrap();
+    assert_eq!(
+        r.outputs_identical,
+        Some(50),
+        "int8 softmax differs on aarch64"
+    );
 }
 
 #[test]

@@ -251,7 +251,14 @@ impl<'a> OpCx<'_, 'a> {
             }
             OpKind::Softmax => {
                 let row = *self.x.shape().last()? as usize;
-                ok(softmax::softmax_f32(x, row, out))
+                if int8 {
+                    let table = self
+                        .plan
+                        .i32_array(self.op.multipliers, softmax::EXP_TABLE_LEN)?;
+                    ok(softmax::softmax_i8(x, row, table, out))
+                } else {
+                    ok(softmax::softmax_f32(x, row, out))
+                }
             }
             OpKind::Transpose => {
                 let dims = transpose::pad_to_4(self.x.shape())?;

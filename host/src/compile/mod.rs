@@ -5,8 +5,8 @@
 //!   its columns permuted so the NHWC flatten order gives the same result.
 //! * int8: weights symmetric per output channel, activations asymmetric per tensor
 //!   from the calibrated ranges, int32 biases, Q31 multipliers and shifts; pooling
-//!   and reshape keep their input's parameters; a trailing Softmax is dropped (the
-//!   int8 plan ends at the logits: argmax is the same).
+//!   and reshape keep their input's parameters; softmax outputs take TFLite's
+//!   fixed 1/256 scale and its exponentials a 256-entry table.
 //! * f16: weights stored as IEEE half, activations and biases f32. f32: all f32.
 //! * Activation memory comes from [`crate::memory::plan_activations`]; Reshape is a
 //!   view sharing its input's buffer.
@@ -207,40 +207,7 @@ pub fn compile_with(
     } else {
         graph
     };
-    let mut notes = vec![];
-    // An int8 plan ends at the logits.
-    let mut nodes: Vec<usize> = (0..graph.nodes.len()).collect();
-    let mut output = graph.output;
-    if precision == Precision::Int8 {
-        if let Some(&last) = nodes.last() {
-            if matches!(graph.nodes[last].op, Op::Softmax { .. })
-                && graph.nodes[last].output == graph.output
-            {
-                if nodes.len() == 1 {
-                    return Err(CompileError::Unsupported {
-                        layer: graph.nodes[last].name.clone(),
-                        op: "Softmax",
-                        reason: "the model is only a Softmax: an int8 plan ends at the logits, \
-                                 so nothing would be left (compile it f32 or f16)"
-                            .into(),
-                    });
-                }
-                output = graph.nodes[last].inputs[0];
-                nodes.pop();
-                notes.push(
-                    "int8: the final Softmax is left out; the plan outputs logits (same argmax)"
-                        .into(),
-                );
-            }
-        }
-    }
-    let trimmed = Graph {
-        nodes: nodes.iter().map(|&i| graph.nodes[i].clone()).collect(),
-        output,
-        ..graph.clone()
-    };
-    let graph = &trimmed;
-
+    let notes: Vec<String> = vec![];
     layout::check(graph).map_err(|e| CompileError::Unsupported {
         layer: e.node,
         op: e.op,
@@ -284,6 +251,11 @@ pub fn compile_with(
                 | Op::GlobalAvgPool
                 | Op::Reshape
                 | Op::Transpose { .. } => quant[node.inputs[0]],
+                // Probabilities in [0, 1): TFLite's fixed softmax quantisation.
+                Op::Softmax { .. } => Some(QuantParams {
+                    scale: 1.0 / 256.0,
+                    zero_point: -128,
+                }),
                 _ => {
                     let (lo, hi) = ranges[node.output];
                     Some(QuantParams::from_range(lo, hi))
@@ -533,12 +505,12 @@ pub fn compile_with(
                 b.add_op(op);
             }
             Op::Softmax { .. } => {
+                let mut op = OpDesc::new(OpKind::Softmax, input, output);
                 if precision == Precision::Int8 {
-                    return Err(unsupported(
-                        "softmax inside an int8 plan (only a final softmax is dropped)".into(),
-                    ));
+                    op.multipliers =
+                        b.add_i32_array(&softmax_exp_table(q_of(node.inputs[0]).scale));
                 }
-                b.add_op(OpDesc::new(OpKind::Softmax, input, output));
+                b.add_op(op);
             }
         }
     }
@@ -678,6 +650,16 @@ fn emit_weights(
             Ok(pw.len() * per + bias.map_or(0, |b| 4 * b.len()))
         }
     }
+}
+
+/// The int8 softmax's exponential table for an input of `scale`: entry `d`
+/// is `exp(-d * scale)` in 16-bit fixed point (the engine's
+/// `kernels::softmax::softmax_i8` divides with it, integers only).
+fn softmax_exp_table(scale: f32) -> Vec<i32> {
+    use edgefit_engine::kernels::softmax::{EXP_ONE, EXP_TABLE_LEN};
+    (0..EXP_TABLE_LEN)
+        .map(|d| ((-(d as f64) * scale as f64).exp() * EXP_ONE as f64).round() as i32)
+        .collect()
 }
 
 #[cfg(test)]

@@ -508,12 +508,6 @@ impl OpCheck<'_, '_> {
     }
 
     fn softmax(&self) -> Result<(), PlanError> {
-        if self.plan.precision == Precision::Int8 {
-            return Err(PlanError::Unsupported {
-                op: self.index,
-                what: "softmax in an int8 plan (int8 plans end at the logits)",
-            });
-        }
         let x = self.activation(self.op.input)?;
         let y = self.activation(self.op.output)?;
         if x.rank != y.rank || x.dims != y.dims {
@@ -522,6 +516,39 @@ impl OpCheck<'_, '_> {
                 a: self.op.input,
                 b: self.op.output,
             });
+        }
+        if self.plan.precision == Precision::Int8 {
+            use crate::kernels::softmax::{EXP_ONE, EXP_TABLE_LEN};
+            // TFLite's softmax output quantisation: scale 1/256, zero point -128.
+            if y.quant.zero_point != -128 || y.quant.scale != 1.0 / 256.0 {
+                return Err(self.param(
+                    "softmax output zero point (must be -128, scale 1/256)",
+                    y.quant.zero_point as i64,
+                ));
+            }
+            let offset = self.op.multipliers;
+            let table = match self.plan.i32_array(offset, EXP_TABLE_LEN) {
+                Some(t) if (offset as usize).is_multiple_of(SECTION_ALIGN) => t,
+                _ => {
+                    return Err(PlanError::BadArray {
+                        op: self.index,
+                        what: "softmax exp table",
+                        offset,
+                        length: (EXP_TABLE_LEN * 4) as u64,
+                        blob: self.plan.weights.len() as u32,
+                    })
+                }
+            };
+            // exp(0) first, then non-increasing and non-negative.
+            if table.get(0) != EXP_ONE {
+                return Err(self.param("softmax exp table [0]", table.get(0) as i64));
+            }
+            for d in 1..EXP_TABLE_LEN {
+                let v = table.get(d);
+                if v < 0 || v > table.get(d - 1) {
+                    return Err(self.param("softmax exp table (not decreasing)", v as i64));
+                }
+            }
         }
         self.no_overlap(&x, self.op.input)
     }
