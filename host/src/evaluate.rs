@@ -152,7 +152,7 @@ pub fn evaluate_data(
         )?;
         preprocess_s += t0.elapsed().as_secs_f64();
         skipped.extend(bad);
-        for (i, input, label) in batch {
+        for (_, input, label) in batch {
             let t = Instant::now();
             let out = runner.run(&input)?;
             latencies.push(t.elapsed().as_secs_f64() * 1e6);
@@ -173,7 +173,6 @@ pub fn evaluate_data(
                 }
                 per_class = (vec![0u32; classes], vec![0u32; classes]);
             }
-            let _ = i;
             let predicted = argmax(&out);
             let top = top_k(&out, 5);
             let label = label as usize;

@@ -278,19 +278,6 @@ impl DataSource {
         matches!(self.kind, Kind::Files(_))
     }
 
-    /// The images' size where every sample has the same one (not image folders).
-    pub fn fixed_image_size(&self) -> Option<(usize, usize, usize)> {
-        match &self.kind {
-            Kind::Bytes {
-                height,
-                width,
-                channels,
-                ..
-            } => Some((*height, *width, *channels)),
-            _ => None,
-        }
-    }
-
     /// Whether samples are float tensors that skip the recipe.
     pub fn is_tensors(&self) -> bool {
         matches!(self.kind, Kind::Floats { .. })
