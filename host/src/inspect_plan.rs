@@ -126,13 +126,10 @@ pub fn inspect_plan(path: &str, data: &[u8]) -> Result<PlanReport, PlanError> {
         tensors: plan.tensor_count(),
         ops,
         macs: total_macs,
-        preprocess: edgefit_engine::plan::metadata(data).map(|m| {
-            match edgefit_data::Recipe::from_plan_metadata(m) {
-                Ok(Some(r)) => r.describe(),
-                Ok(None) => "none recorded".to_owned(),
-                Err(e) => format!("unreadable ({e})"),
-            }
-        }),
+        preprocess: match crate::runner::plan_recipe(data) {
+            Ok(r) => r.map(|r| r.describe()),
+            Err(e) => Some(format!("unreadable ({e})")),
+        },
     })
 }
 

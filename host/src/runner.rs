@@ -3,6 +3,7 @@
 
 use edgefit_engine::{DType, Engine, KernelPath, Plan, Precision, TensorDesc};
 
+use crate::data::Recipe;
 use crate::reference::TractReference;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,11 +85,7 @@ impl<'a> PlanRunner<'a> {
     /// The model's input shape in ONNX order (what [`PlanRunner::run`]
     /// takes): a 4-D input is stored NHWC, so `[n, h, w, c]` is `[n, c, h, w]`.
     pub fn input_shape(&self) -> Vec<usize> {
-        let dims: Vec<usize> = self.input.shape().iter().map(|&d| d as usize).collect();
-        match dims.as_slice() {
-            [n, h, w, c] => vec![*n, *c, *h, *w],
-            _ => dims,
-        }
+        onnx_shape(&self.input)
     }
 
     /// Runs one sample; returns the outputs dequantised to f32, in the
@@ -142,6 +139,34 @@ impl Runner<'_> {
             Runner::Plan(p) => p.run(nchw),
             Runner::Tract(t) => Ok(t.run(nchw)?.swap_remove(0)),
         }
+    }
+}
+
+/// A plan tensor's shape in ONNX order: a 4-D map is stored NHWC, so
+/// `[n, h, w, c]` is `[n, c, h, w]`; other ranks are stored in their own order.
+pub fn onnx_shape(t: &TensorDesc) -> Vec<usize> {
+    let dims: Vec<usize> = t.shape().iter().map(|&d| d as usize).collect();
+    match dims.as_slice() {
+        [n, h, w, c] => vec![*n, *c, *h, *w],
+        _ => dims,
+    }
+}
+
+/// The input shape (ONNX order) of the plan in `bytes`, and the
+/// preprocessing recipe it records (`compile` writes one), without
+/// allocating its arena.
+pub fn plan_input(bytes: &[u8]) -> Result<(Vec<usize>, Option<Recipe>), RunError> {
+    let plan = Plan::parse(bytes).map_err(|e| RunError::Plan(e.to_string()))?;
+    let input = plan.input().map_err(|e| RunError::Plan(e.to_string()))?;
+    Ok((onnx_shape(&input), plan_recipe(bytes)?))
+}
+
+/// The preprocessing recipe a plan records in its metadata trailer, if any.
+pub fn plan_recipe(bytes: &[u8]) -> Result<Option<Recipe>, RunError> {
+    match edgefit_engine::plan::metadata(bytes) {
+        None => Ok(None),
+        Some(m) => Recipe::from_plan_metadata(m)
+            .map_err(|e| RunError::Plan(format!("its recorded recipe: {e}"))),
     }
 }
 

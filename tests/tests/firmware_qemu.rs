@@ -313,6 +313,40 @@ fn qemu_flash_and_bench_bundled_int8_plans() {
             v["arena_bytes_used"]["value"],
         );
     }
+    // An int8 softmax (a PyTorch export that ends in one) on RGB inputs from
+    // a NumPy array: the Cortex-M4's bytes equal the host's portable engine.
+    let softmax = scratch_dir().join("softmax-int8.efp");
+    let src = repo_root().join("tests/conformance/exporters/torchscript13_resnet_view/model.onnx");
+    ok(
+        &Command::new(edgefit_bin())
+            .args(["compile", src.to_str().unwrap(), "--calib", "synthetic"])
+            .args(["--calib-samples", "8", "--no-scratch", "-o"])
+            .arg(&softmax)
+            .output()
+            .unwrap(),
+        "compile the softmax plan",
+    );
+    ok(
+        &qemu.edgefit(&["flash", softmax.to_str().unwrap()]),
+        "edgefit flash",
+    );
+    let npy = |shape: &[u64], v: &[u8]| edgefit_data::npy::npy_bytes(shape, v).unwrap();
+    let data = scratch_dir().join("rgb-npy");
+    std::fs::create_dir_all(&data).unwrap();
+    let pixels: Vec<u8> = (0..20 * 12 * 12 * 3)
+        .map(|i| (i * 37 % 251) as u8)
+        .collect();
+    std::fs::write(data.join("x.npy"), npy(&[20, 12, 12, 3], &pixels)).unwrap();
+    std::fs::write(
+        data.join("y.npy"),
+        edgefit_data::npy::npy_bytes(&[20], &[0i64; 20]).unwrap(),
+    )
+    .unwrap();
+    let v = bench_json(&qemu, 20, &["--data", data.to_str().unwrap()]);
+    assert_eq!(
+        v["outputs_identical"], 20,
+        "int8 softmax differs on the Cortex-M4"
+    );
     assert!(!qemu.log_text().contains("panicked"), "{}", qemu.log_text());
 }
 

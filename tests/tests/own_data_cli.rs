@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use edgefit_e2e::{assert_fails_with, edgefit, model, stderr};
-use npyz::WriterBuilder;
 use serde_json::Value;
 
 fn tmp(name: &str) -> PathBuf {
@@ -236,17 +235,8 @@ fn rgb_models_evaluate_and_calibrate_on_image_folders() {
     }
 }
 
-fn npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(shape: &[u64], data: &[T]) -> Vec<u8> {
-    let mut out = vec![];
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(&mut out)
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-    out
+fn npy<T: npyz::AutoSerialize + Copy>(shape: &[u64], data: &[T]) -> Vec<u8> {
+    edgefit_data::npy::npy_bytes(shape, data).unwrap()
 }
 
 #[test]

@@ -15,4 +15,4 @@ pub use error::DataError;
 pub use idx::{bundled_data_dir, load_idx_dataset, Dataset};
 pub use image::RawImage;
 pub use recipe::{ChannelOrder, Crop, Recipe, RecipeError, Resize, TensorLayout};
-pub use source::{DataSource, OnBadImage, Pixels, Role, Sample};
+pub use source::{class_names, DataSource, OnBadImage, Pixels, Role, Sample};

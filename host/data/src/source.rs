@@ -458,17 +458,22 @@ fn open_cifar(path: &Path, dir: &Path) -> Result<DataSource, DataError> {
         "batches.meta.txt"
     };
     if let Ok(text) = std::fs::read_to_string(dir.join(meta)) {
-        let names: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let names = class_names(&text);
         if !names.is_empty() {
             src.class_names = Some(names);
         }
     }
     Ok(src)
+}
+
+/// Class names, one per line in label order (blank lines skipped): CIFAR's
+/// meta files and `--classes FILE`.
+pub fn class_names(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// torchvision's `ImageFolder`: one sub-folder per class, classes in sorted

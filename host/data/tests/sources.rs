@@ -118,17 +118,8 @@ fn bad_images_fail_or_are_skipped_by_name() {
     assert!(e.contains("not a dataset edgefit reads"), "{e}");
 }
 
-fn npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(shape: &[u64], data: &[T]) -> Vec<u8> {
-    let mut out = vec![];
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(&mut out)
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-    out
+fn npy<T: npyz::AutoSerialize + Copy>(shape: &[u64], data: &[T]) -> Vec<u8> {
+    edgefit_data::npy::npy_bytes(shape, data).unwrap()
 }
 
 #[test]

@@ -218,13 +218,7 @@ pub fn open_source(
     if let Some(file) = classes {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-        let names: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect();
-        source.set_class_names(names);
+        source.set_class_names(edgefit::data::class_names(&text));
     }
     Ok(source)
 }

@@ -3,23 +3,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use edgefit::compile::precision_name;
-use edgefit::data::{Recipe, Role};
+use edgefit::data::Role;
 use edgefit::evaluate::{agreement, evaluate_data, render_text, EvalData};
 use edgefit::import::{declared_input_shape, import_onnx, ImportOptions};
 use edgefit::reference::TractReference;
-use edgefit::runner::{PlanRunner, Runner};
+use edgefit::runner::{plan_recipe, PlanRunner, Runner};
 use edgefit_engine::MAGIC;
 
 use super::data_args::DataArgs;
 use super::progress;
-
-/// The preprocessing recipe a plan records (compile writes it), if any.
-pub fn plan_recipe(plan: &[u8]) -> anyhow::Result<Option<Recipe>> {
-    match edgefit_engine::plan::metadata(plan) {
-        None => Ok(None),
-        Some(m) => Ok(Recipe::from_plan_metadata(m)?),
-    }
-}
 
 /// The input shape of an ONNX model: as edgefit imports it, or (a model
 /// only tract runs) as the file declares it.
@@ -33,6 +25,10 @@ fn onnx_input_shape(path: &Path) -> anyhow::Result<Vec<usize>> {
 }
 
 #[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    edgefit evaluate models/resnet-fmnist.onnx                     # bundled test split, tract f32\n  \
+    edgefit evaluate mynet.onnx --data val/ --preprocess imagenet --json\n  \
+    edgefit evaluate mynet-int8.efp --data val/ --reference mynet.onnx   # recipe from the plan")]
 pub struct EvaluateCmd {
     /// A compiled plan (.efp, run by the edgefit engine) or an ONNX model (run by tract, the f32 reference)
     target: PathBuf,
@@ -62,8 +58,8 @@ impl EvaluateCmd {
             let plan = PlanRunner::new(&bytes)
                 .with_context(|| format!("load {}", self.target.display()))?;
             let shape = plan.input_shape();
-            let recorded = plan_recipe(&bytes)
-                .with_context(|| format!("the recipe in {}", self.target.display()))?;
+            let recorded =
+                plan_recipe(&bytes).with_context(|| format!("load {}", self.target.display()))?;
             (Runner::Plan(Box::new(plan)), shape, recorded)
         } else {
             let shape = onnx_input_shape(&self.target)?;

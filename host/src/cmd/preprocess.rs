@@ -8,6 +8,10 @@ use edgefit::import::{import_onnx, ImportOptions};
 use super::data_args::RecipeArgs;
 
 #[derive(Args)]
+#[command(
+    after_help = "Example:\n  edgefit preprocess cat.jpg dog.png --model resnet.onnx --preprocess imagenet --out t.npy\n  \
+    python3 -c \"import numpy; print(numpy.load('t.npy').shape)\"   # (2, 3, 224, 224)"
+)]
 pub struct PreprocessCmd {
     /// Images (PNG, JPEG, BMP) to turn into input tensors
     #[arg(required = true)]

@@ -296,14 +296,7 @@ pub fn artifact_input(image: &[u8]) -> Result<(Vec<usize>, Option<Recipe>), Benc
         edgefit_agent::identify(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
     match kind {
         ArtifactKind::Plan => {
-            let runner = PlanRunner::new(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
-            let recipe = match edgefit_engine::plan::metadata(image) {
-                Some(m) => {
-                    Recipe::from_plan_metadata(m).map_err(|e| BenchError::BadPlan(e.to_string()))?
-                }
-                None => None,
-            };
-            Ok((runner.input_shape(), recipe))
+            crate::runner::plan_input(image).map_err(|e| BenchError::BadPlan(e.to_string()))
         }
         ArtifactKind::Tract(_) => {
             let a = TractArtifact::parse(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;

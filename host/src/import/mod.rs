@@ -103,17 +103,11 @@ pub fn declared_input_shape(path: &Path) -> Result<Vec<usize>, ImportError> {
         path: path.to_owned(),
         source,
     })?;
-    let decode_error = |reason: String| ImportError::Decode {
+    let proto = decode_model(&bytes, path)?;
+    let graph = proto.graph.as_ref().ok_or_else(|| ImportError::Decode {
         path: path.to_owned(),
-        reason,
-    };
-    let proto = tract_onnx::onnx()
-        .proto_model_for_read(&mut &*bytes)
-        .map_err(|e| decode_error(format!("{e:#}")))?;
-    let graph = proto
-        .graph
-        .as_ref()
-        .ok_or_else(|| decode_error("it has no graph".into()))?;
+        reason: "it has no graph".into(),
+    })?;
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<&pb::ValueInfoProto> = graph
         .input
@@ -142,6 +136,22 @@ pub fn declared_input_shape(path: &Path) -> Result<Vec<usize>, ImportError> {
         .collect()
 }
 
+/// The ONNX protobuf in `bytes` (`path` only names them in errors).
+fn decode_model(bytes: &[u8], path: &Path) -> Result<pb::ModelProto, ImportError> {
+    if bytes.is_empty() {
+        return Err(ImportError::Decode {
+            path: path.to_owned(),
+            reason: "the file is empty".into(),
+        });
+    }
+    tract_onnx::onnx()
+        .proto_model_for_read(&mut &*bytes)
+        .map_err(|e| ImportError::Decode {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        })
+}
+
 /// Load an ONNX file with tract-onnx and lower it into edgefit's IR.
 pub fn import_onnx(path: &Path, options: &ImportOptions) -> Result<ImportedModel, ImportError> {
     let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
@@ -161,12 +171,7 @@ pub fn import_onnx_bytes(
         path: path.to_owned(),
         reason,
     };
-    if bytes.is_empty() {
-        return Err(decode_error("the file is empty".into()));
-    }
-    let proto = tract_onnx::onnx()
-        .proto_model_for_read(&mut &*bytes)
-        .map_err(|e| decode_error(format!("{e:#}")))?;
+    let proto = decode_model(bytes, path)?;
     let graph = proto
         .graph
         .as_ref()
