@@ -17,6 +17,7 @@ pub mod inspect_plan;
 pub mod ir;
 pub mod layout;
 pub mod memory;
+pub mod mlperf;
 pub mod profiles;
 pub mod prune;
 pub mod quant;

@@ -205,11 +205,7 @@ pub fn encode_input(input: &TensorDesc, nchw: &[f32], out: &mut [u8]) -> Result<
                     let v = nchw[base + (ch * h + y) * w + x];
                     let at = base + (y * w + x) * c + ch;
                     match input.dtype {
-                        DType::I8 => {
-                            out[at] = ((v / q.scale).round() + q.zero_point as f32)
-                                .clamp(-128.0, 127.0) as i8
-                                as u8
-                        }
+                        DType::I8 => out[at] = edgefit_engine::input::quantize_input(v, q) as u8,
                         _ => out[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes()),
                     }
                 }

@@ -741,3 +741,215 @@ fn qemu_compare_measures_latency_on_the_device() {
         .unwrap()
         .starts_with("measured on mps2-an386"));
 }
+
+/// A client that speaks to the DUT as the MLPerf Tiny runner does
+/// (mlcommons/tiny `benchmark/runner`: `serial_device.py` and
+/// `device_under_test.py`): `cmd%` out; lines split at `\n` with `\r` and
+/// `\0` dropped; an answer ends at the line containing `m-ready`; images go
+/// as `db load N` then `db` commands of 31 hex bytes; results and laps are
+/// read with the runner's regular expressions.
+struct Runner {
+    stream: TcpStream,
+    pending: Vec<u8>,
+    results: regex::Regex,
+    lap: regex::Regex,
+}
+
+impl Runner {
+    fn connect(qemu: &Qemu) -> Runner {
+        let stream = TcpStream::connect(("127.0.0.1", qemu.port)).expect("connect to the UART");
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Runner {
+            stream,
+            pending: vec![],
+            results: regex::Regex::new(r"^m-results-\[([^]]+)\]$").unwrap(),
+            lap: regex::Regex::new(r"^m-lap-us-([0-9]+)$").unwrap(),
+        }
+    }
+
+    fn send_command(&mut self, command: &str) -> Vec<String> {
+        self.stream
+            .write_all(format!("{command}%").as_bytes())
+            .unwrap();
+        let mut lines = vec![];
+        loop {
+            while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+                let raw: Vec<u8> = self.pending.drain(..=nl).collect();
+                let line: String = String::from_utf8_lossy(&raw)
+                    .chars()
+                    .filter(|c| !"\n\r\0".contains(*c))
+                    .collect();
+                let end = line.contains("m-ready");
+                if !line.is_empty() {
+                    lines.push(line);
+                }
+                if end {
+                    return lines;
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let n = self
+                .stream
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("no answer to {command}: {e} ({lines:?})"));
+            assert!(n > 0, "the DUT closed the link during {command}");
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn load(&mut self, data: &[u8]) -> Vec<String> {
+        self.send_command(&format!("db load {}", data.len()));
+        let mut last = vec![];
+        for chunk in data.chunks(31) {
+            let hex: String = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            last = self.send_command(&format!("db {hex}"));
+        }
+        last
+    }
+
+    /// `_gather_infer_results`: the results vector and the elapsed µs.
+    fn infer(&mut self, n: usize, warmups: usize) -> (Vec<f64>, Option<u64>) {
+        let lines = self.send_command(&format!("infer {n} {warmups}"));
+        let mut results = vec![];
+        let mut laps = vec![];
+        for l in &lines {
+            if let Some(c) = self.results.captures(l) {
+                results = c[1]
+                    .split(',')
+                    .filter(|x| !x.trim().is_empty())
+                    .map(|x| x.trim().parse().expect("float result"))
+                    .collect();
+            } else if let Some(c) = self.lap.captures(l) {
+                laps.push(c[1].parse::<u64>().unwrap());
+            }
+        }
+        let elapsed = (laps.len() == 2).then(|| laps[1] - laps[0]);
+        (results, elapsed)
+    }
+}
+
+fn argmax_f64(v: &[f64]) -> usize {
+    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
+}
+
+#[test]
+fn qemu_answers_the_mlperf_tiny_runner() {
+    let qemu = Qemu::boot("mlperf");
+    let plan = plan("resnet");
+    ok(
+        &qemu.edgefit(&["flash", plan.to_str().unwrap()]),
+        "edgefit flash",
+    );
+    // The dataset in the runner's layout, from the bundled test split.
+    let datasets = scratch_dir().join("mlperf-datasets");
+    let _ = std::fs::remove_dir_all(&datasets);
+    let text = ok(
+        &Command::new(edgefit_bin())
+            .args(["mlperf-dataset", plan.to_str().unwrap(), "--limit", "200"])
+            .arg("-o")
+            .arg(&datasets)
+            .output()
+            .unwrap(),
+        "edgefit mlperf-dataset",
+    );
+    assert!(text.contains("200 image(s) of 784 bytes"), "{text}");
+    let truth = std::fs::read_to_string(datasets.join("ic01/y_labels.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = truth.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 200);
+    assert!(rows
+        .iter()
+        .all(|r| r.len() == 5 && r[1] == "10" && r[3] == "784"));
+
+    let mut runner = Runner::connect(&qemu);
+    // init_dut: name, then the profile's model and version.
+    let name = runner.send_command("name");
+    let name_re = regex::Regex::new(r"^m-(name)-dut-\[([^]]+)]$").unwrap();
+    assert!(name.iter().any(|l| name_re.is_match(l)), "{name:?}");
+    assert!(name.contains(&"m-timestamp-mode-performance".to_string()));
+    let profile = runner.send_command("profile");
+    assert!(
+        profile.contains(&"m-model-[ic01]".to_string()),
+        "{profile:?}"
+    );
+
+    // Accuracy mode (tests_accuracy.yaml: download, infer 1 0 per file):
+    // top-1 equals `edgefit evaluate` of the same plan on the same images,
+    // prediction by prediction.
+    let predictions = scratch_dir().join("mlperf-evaluate.txt");
+    let eval: Value = serde_json::from_str(&ok(
+        &Command::new(edgefit_bin())
+            .args([
+                "evaluate",
+                plan.to_str().unwrap(),
+                "--limit",
+                "200",
+                "--json",
+            ])
+            .arg("--predictions")
+            .arg(&predictions)
+            .output()
+            .unwrap(),
+        "edgefit evaluate",
+    ))
+    .unwrap();
+    let host: Vec<usize> = std::fs::read_to_string(&predictions)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let mut correct = 0;
+    for (i, row) in rows.iter().enumerate() {
+        let data = std::fs::read(datasets.join("ic01").join(row[0])).unwrap();
+        let done = runner.load(&data);
+        assert!(done.contains(&"m-load-done".to_string()), "{done:?}");
+        let (results, _) = runner.infer(1, 0);
+        assert_eq!(results.len(), 10, "image {i}");
+        let predicted = argmax_f64(&results);
+        assert_eq!(predicted, host[i], "image {i}: device {results:?}");
+        correct += usize::from(predicted == row[2].parse::<usize>().unwrap());
+    }
+    let top1 = correct as f64 / 200.0;
+    assert_eq!(top1, eval["accuracy"].as_f64().unwrap());
+    eprintln!("MLPerf Tiny accuracy mode, 200 images: top-1 {top1}");
+
+    // Performance mode (tests_performance.yaml: five windows of download,
+    // infer 20 5): the median time per inference is the instruction count
+    // edgefit's own bench measures for the plan (virtual time, 1 ns per
+    // instruction), within the per-inference input copy.
+    let mut per_inference = vec![];
+    for row in rows.iter().take(5) {
+        let data = std::fs::read(datasets.join("ic01").join(row[0])).unwrap();
+        runner.load(&data);
+        let (results, elapsed) = runner.infer(20, 5);
+        assert_eq!(results.len(), 10);
+        per_inference.push(elapsed.expect("two laps") as f64 / 20.0);
+    }
+    per_inference.sort_by(f64::total_cmp);
+    let median = per_inference[2];
+
+    // Bad input on the real link: answered, and the plan stays.
+    let l = runner.send_command("infer 0");
+    assert!(l.iter().any(|s| s.starts_with("e-[")), "{l:?}");
+    let l = runner.send_command(&"db ".repeat(40));
+    assert!(l.iter().any(|s| s.contains("longer than 80")), "{l:?}");
+    assert_eq!(l.last().map(String::as_str), Some("m-ready"));
+    drop(runner);
+
+    // edgefit's protocol again on the same link, without a reset.
+    let v = bench_json(&qemu, 5, &[]);
+    assert_eq!(v["plan"]["plan_id"].as_u64(), Some(plan_header_id(&plan)));
+    let bench_us = v["latency"]["us"]["mean_us"].as_f64().unwrap();
+    eprintln!(
+        "MLPerf Tiny performance mode: median {median:.2} us per inference \
+         ({:.3} inf./s); edgefit bench {bench_us:.2} us",
+        1e6 / median
+    );
+    assert!(
+        (median - bench_us).abs() / bench_us < 1e-3,
+        "runner {median} us vs bench {bench_us} us"
+    );
+    assert!(!qemu.log_text().contains("panicked"), "{}", qemu.log_text());
+}

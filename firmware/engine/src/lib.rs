@@ -36,6 +36,7 @@ mod argmax;
 mod error;
 pub mod exec;
 pub mod format;
+pub mod input;
 pub mod kernels;
 pub mod plan;
 #[cfg(feature = "std")]

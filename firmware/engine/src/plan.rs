@@ -26,6 +26,8 @@ pub struct Plan<'a> {
     tensors: &'a [u8],
     ops: &'a [u8],
     weights: &'a [u8],
+    /// The metadata trailer's contents, if the plan has one.
+    metadata: Option<&'a [u8]>,
 }
 
 /// One section's placement, for bounds and overlap checks.
@@ -127,9 +129,15 @@ impl<'a> Plan<'a> {
             tensors: slice(&sections[0])?,
             ops: slice(&sections[1])?,
             weights: slice(&sections[2])?,
+            metadata: metadata(bytes),
         };
         plan.validate()?;
         Ok(plan)
+    }
+
+    /// The metadata trailer's contents (see [`metadata`]), if any.
+    pub fn metadata(&self) -> Option<&'a [u8]> {
+        self.metadata
     }
 
     pub fn header(&self) -> &Header {

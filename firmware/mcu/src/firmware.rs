@@ -9,8 +9,11 @@ use edgefit_proto::{
 
 use crate::bench::{energy_uj, mean_power, Bench, Part};
 use crate::diag::{self, diag};
+use crate::dut::Dut;
 use crate::slots::{bad_plan, Geometry, Slot, Store};
-use crate::{BoardInfo, Clock, MappedFlash, PowerMeter, StackMeter};
+use crate::{
+    BoardInfo, Clock, LapTimestamps, MappedFlash, PowerMeter, StackMeter, Timestamp, TimestampPin,
+};
 use edgefit_engine::argmax;
 
 /// Bytes read from the link per `read` call (staged, then fed to the frame
@@ -69,11 +72,90 @@ enum Got<'b> {
     Frame(&'b mut [u8]),
     /// A frame too long for the reader.
     Bad(ProtoError),
+    /// A `%`-terminated MLPerf Tiny DUT command, in [`Rx::command`].
+    Command,
 }
 
-/// Receive side: the frame reader and a small staging buffer.
+/// Which protocol the link speaks now (see [`crate::dut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// edgefit's frames.
+    Frames,
+    /// MLPerf Tiny DUT text commands.
+    Dut,
+}
+
+/// Longest DUT command (the ULPMark-ML command buffer).
+pub const COMMAND_MAX: usize = 80;
+
+/// The printable ASCII bytes since the last frame delimiter or `%`: a DUT
+/// command in the making. An edgefit frame is never one: its second byte is
+/// the protocol version (2), which is not printable.
+struct Text {
+    buf: [u8; COMMAND_MAX],
+    len: usize,
+    /// Every byte so far was printable.
+    printable: bool,
+    /// More than `COMMAND_MAX` bytes arrived.
+    overflow: bool,
+}
+
+impl Text {
+    const fn new() -> Self {
+        Self {
+            buf: [0; COMMAND_MAX],
+            len: 0,
+            printable: true,
+            overflow: false,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.printable = true;
+        self.overflow = false;
+    }
+
+    fn push(&mut self, b: u8) {
+        if !(0x20..=0x7e).contains(&b) {
+            self.printable = false;
+        }
+        match self.buf.get_mut(self.len) {
+            Some(slot) => {
+                *slot = b;
+                self.len += 1;
+            }
+            None => self.overflow = true,
+        }
+    }
+
+    /// Whether the bytes so far are a command's (not empty, all printable).
+    fn is_command(&self) -> bool {
+        self.printable && (self.len > 0 || self.overflow)
+    }
+}
+
+/// Receive side: the frame reader, the DUT command text and a small staging
+/// buffer.
+///
+/// Mode switches, both ways without a rebuild or reset: in frame mode, a `%`
+/// that ends a non-empty run of printable bytes (since the last delimiter)
+/// is a DUT command and switches to DUT mode; in DUT mode a `0x00` (the
+/// delimiter the host sends before its first frame) or any other byte that
+/// cannot be in a command (control bytes other than CR/LF/tab, bytes above
+/// 0x7E) switches back to frames, the bytes since the last `%` going to the
+/// frame reader.
 struct Rx {
     reader: FrameReader<MAX_FRAME>,
+    text: Text,
+    mode: Mode,
+    /// The last DUT-mode `%` ended an empty command: it may be a frame's first
+    /// byte, kept in case binary bytes follow.
+    lone_percent: bool,
+    /// Set when frame mode switched to DUT mode (a new runner session).
+    entered_dut: bool,
+    /// `text` holds the command returned last; cleared on the next call.
+    command_ready: bool,
     stage: [u8; STAGE],
     pos: usize,
     len: usize,
@@ -83,14 +165,31 @@ impl Rx {
     fn new() -> Self {
         Self {
             reader: FrameReader::new(),
+            text: Text::new(),
+            mode: Mode::Frames,
+            lone_percent: false,
+            entered_dut: false,
+            command_ready: false,
             stage: [0; STAGE],
             pos: 0,
             len: 0,
         }
     }
 
-    /// Reads until a frame ends (or the link has nothing more).
+    /// The command `next` returned [`Got::Command`] for (its bytes, and
+    /// whether it was longer than [`COMMAND_MAX`]).
+    pub(crate) fn command(&self) -> (&[u8], bool) {
+        (&self.text.buf[..self.text.len], self.text.overflow)
+    }
+
+    /// Reads until a frame or a DUT command ends (or the link has nothing
+    /// more).
     fn next<L: embedded_io::Read>(&mut self, link: &mut L) -> Result<Got<'_>, L::Error> {
+        if self.command_ready {
+            // The command returned last time is done with.
+            self.command_ready = false;
+            self.text.clear();
+        }
         loop {
             if self.pos >= self.len {
                 let n = link.read(&mut self.stage)?;
@@ -100,14 +199,77 @@ impl Rx {
                 self.pos = 0;
                 self.len = n.min(STAGE);
             }
+            if self.mode == Mode::Dut {
+                let b = self.stage[self.pos];
+                match b {
+                    b'%' => {
+                        self.pos += 1;
+                        if self.text.len == 0 && !self.text.overflow {
+                            self.lone_percent = true;
+                            continue;
+                        }
+                        self.lone_percent = false;
+                        self.command_ready = true;
+                        return Ok(Got::Command);
+                    }
+                    b'\r' | b'\n' | b'\t' => {
+                        self.pos += 1;
+                        self.lone_percent = false;
+                    }
+                    0x20..=0x7e => {
+                        self.pos += 1;
+                        self.lone_percent = false;
+                        self.text.push(b);
+                    }
+                    _ => {
+                        // edgefit traffic: back to frames. The byte itself is
+                        // read again in frame mode.
+                        self.mode = Mode::Frames;
+                        self.reader.reset();
+                        if b != 0 {
+                            if self.lone_percent {
+                                let _ = self.reader.push(b'%');
+                            }
+                            let _ = self.reader.feed(&self.text.buf[..self.text.len]);
+                        }
+                        self.lone_percent = false;
+                        self.text.clear();
+                    }
+                }
+                continue;
+            }
             let seg = &self.stage[self.pos..self.len];
-            let Some(zero) = seg.iter().position(|&b| b == 0) else {
+            let Some(stop) = seg.iter().position(|&b| b == 0 || b == b'%') else {
+                for &b in seg {
+                    self.text.push(b);
+                }
                 let _ = self.reader.feed(seg);
                 self.pos = self.len;
                 continue;
             };
-            let seg = &self.stage[self.pos..=self.pos + zero];
-            self.pos += zero + 1;
+            for &b in &seg[..stop] {
+                self.text.push(b);
+            }
+            if seg[stop] == b'%' && self.text.is_command() {
+                // A DUT command: what the frame reader holds was its text.
+                self.reader.reset();
+                self.pos += stop + 1;
+                self.mode = Mode::Dut;
+                self.entered_dut = true;
+                self.lone_percent = false;
+                self.command_ready = true;
+                return Ok(Got::Command);
+            }
+            if seg[stop] == b'%' {
+                // A '%' inside a frame.
+                let _ = self.reader.feed(&seg[..=stop]);
+                self.text.push(b'%');
+                self.pos += stop + 1;
+                continue;
+            }
+            let seg = &self.stage[self.pos..=self.pos + stop];
+            self.pos += stop + 1;
+            self.text.clear();
             return Ok(match self.reader.feed(seg).1 {
                 Some(Ok(frame)) => Got::Frame(frame),
                 Some(Err(e)) => Got::Bad(e),
@@ -220,12 +382,12 @@ impl Tx {
 }
 
 /// Everything but the link, the frame buffers and the plan store.
-struct Core<'a, C, P, S> {
-    info: BoardInfo,
-    clock: C,
+pub(crate) struct Core<'a, C, P, S> {
+    pub(crate) info: BoardInfo,
+    pub(crate) clock: C,
     power: P,
     stack: S,
-    arena: &'a mut [u8],
+    pub(crate) arena: &'a mut [u8],
     bench: Option<Bench>,
 }
 
@@ -430,6 +592,9 @@ enum BenchExit {
     Done,
     /// The active plan cannot be read: the benchmark was dropped.
     NoPlan,
+    /// A DUT command arrived (in `Rx::command`): the link left edgefit's
+    /// protocol, which drops the benchmark.
+    Command,
     /// A `PlanBegin` arrived: it needs the flash, which the plan borrows.
     PlanBegin {
         seq: u32,
@@ -443,18 +608,24 @@ enum BenchExit {
 /// two A/B slots on `flash`, benchmarks the active plan in `arena`.
 ///
 /// RAM: the receive frame buffer and the kept last answer (`MAX_FRAME` =
-/// 2131 bytes each), a 64-byte staging buffer and about 250 bytes of
-/// state: about 4.6 KiB plus the board's link, flash, clock, power and stack
+/// 2131 bytes each), a 64-byte staging buffer, the 80-byte DUT command
+/// buffer and about 300 bytes of state: about 4.8 KiB plus the board's link, flash, clock, power and stack
 /// types. The arena is the caller's.
-pub struct Firmware<'a, L, F, C, P, S> {
+///
+/// The same link also speaks MLPerf Tiny's DUT protocol (see [`crate::dut`]
+/// and `Rx`): `%`-terminated text commands switch to it, edgefit's next
+/// frame switches back.
+pub struct Firmware<'a, L, F, C, P, S, T = LapTimestamps> {
     link: L,
     rx: Rx,
     tx: Tx,
     store: Store<F>,
     core: Core<'a, C, P, S>,
+    dut: Dut,
+    stamp: T,
 }
 
-impl<'a, L, F, C, P, S> Firmware<'a, L, F, C, P, S>
+impl<'a, L, F, C, P, S> Firmware<'a, L, F, C, P, S, LapTimestamps>
 where
     L: embedded_io::Read + embedded_io::Write,
     F: MappedFlash,
@@ -497,9 +668,41 @@ where
                 arena,
                 bench: None,
             },
+            dut: Dut::default(),
+            stamp: LapTimestamps,
         }
     }
 
+    /// MLPerf Tiny energy mode: `timestamp` and `infer` mark time by pulling
+    /// `pin` low then high instead of printing `m-lap-us` lines (a board
+    /// built for an energy monitor's interface board; docs/mlperf-tiny.md).
+    pub fn with_timestamp_pin<Pin: embedded_hal::digital::OutputPin>(
+        self,
+        mut pin: Pin,
+    ) -> Firmware<'a, L, F, C, P, S, TimestampPin<Pin>> {
+        // Idle high, so the first falling edge is the first timestamp.
+        let _ = pin.set_high();
+        Firmware {
+            link: self.link,
+            rx: self.rx,
+            tx: self.tx,
+            store: self.store,
+            core: self.core,
+            dut: self.dut,
+            stamp: TimestampPin(pin),
+        }
+    }
+}
+
+impl<'a, L, F, C, P, S, T> Firmware<'a, L, F, C, P, S, T>
+where
+    L: embedded_io::Read + embedded_io::Write,
+    F: MappedFlash,
+    C: Clock,
+    P: PowerMeter,
+    S: StackMeter,
+    T: Timestamp,
+{
     /// Reads bytes until one frame is complete (or a bad frame is dropped)
     /// and answers it. Returns early with `Ok(())` when `read` returns 0
     /// bytes (nothing buffered; a partial frame is kept for the next call),
@@ -516,11 +719,14 @@ where
             tx,
             store,
             core,
+            dut,
+            stamp,
         } = self;
         if core.bench.is_some() {
             match serve_bench(link, rx, tx, store, core)? {
                 BenchExit::Done => return Ok(()),
                 BenchExit::NoPlan => {}
+                BenchExit::Command => return serve_command(link, rx, store, core, dut, stamp),
                 BenchExit::PlanBegin {
                     seq,
                     plan_id,
@@ -541,6 +747,7 @@ where
                 Got::Nothing => return Ok(()),
                 Got::Empty => continue,
                 Got::Bad(e) => return tx.bad_frame(link, &e),
+                Got::Command => return serve_command(link, rx, store, core, dut, stamp),
                 Got::Frame(f) => f,
             };
             let (seq, msg) = match decode_frame::<HostMsg<'_>>(frame) {
@@ -584,6 +791,35 @@ where
         } = self.core;
         (self.link, self.store.flash, clock, power, stack)
     }
+}
+
+/// Answers the DUT command `rx` holds. Entering DUT mode drops an upload
+/// or benchmark in progress (edgefit's host session is over).
+fn serve_command<L, F, C, P, S, T>(
+    link: &mut L,
+    rx: &mut Rx,
+    store: &mut Store<F>,
+    core: &mut Core<'_, C, P, S>,
+    dut: &mut Dut,
+    stamp: &mut T,
+) -> Result<(), L::Error>
+where
+    L: embedded_io::Read + embedded_io::Write,
+    F: MappedFlash,
+    C: Clock,
+    P: PowerMeter,
+    S: StackMeter,
+    T: Timestamp,
+{
+    let entered = core::mem::take(&mut rx.entered_dut);
+    if entered {
+        store.upload = None;
+        core.bench = None;
+        diag!(info, "MLPerf Tiny DUT mode");
+    }
+    let (text, overflow) = rx.command();
+    dut.command(link, text, overflow, entered, store, core, stamp)?;
+    link.flush()
 }
 
 /// Answers one request outside a benchmark.
@@ -672,6 +908,10 @@ where
             Got::Bad(e) => {
                 tx.bad_frame(link, &e)?;
                 continue;
+            }
+            Got::Command => {
+                core.bench = None;
+                return Ok(BenchExit::Command);
             }
             Got::Frame(f) => f,
         };

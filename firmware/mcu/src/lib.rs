@@ -13,7 +13,10 @@
 //! ```
 //!
 //! The protocol is `docs/protocol.md` (crate `edgefit-proto`): stop-and-wait,
-//! every request answered exactly once.
+//! every request answered exactly once. The same link also answers the
+//! MLPerf Tiny runner (EEMBC ULPMark-ML DUT commands, `%`-terminated text;
+//! docs/mlperf-tiny.md): a command switches to it, the host's next frame
+//! switches back, and the active plan is the model either way.
 //!
 //! # Behaviour
 //!
@@ -89,7 +92,8 @@
 //!
 //! [`Firmware`] holds two `MAX_FRAME` (2131-byte) buffers — the receive frame
 //! and the last answer (kept for retransmissions) — a 64-byte read staging
-//! buffer and about 250 bytes of state: about 4.6 KiB, plus the board's
+//! buffer, the 80-byte MLPerf Tiny command buffer and about 300 bytes of
+//! state: about 4.8 KiB, plus the board's
 //! link/flash/clock/power/stack values and the caller's arena. Answering a
 //! bad frame uses a 48-byte stack buffer. The plan is read in place from the
 //! flash mapping (zero copy); samples are copied straight into the arena.
@@ -99,7 +103,7 @@
 //! * [`Firmware::poll`] returns `Ok(())` when `read` returns 0 bytes, and
 //!   during a benchmark serves frames until it ends (see its docs);
 //!   [`Firmware::run`] loops on it forever.
-//! * The `Firmware` value is ~4.6 KiB: give `main` enough stack, or put it
+//! * The `Firmware` value is ~4.8 KiB: give `main` enough stack, or put it
 //!   in a `static` cell.
 //! * `Clock::now` must be monotonic over one inference; `ticks` is
 //!   `t1.wrapping_sub(t0)`.
@@ -110,10 +114,13 @@
 mod diag;
 
 mod bench;
+mod dut;
 mod firmware;
 mod flash;
 mod slots;
 
+/// Longest MLPerf Tiny DUT command (bytes before the `%`).
+pub use crate::firmware::COMMAND_MAX;
 pub use crate::firmware::{internal_detail, Firmware};
 pub use crate::flash::{MappedFlash, RamFlash};
 pub use crate::slots::{plan_error_code, storage_detail, MAX_WRITE_SIZE, RECORD_LEN};
@@ -189,6 +196,49 @@ impl<S: edgefit_sensors::PowerSensor> PowerMeter for SensorPower<S> {
     fn read_power_mw(&mut self) -> Option<u32> {
         let r = self.0.read().ok()?;
         Some(r.power_microwatts.saturating_add(500) / 1000)
+    }
+}
+
+/// How MLPerf Tiny DUT mode marks time (`timestamp`, and the two laps
+/// around `infer`'s timed loop): `m-lap-us-<µs>` lines in performance mode
+/// ([`LapTimestamps`]); a GPIO pulled low then high for an energy monitor's
+/// interface board in energy mode ([`TimestampPin`]).
+pub trait Timestamp {
+    /// Energy mode: the pin marks time (lines are printed outside the window).
+    fn energy(&self) -> bool;
+    /// Pulls the timestamp pin low (energy mode).
+    fn set_low(&mut self);
+    /// Releases the timestamp pin (energy mode).
+    fn set_high(&mut self);
+}
+
+/// Performance mode: timestamps are `m-lap-us-<µs>` lines from the [`Clock`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LapTimestamps;
+
+impl Timestamp for LapTimestamps {
+    fn energy(&self) -> bool {
+        false
+    }
+    fn set_low(&mut self) {}
+    fn set_high(&mut self) {}
+}
+
+/// Energy mode: an output pin wired to the interface board's timestamp
+/// input (open drain or push-pull, idle high). A pin error is ignored: the
+/// run goes on and the missing edge shows in the runner's energy log.
+#[derive(Debug)]
+pub struct TimestampPin<P>(pub P);
+
+impl<P: embedded_hal::digital::OutputPin> Timestamp for TimestampPin<P> {
+    fn energy(&self) -> bool {
+        true
+    }
+    fn set_low(&mut self) {
+        let _ = self.0.set_low();
+    }
+    fn set_high(&mut self) {
+        let _ = self.0.set_high();
     }
 }
 

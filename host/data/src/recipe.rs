@@ -367,10 +367,10 @@ impl Recipe {
     }
 
     /// The integer that `scale` is one over (255 for 1/255), so pixels are
-    /// divided as torchvision's `ToTensor` does, bit for bit.
+    /// divided as torchvision's `ToTensor` does, bit for bit (the engine's
+    /// rule, which devices apply too).
     fn divisor(&self) -> Option<u32> {
-        let d = (1.0 / self.scale as f64).round();
-        ((1.0 / self.scale as f64 - d).abs() < 1e-4 && (1.0..1e6).contains(&d)).then_some(d as u32)
+        edgefit_engine::input::divisor_for(self.scale)
     }
 
     /// The image as the model's input tensor (`input_shape`, checked by
@@ -378,6 +378,41 @@ impl Recipe {
     /// H x W is an error naming both.
     pub fn apply(&self, image: &RawImage, input_shape: &[usize]) -> Result<Vec<f32>, String> {
         let (c, h, w) = self.check(input_shape).map_err(|e| e.to_string())?;
+        let img = self.pixels(image, input_shape)?;
+        let per = |v: &[f32], i: usize, default: f32| match v.len() {
+            0 => default,
+            1 => v[0],
+            _ => v[i],
+        };
+        let divisor = self.divisor().map(|d| d as f32);
+        let mut out = vec![0f32; c * h * w];
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    let p = img.pixels[(y * w + x) * c + ch] as f32;
+                    let v = edgefit_engine::input::normalize(
+                        p,
+                        divisor,
+                        self.scale,
+                        per(&self.mean, ch, 0.0),
+                        per(&self.std, ch, 1.0),
+                    );
+                    let at = match self.layout {
+                        TensorLayout::Nchw => (ch * h + y) * w + x,
+                        TensorLayout::Nhwc => (y * w + x) * c + ch,
+                    };
+                    out[at] = v;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The recipe's geometry only: channels, resize and crop, giving the
+    /// model's H x W x C as 8-bit pixels (HWC) — what a device that applies
+    /// the arithmetic itself receives (the MLPerf Tiny runner's raw images).
+    pub fn pixels(&self, image: &RawImage, input_shape: &[usize]) -> Result<RawImage, String> {
+        let (_, h, w) = self.check(input_shape).map_err(|e| e.to_string())?;
         let img = convert_channels(image, self.channels);
         let img = match self.resize {
             None => img,
@@ -412,31 +447,7 @@ impl Recipe {
                 img.height, img.width
             ));
         }
-        let per = |v: &[f32], i: usize, default: f32| match v.len() {
-            0 => default,
-            1 => v[0],
-            _ => v[i],
-        };
-        let divisor = self.divisor().map(|d| d as f32);
-        let mut out = vec![0f32; c * h * w];
-        for y in 0..h {
-            for x in 0..w {
-                for ch in 0..c {
-                    let p = img.pixels[(y * w + x) * c + ch] as f32;
-                    let v = match divisor {
-                        Some(d) => p / d,
-                        None => p * self.scale,
-                    };
-                    let v = (v - per(&self.mean, ch, 0.0)) / per(&self.std, ch, 1.0);
-                    let at = match self.layout {
-                        TensorLayout::Nchw => (ch * h + y) * w + x,
-                        TensorLayout::Nhwc => (y * w + x) * c + ch,
-                    };
-                    out[at] = v;
-                }
-            }
-        }
-        Ok(out)
+        Ok(img)
     }
 }
 

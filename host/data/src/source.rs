@@ -247,6 +247,32 @@ impl DataSource {
         Ok((t, sample.label))
     }
 
+    /// The sample at position `i` as 8-bit pixels at the model's size, HWC
+    /// (the recipe's geometry, not its arithmetic; see [`Recipe::pixels`]).
+    /// Float samples have no pixels: an error saying so.
+    pub fn pixels(
+        &self,
+        i: usize,
+        recipe: &Recipe,
+        input_shape: &[usize],
+    ) -> Result<(Vec<u8>, u32), DataError> {
+        let sample = self.get(i)?;
+        match sample.pixels {
+            Pixels::Image(img) => recipe
+                .pixels(&img, input_shape)
+                .map(|p| (p.pixels, sample.label))
+                .map_err(|reason| DataError::Image {
+                    path: PathBuf::from(self.name_of(i)),
+                    got: img.describe(),
+                    reason,
+                }),
+            Pixels::Tensor(_) => Err(DataError::format(
+                &self.path,
+                "it holds float tensors, not 8-bit pixels".to_string(),
+            )),
+        }
+    }
+
     /// Samples `range` as input tensors, read and preprocessed in parallel,
     /// in order. With [`OnBadImage::Skip`] a bad image is left out and named
     /// in the second list; with `Fail` it is the error.

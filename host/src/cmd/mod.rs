@@ -10,6 +10,7 @@ mod evaluate;
 mod flash;
 mod flash_firmware;
 mod inspect;
+mod mlperf_dataset;
 mod preprocess;
 mod progress;
 mod prune;
@@ -55,6 +56,8 @@ pub enum Command {
     Prune(prune::PruneCmd),
     /// Accuracy against sparsity: prune, compile and evaluate at each sparsity
     Sweep(sweep::SweepCmd),
+    /// Write images in the MLPerf Tiny runner's dataset layout (ic01/*.bin, y_labels.csv) for a plan
+    MlperfDataset(mlperf_dataset::MlperfDatasetCmd),
     /// Program a board's firmware (an ELF) over SWD/JTAG with a debug probe (probe-rs), then reset and run it
     FlashFirmware(flash_firmware::FlashFirmwareCmd),
 }
@@ -74,6 +77,7 @@ impl Command {
             Command::Bench(c) => c.run(),
             Command::Prune(c) => c.run(),
             Command::Sweep(c) => c.run(),
+            Command::MlperfDataset(c) => c.run(),
             Command::FlashFirmware(c) => c.run(),
         }
     }

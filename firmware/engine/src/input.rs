@@ -1,0 +1,373 @@
+//! 8-bit pixels to a plan's input tensor, on the host and on a device alike.
+//!
+//! A plan records the preprocessing recipe it was compiled for in its
+//! metadata trailer (a `[preprocess]` TOML table, docs/plan-format.md). The
+//! host applies the whole recipe (decode, resize, crop, channels, then the
+//! per-channel arithmetic here); a device that receives pixels already at the
+//! model's size (the MLPerf Tiny runner sends raw uint8 images) applies only
+//! the arithmetic, with these same functions, so both give the same bits:
+//!
+//! ```text
+//! v = pixel / divisor   (or pixel * scale when 1/scale is not an integer)
+//! v = (v - mean[c]) / std[c]
+//! q = clamp(round_half_away(v / input_scale) + zero_point, -128, 127)   (int8 inputs)
+//! ```
+
+use crate::format::{DType, Quant, TensorDesc};
+
+/// Most channels a recipe's `mean`/`std` lists may name (gray, RGB, BGR; 4
+/// leaves room for RGBA).
+pub const MAX_CHANNELS: usize = 4;
+
+/// Why a plan's recorded recipe cannot be read by [`InputRecipe::from_metadata`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipeError {
+    /// The metadata is not UTF-8 text.
+    NotText,
+    /// A value the device needs (`scale`, `mean`, `std`) is not a number or a
+    /// list of at most [`MAX_CHANNELS`] numbers; the key is named.
+    BadValue(&'static str),
+    /// `std` holds a zero or `scale` is not positive.
+    Degenerate,
+    /// The recipe's per-channel lists do not match the input's channels.
+    Channels { listed: u8, input: u32 },
+}
+
+impl core::fmt::Display for RecipeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RecipeError::NotText => write!(f, "plan metadata is not UTF-8"),
+            RecipeError::BadValue(key) => write!(f, "recipe value `{key}` cannot be read"),
+            RecipeError::Degenerate => write!(f, "recipe has a zero std or a non-positive scale"),
+            RecipeError::Channels { listed, input } => write!(
+                f,
+                "recipe lists {listed} channel values but the input has {input} channels"
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for RecipeError {}
+
+/// The integer that `scale` is one over (255 for 1/255), so pixels are
+/// divided as torchvision's `ToTensor` does, bit for bit; `None` when
+/// `1/scale` is not within 1e-4 of an integer in 1..1e6.
+pub fn divisor_for(scale: f32) -> Option<u32> {
+    let inv = 1.0 / scale as f64;
+    if !(0.5..1e6).contains(&inv) {
+        return None;
+    }
+    // `inv` is positive and below 1e6: truncation after +0.5 rounds half up,
+    // as f64::round would (which core lacks).
+    let d = (inv + 0.5) as u64 as f64;
+    ((inv - d).abs() < 1e-4 && (1.0..1e6).contains(&d)).then_some(d as u32)
+}
+
+/// One pixel value (0..=255, possibly fractional after a resize) through the
+/// recipe's arithmetic.
+#[inline]
+pub fn normalize(pixel: f32, divisor: Option<f32>, scale: f32, mean: f32, std: f32) -> f32 {
+    let v = match divisor {
+        Some(d) => pixel / d,
+        None => pixel * scale,
+    };
+    (v - mean) / std
+}
+
+/// Rounds half away from zero, as `f32::round` does (which `core` lacks).
+#[inline]
+pub fn round_half_away(x: f32) -> f32 {
+    // Beyond 2^23 every f32 is an integer already.
+    if !(x.abs() < 8_388_608.0) {
+        return x;
+    }
+    let t = x as i32 as f32; // truncates towards zero, exactly in this range
+    let frac = x - t; // exact: t and x share the exponent range
+    let r = if frac >= 0.5 {
+        t + 1.0
+    } else if frac <= -0.5 {
+        t - 1.0
+    } else {
+        t
+    };
+    // Keep x's sign on a zero result (-0.3 rounds to -0.0).
+    f32::from_bits(r.to_bits() | (x.to_bits() & 0x8000_0000))
+}
+
+/// A float input value quantised as an int8 input tensor takes it: round
+/// half away from zero, add the zero point, saturate.
+#[inline]
+pub fn quantize_input(v: f32, q: Quant) -> i8 {
+    (round_half_away(v / q.scale) + q.zero_point as f32).clamp(-128.0, 127.0) as i8
+}
+
+/// The per-channel arithmetic of a plan's recipe: what a device needs to turn
+/// raw 8-bit pixels into the plan's input tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InputRecipe {
+    scale: f32,
+    divisor: Option<f32>,
+    mean: [f32; MAX_CHANNELS],
+    std: [f32; MAX_CHANNELS],
+    /// How many values `mean` / `std` listed (0: none, 1: one for all).
+    mean_len: u8,
+    std_len: u8,
+}
+
+impl Default for InputRecipe {
+    /// What a plan without a recorded recipe gets on the host too: x / 255.
+    fn default() -> Self {
+        Self::new(1.0 / 255.0)
+    }
+}
+
+impl InputRecipe {
+    fn new(scale: f32) -> Self {
+        Self {
+            scale,
+            divisor: divisor_for(scale).map(|d| d as f32),
+            mean: [0.0; MAX_CHANNELS],
+            std: [1.0; MAX_CHANNELS],
+            mean_len: 0,
+            std_len: 0,
+        }
+    }
+
+    /// The arithmetic of the `[preprocess]` table in a plan's metadata
+    /// ([`crate::plan::metadata`]); the default (x / 255) when the plan
+    /// records none. Reads the keys `scale`, `mean` and `std` as the host's
+    /// recipe writer writes them; resize, crop, channels and layout describe
+    /// what happens before the pixels reach the device and are not needed here.
+    pub fn from_metadata(metadata: Option<&[u8]>) -> Result<Self, RecipeError> {
+        let Some(bytes) = metadata else {
+            return Ok(Self::default());
+        };
+        let text = core::str::from_utf8(bytes).map_err(|_| RecipeError::NotText)?;
+        let mut in_preprocess = false;
+        let mut found = false;
+        let mut r = Self::default();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                in_preprocess = line == "[preprocess]";
+                found |= in_preprocess;
+                continue;
+            }
+            if !in_preprocess || line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim() {
+                "scale" => {
+                    let s: f32 = value.parse().map_err(|_| RecipeError::BadValue("scale"))?;
+                    if !(s.is_finite() && s > 0.0) {
+                        return Err(RecipeError::Degenerate);
+                    }
+                    r.scale = s;
+                    r.divisor = divisor_for(s).map(|d| d as f32);
+                }
+                "mean" => r.mean_len = parse_list(value, &mut r.mean, "mean")?,
+                "std" => {
+                    r.std_len = parse_list(value, &mut r.std, "std")?;
+                    if r.std[..r.std_len as usize].contains(&0.0) {
+                        return Err(RecipeError::Degenerate);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(if found { r } else { Self::default() })
+    }
+
+    /// Checks that the per-channel lists fit an input with `channels` channels.
+    pub fn check_channels(&self, channels: u32) -> Result<(), RecipeError> {
+        for len in [self.mean_len, self.std_len] {
+            if len > 1 && u32::from(len) != channels {
+                return Err(RecipeError::Channels {
+                    listed: len,
+                    input: channels,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn per(values: &[f32; MAX_CHANNELS], len: u8, channel: usize, default: f32) -> f32 {
+        match len {
+            0 => default,
+            1 => values[0],
+            _ => values.get(channel).copied().unwrap_or(default),
+        }
+    }
+
+    /// One pixel of channel `channel` as the model's float input value.
+    #[inline]
+    pub fn value(&self, pixel: u8, channel: usize) -> f32 {
+        normalize(
+            f32::from(pixel),
+            self.divisor,
+            self.scale,
+            Self::per(&self.mean, self.mean_len, channel, 0.0),
+            Self::per(&self.std, self.std_len, channel, 1.0),
+        )
+    }
+
+    /// Raw pixels in the input tensor's element order (HWC for a 4-D NHWC
+    /// input, its own order otherwise: one byte per element) as the tensor's
+    /// bytes: int8 quantised with its parameters, f32 little-endian otherwise.
+    pub fn encode(
+        &self,
+        raw: &[u8],
+        input: &TensorDesc,
+        out: &mut [u8],
+    ) -> Result<(), EncodeError> {
+        let shape = input.shape();
+        let elems = shape.iter().map(|&d| d as usize).product::<usize>();
+        let channels = match shape {
+            [_, _, _, c] => *c,
+            _ => 1,
+        };
+        self.check_channels(channels).map_err(EncodeError::Recipe)?;
+        let per = match input.dtype {
+            DType::I8 => 1,
+            DType::F32 => 4,
+            _ => return Err(EncodeError::InputType),
+        };
+        if raw.len() != elems || out.len() != elems * per {
+            return Err(EncodeError::Size {
+                got: raw.len(),
+                expected: elems,
+            });
+        }
+        let c = channels.max(1) as usize;
+        for (i, &p) in raw.iter().enumerate() {
+            let v = self.value(p, i % c);
+            match input.dtype {
+                DType::I8 => out[i] = quantize_input(v, input.quant) as u8,
+                _ => out[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why raw pixels cannot become a plan's input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodeError {
+    /// Not one byte per input element.
+    Size { got: usize, expected: usize },
+    /// The input is neither int8 nor f32.
+    InputType,
+    /// The recipe does not fit the input.
+    Recipe(RecipeError),
+}
+
+impl core::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EncodeError::Size { got, expected } => {
+                write!(f, "{got} bytes, the input takes {expected}")
+            }
+            EncodeError::InputType => write!(f, "the input is neither int8 nor f32"),
+            EncodeError::Recipe(e) => e.fmt(f),
+        }
+    }
+}
+
+/// `[a, b, c]` (or one bare number) into `out`; returns how many.
+fn parse_list(
+    value: &str,
+    out: &mut [f32; MAX_CHANNELS],
+    key: &'static str,
+) -> Result<u8, RecipeError> {
+    let inner = value
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(value);
+    let mut n = 0usize;
+    for item in inner.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let slot = out.get_mut(n).ok_or(RecipeError::BadValue(key))?;
+        *slot = item.parse().map_err(|_| RecipeError::BadValue(key))?;
+        if !slot.is_finite() {
+            return Err(RecipeError::BadValue(key));
+        }
+        n += 1;
+    }
+    Ok(n as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_half_away_is_f32_round() {
+        let mut x = 0x1234_5678u32;
+        for i in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let v = match i % 4 {
+                0 => (x as f32 / u32::MAX as f32 - 0.5) * 600.0,
+                1 => (x % 2001) as f32 / 4.0 - 250.0, // halves and quarters
+                2 => f32::from_bits(x),
+                _ => (x as i32) as f32 + 0.5,
+            };
+            let want = v.round();
+            let got = round_half_away(v);
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{v}: {got} vs {want}"
+            );
+        }
+        for v in [
+            0.49999997f32,
+            -0.49999997,
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            8388607.5,
+        ] {
+            assert_eq!(round_half_away(v).to_bits(), v.round().to_bits(), "{v}");
+        }
+    }
+
+    #[test]
+    fn divisor_matches_the_hosts_rule() {
+        assert_eq!(divisor_for(1.0 / 255.0), Some(255));
+        assert_eq!(divisor_for(0.003_921_568_6), Some(255));
+        assert_eq!(divisor_for(1.0), Some(1));
+        assert_eq!(divisor_for(0.5), Some(2));
+        assert_eq!(divisor_for(0.3), None);
+        assert_eq!(divisor_for(2.0), None);
+    }
+
+    #[test]
+    fn reads_the_recipe_the_host_writes() {
+        let meta = b"[preprocess]\nresize = [256, 256]\ncrop = [224, 224]\nchannels = \"rgb\"\n\
+                     scale = 0.003921569\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n\
+                     layout = \"nchw\"\n";
+        let r = InputRecipe::from_metadata(Some(meta)).expect("recipe");
+        assert_eq!(r.divisor, Some(255.0));
+        let want = (200.0f32 / 255.0 - 0.456) / 0.224;
+        assert_eq!(r.value(200, 1).to_bits(), want.to_bits());
+        assert!(r.check_channels(3).is_ok());
+        assert!(r.check_channels(1).is_err());
+        let none = InputRecipe::from_metadata(None).expect("default");
+        assert_eq!(none.value(255, 0), 1.0);
+        assert_eq!(
+            InputRecipe::from_metadata(Some(b"[preprocess]\nstd = [0]\n")),
+            Err(RecipeError::Degenerate)
+        );
+        assert_eq!(
+            InputRecipe::from_metadata(Some(b"[preprocess]\nmean = [1, 2, 3, 4, 5]\n")),
+            Err(RecipeError::BadValue("mean"))
+        );
+    }
+}
