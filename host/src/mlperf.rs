@@ -64,9 +64,10 @@ pub fn write_dataset(
     }
     let folder = dir.join(model_id);
     std::fs::create_dir_all(&folder).map_err(io(&folder))?;
-    let read: Vec<(usize, Result<(Vec<u8>, u32), DataError>)> = (0..source.len())
+    // In parallel (decoding and resizing), written in dataset order.
+    let read: Vec<_> = (0..source.len())
         .into_par_iter()
-        .map(|i| (i, source.pixels(i, recipe, input_shape)))
+        .map(|i| source.pixels(i, recipe, input_shape))
         .collect();
     let truth_path = folder.join("y_labels.csv");
     let mut truth = csv::WriterBuilder::new()
@@ -82,7 +83,7 @@ pub fn write_dataset(
         bytes_per_image: input_shape.iter().skip(1).product(),
         skipped: vec![],
     };
-    for (i, r) in read {
+    for (i, r) in read.into_iter().enumerate() {
         let (pixels, label) = match (r, on_bad) {
             (Ok(v), _) => v,
             (Err(e), OnBadImage::Skip) if matches!(e, DataError::Image { .. }) => {

@@ -538,6 +538,51 @@ fn an_imagenet_sized_model_runs_the_whole_road() {
         "--json",
     ]);
     assert_eq!(b["outputs_identical"], 12);
+
+    // The MLPerf Tiny runner's dataset for it: 224x224x3 bytes per photo
+    // (resize 256, centre crop 224), which the device maps through the
+    // plan's recipe (mean, std, int8 input) into exactly the input tensor the
+    // host makes from the photo.
+    let datasets = tmp("imagenet-mlperf");
+    let _ = std::fs::remove_dir_all(&datasets);
+    let out = edgefit(&[
+        "mlperf-dataset",
+        plan.to_str().unwrap(),
+        "--data",
+        folder.to_str().unwrap(),
+        "-o",
+        datasets.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&plan).unwrap();
+    let parsed = edgefit_engine::Plan::parse(&bytes).unwrap();
+    let input = parsed.input().unwrap();
+    let device_recipe =
+        edgefit_engine::input::InputRecipe::from_metadata(parsed.metadata()).unwrap();
+    let (shape, recorded) = edgefit::runner::plan_input(&bytes).unwrap();
+    let host_recipe = recorded.expect("the plan records its recipe");
+    let source = edgefit_data::DataSource::open(&folder, edgefit_data::Role::Test).unwrap();
+    let truth = std::fs::read_to_string(datasets.join("ic01/y_labels.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = truth.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 12);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(
+            row[1..],
+            ["1000", &source.label(i).to_string(), "150528", "150528"]
+        );
+        let raw = std::fs::read(datasets.join("ic01").join(row[0])).unwrap();
+        assert_eq!(raw.len(), 224 * 224 * 3);
+        let mut on_device = vec![0u8; input.length as usize];
+        device_recipe.encode(&raw, &input, &mut on_device).unwrap();
+        let (t, _) = source.tensor(i, &host_recipe, &shape).unwrap();
+        let mut on_host = vec![0u8; input.length as usize];
+        edgefit::runner::encode_input(&input, &t, &mut on_host).unwrap();
+        assert!(
+            on_device == on_host,
+            "photo {i}: device and host inputs differ"
+        );
+    }
+
     // The bundled 28x28 images do not fit it: said at once.
     assert_fails_with(
         &edgefit(&["evaluate", onnx.to_str().unwrap()]),

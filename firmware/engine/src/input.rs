@@ -78,8 +78,8 @@ pub fn normalize(pixel: f32, divisor: Option<f32>, scale: f32, mean: f32, std: f
 /// Rounds half away from zero, as `f32::round` does (which `core` lacks).
 #[inline]
 pub fn round_half_away(x: f32) -> f32 {
-    // Beyond 2^23 every f32 is an integer already.
-    if !(x.abs() < 8_388_608.0) {
+    // Beyond 2^23 every f32 is an integer already (and NaN stays NaN).
+    if x.is_nan() || x.abs() >= 8_388_608.0 {
         return x;
     }
     let t = x as i32 as f32; // truncates towards zero, exactly in this range

@@ -19,7 +19,7 @@
 use core::fmt;
 
 use edgefit_engine::input::InputRecipe;
-use edgefit_engine::{DType, Engine, Plan, TensorDesc};
+use edgefit_engine::{DType, Engine, OpKind, Plan, TensorDesc};
 
 use crate::firmware::Core;
 use crate::slots::Store;
@@ -234,7 +234,7 @@ impl Dut {
         if self.expected == 0 {
             return say!(link, "e-[No buffer: send db load N first]");
         }
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             // The reference firmware's wording.
             return say!(link, "e-[Insufficent number of hex digits]");
         }
@@ -480,9 +480,12 @@ where
     }
 }
 
-/// `m-results-[p0,p1,...]`: the output tensor as floats with three decimals,
-/// int8 dequantised with the plan's output parameters (probabilities when the
-/// model ends in a softmax, which plans keep).
+/// `m-results-[p0,p1,...]`: class probabilities with three decimals. The
+/// output tensor is dequantised with the plan's output parameters; when the
+/// model ends in a softmax (plans keep it) those are the probabilities,
+/// otherwise the device takes the softmax of the dequantised logits in f32
+/// — the runner needs probabilities (it divides each result by its sum and
+/// scores AUC), and the arg-max, hence top-1, is the logits' either way.
 fn results<L: embedded_io::Write>(
     link: &mut L,
     engine: &Engine<'_>,
@@ -491,31 +494,46 @@ fn results<L: embedded_io::Write>(
     let (Ok(out), Ok(desc)) = (engine.output(work), engine.plan().output()) else {
         return say!(link, "e-[The plan's output cannot be read]");
     };
-    link.write_all(b"m-results-[")?;
+    let plan = engine.plan();
+    let ends_in_softmax = plan
+        .op_count()
+        .checked_sub(1)
+        .and_then(|last| plan.op(last as u32).ok())
+        .is_some_and(|op| op.kind == OpKind::Softmax);
     let q = desc.quant;
-    let mut first = true;
-    let mut value = |v: f32, link: &mut L| {
-        let sep = if first { "" } else { "," };
-        first = false;
-        embedded_io::Write::write_fmt(link, format_args!("{sep}{v:.3}")).ok();
+    let value = |i: usize| -> f32 {
+        match desc.dtype {
+            DType::I8 => (i32::from(out[i] as i8) - q.zero_point) as f32 * q.scale,
+            DType::F32 => {
+                f32::from_le_bytes([out[4 * i], out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]])
+            }
+            DType::F16 => half::f16::from_le_bytes([out[2 * i], out[2 * i + 1]]).to_f32(),
+            _ => 0.0,
+        }
     };
-    match desc.dtype {
-        DType::I8 => {
-            for &b in out {
-                value((i32::from(b as i8) - q.zero_point) as f32 * q.scale, link);
-            }
-        }
-        DType::F32 => {
-            for c in out.chunks_exact(4) {
-                value(f32::from_le_bytes([c[0], c[1], c[2], c[3]]), link);
-            }
-        }
-        DType::F16 => {
-            for c in out.chunks_exact(2) {
-                value(half::f16::from_le_bytes([c[0], c[1]]).to_f32(), link);
-            }
-        }
-        _ => {}
+    let n = match desc.dtype {
+        DType::I8 => out.len(),
+        DType::F32 => out.len() / 4,
+        DType::F16 => out.len() / 2,
+        _ => 0,
+    };
+    // Softmax of logits: exp(x - max) / sum, in two passes (no buffer).
+    let (max, sum) = if ends_in_softmax {
+        (0.0, 1.0)
+    } else {
+        let max = (0..n).map(value).fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = (0..n).map(|i| libm::expf(value(i) - max)).sum();
+        (max, sum)
+    };
+    link.write_all(b"m-results-[")?;
+    for i in 0..n {
+        let v = if ends_in_softmax {
+            value(i)
+        } else {
+            libm::expf(value(i) - max) / sum
+        };
+        let sep = if i == 0 { "" } else { "," };
+        embedded_io::Write::write_fmt(link, format_args!("{sep}{v:.3}")).ok();
     }
     link.write_all(b"]\r\n")
 }

@@ -47,6 +47,20 @@ fn results(lines: &[String]) -> Vec<f32> {
     re.split(',').map(|v| v.parse().expect("float")).collect()
 }
 
+/// What the DUT prints for int8 logits: the softmax of the dequantised
+/// values (the plan has no softmax), to three decimals.
+fn probabilities(out: &[u8], q: edgefit_engine::Quant) -> Vec<f32> {
+    let v: Vec<f32> = out
+        .iter()
+        .map(|&b| (b as i8 as i32 - q.zero_point) as f32 * q.scale)
+        .collect();
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = v.iter().map(|&x| libm::expf(x - max)).sum();
+    v.iter()
+        .map(|&x| format!("{:.3}", libm::expf(x - max) / sum).parse().unwrap())
+        .collect()
+}
+
 fn laps(lines: &[String]) -> Vec<u64> {
     lines
         .iter()
@@ -134,14 +148,7 @@ fn a_runner_session_answers_like_the_reference_dut() {
         .unwrap();
     let out = reference(&plan, &x);
     let q = parsed.output().unwrap().quant;
-    let want: Vec<f32> = out
-        .iter()
-        .map(|&b| {
-            format!("{:.3}", (b as i8 as i32 - q.zero_point) as f32 * q.scale)
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let want = probabilities(&out, q);
     assert_eq!(results(&l), want);
     // `results` prints the same again.
     assert_eq!(results(&dut(&mut host, &mut fw, "results")), want);
@@ -189,14 +196,7 @@ fn the_plans_recipe_maps_the_raw_bytes() {
         .collect();
     let out = reference(&plan, &x);
     let q = parsed.output().unwrap().quant;
-    let want: Vec<f32> = out
-        .iter()
-        .map(|&b| {
-            format!("{:.3}", (b as i8 as i32 - q.zero_point) as f32 * q.scale)
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let want = probabilities(&out, q);
     assert_eq!(results(&l), want);
 }
 

@@ -5,6 +5,12 @@
 //! (memory.x), written through the NVMC and executed in place. Timing: the DWT
 //! cycle counter at 64 MHz. No power sensor. Diagnostics: defmt over RTT
 //! (feature `defmt`, on by default).
+//!
+//! MLPerf Tiny: the same UART answers the runner's DUT commands (see
+//! docs/mlperf-tiny.md). With P1.07 tied to GND at reset the board boots for
+//! an energy rig instead: the UART runs at 9600 baud (the interface board's
+//! rate) and timestamps are falling edges on P1.08 (Arduino header D7),
+//! pushed-pull at the board's VDD — no rebuild either way.
 #![no_std]
 #![no_main]
 
@@ -13,6 +19,7 @@ use cortex_m_rt::entry;
 use edgefit_board_support::{plan_slots_region, DwtClock, PaintedStack};
 use edgefit_mcu::{BoardInfo, Firmware, NoPower};
 use nrf52840_hal::{clocks::Clocks, gpio, pac, uarte};
+use embedded_hal::digital::InputPin;
 use panic_halt as _;
 // The defmt logger for edgefit-mcu's diagnostics: RTT, non-blocking (lines
 // are dropped, never waited on, when no debugger reads them).
@@ -40,6 +47,16 @@ fn main() -> ! {
     let clock = DwtClock::start(&mut cp.DCB, cp.DWT, CLOCK_HZ);
 
     let port0 = gpio::p0::Parts::new(p.P0);
+    let port1 = gpio::p1::Parts::new(p.P1);
+    // The energy-mode strap, read once at reset (pulled up: open = performance).
+    let mut strap = port1.p1_07.into_pullup_input();
+    cortex_m::asm::delay(64); // let the pull-up settle
+    let energy_mode = strap.is_low().unwrap_or(false);
+    let baud = if energy_mode {
+        uarte::Baudrate::BAUD9600
+    } else {
+        uarte::Baudrate::BAUD115200
+    };
     let pins = uarte::Pins {
         txd: port0
             .p0_06
@@ -49,7 +66,7 @@ fn main() -> ! {
         cts: None,
         rts: None,
     };
-    let link = vcom::Vcom::new(p.UARTE0, pins, uarte::Baudrate::BAUD115200);
+    let link = vcom::Vcom::new(p.UARTE0, pins, baud);
 
     let (slots_addr, slots_len) = plan_slots_region();
     // SAFETY: memory.x reserves this flash range for the plan slots and links
@@ -65,7 +82,7 @@ fn main() -> ! {
         ram_bytes: RAM_BYTES,
         flash_bytes: FLASH_BYTES,
     };
-    Firmware::new(
+    let mut firmware = Firmware::new(
         info,
         link,
         slots,
@@ -73,6 +90,11 @@ fn main() -> ! {
         NoPower,
         PaintedStack::new(),
         arena,
-    )
-    .run()
+    );
+    if energy_mode {
+        let pin = port1.p1_08.into_push_pull_output(gpio::Level::High);
+        firmware.with_timestamp_pin(pin).run()
+    } else {
+        firmware.run()
+    }
 }
