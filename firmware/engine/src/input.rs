@@ -163,7 +163,7 @@ impl InputRecipe {
             let value = value.trim();
             match key.trim() {
                 "scale" => {
-                    let s: f32 = value.parse().map_err(|_| RecipeError::BadValue("scale"))?;
+                    let s = parse_f32(value).ok_or(RecipeError::BadValue("scale"))?;
                     if !(s.is_finite() && s > 0.0) {
                         return Err(RecipeError::Degenerate);
                     }
@@ -291,13 +291,102 @@ fn parse_list(
     let mut n = 0usize;
     for item in inner.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let slot = out.get_mut(n).ok_or(RecipeError::BadValue(key))?;
-        *slot = item.parse().map_err(|_| RecipeError::BadValue(key))?;
-        if !slot.is_finite() {
-            return Err(RecipeError::BadValue(key));
-        }
+        *slot = parse_f32(item).ok_or(RecipeError::BadValue(key))?;
         n += 1;
     }
     Ok(n as u8)
+}
+
+/// A decimal number as the host reads it (TOML: to f64, then `as f32`),
+/// without `core`'s general float parser (about 14 KB of Cortex-M flash):
+/// at most 15 significant digits and a decimal exponent within ±22, where
+/// one f64 multiplication or division of exact operands is correctly
+/// rounded (Clinger's fast path, which `str::parse` takes for such input
+/// too), so the result is bit-identical. The host writes recipes as
+/// shortest round-trip f32 decimals (at most 9 digits); anything outside
+/// the fast path is refused, never approximated.
+pub fn parse_f32(text: &str) -> Option<f32> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let (negative, rest) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (number, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let mut exp: i32 = match exponent {
+        None => 0,
+        Some(e) => {
+            let (neg, digits) = match e.as_bytes().first()? {
+                b'-' => (true, &e[1..]),
+                b'+' => (false, &e[1..]),
+                _ => (false, e),
+            };
+            if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            let v = digits
+                .bytes()
+                .fold(0i32, |a, b| a * 10 + i32::from(b - b'0'));
+            if neg {
+                -v
+            } else {
+                v
+            }
+        }
+    };
+    // Significant digits (leading zeros dropped), then trailing zeros
+    // folded into the exponent.
+    let mut sig = [0u8; 40];
+    let mut len = 0usize;
+    let mut seen_point = false;
+    let mut any = false;
+    for b in number.bytes() {
+        match b {
+            b'0'..=b'9' => {
+                any = true;
+                if seen_point {
+                    exp -= 1;
+                }
+                if len == 0 && b == b'0' {
+                    continue;
+                }
+                *sig.get_mut(len)? = b - b'0';
+                len += 1;
+            }
+            b'.' if !seen_point => seen_point = true,
+            _ => return None,
+        }
+    }
+    if !any {
+        return None;
+    }
+    while len > 0 && sig[len - 1] == 0 {
+        len -= 1;
+        exp += 1;
+    }
+    if len > 15 {
+        return None;
+    }
+    let mantissa = sig[..len].iter().fold(0u64, |a, &d| a * 10 + u64::from(d));
+    let m = mantissa as f64; // exact: below 10^15 < 2^53
+    let v = if mantissa == 0 {
+        0.0
+    } else if (0..=22).contains(&exp) {
+        m * POW10[exp as usize]
+    } else if (-22..0).contains(&exp) {
+        m / POW10[(-exp) as usize]
+    } else {
+        return None;
+    };
+    let v = if negative { -v } else { v } as f32;
+    v.is_finite().then_some(v)
 }
 
 #[cfg(test)]
@@ -335,6 +424,46 @@ mod tests {
             8388607.5,
         ] {
             assert_eq!(round_half_away(v).to_bits(), v.round().to_bits(), "{v}");
+        }
+    }
+
+    #[test]
+    fn parse_f32_reads_what_the_host_writes_bit_for_bit() {
+        let mut x = 0x9e37_79b9u32;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let v = f32::from_bits(x);
+            if !v.is_finite() {
+                continue;
+            }
+            let text = format!("{v:?}");
+            // The host: TOML reads an f64, serde casts it to f32.
+            let want = text.parse::<f64>().unwrap() as f32;
+            match parse_f32(&text) {
+                Some(got) => assert_eq!(got.to_bits(), want.to_bits(), "{text}"),
+                // Refused (outside the exact fast path), never approximated.
+                None => assert!(
+                    v.abs() > 1e22 || (v != 0.0 && v.abs() < 1e-13),
+                    "{text} refused"
+                ),
+            }
+        }
+        for (t, v) in [
+            ("0.003921569", 0.003921569f32),
+            ("1", 1.0),
+            ("-0.5", -0.5),
+            ("1e-5", 1e-5),
+            ("2.5E+2", 250.0),
+            (".5", 0.5),
+        ] {
+            assert_eq!(parse_f32(t), Some(v), "{t}");
+        }
+        for t in [
+            "", "-", "1.2.3", "abc", "1e", "1e1000", "nan", "inf", "0x10",
+        ] {
+            assert_eq!(parse_f32(t), None, "{t}");
         }
     }
 

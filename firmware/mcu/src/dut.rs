@@ -532,10 +532,89 @@ fn results<L: embedded_io::Write>(
         } else {
             libm::expf(value(i) - max) / sum
         };
-        let sep = if i == 0 { "" } else { "," };
-        embedded_io::Write::write_fmt(link, format_args!("{sep}{v:.3}")).ok();
+        if i > 0 {
+            link.write_all(b",")?;
+        }
+        link.write_all(fixed3(v, &mut [0u8; 48]))?;
     }
     link.write_all(b"]\r\n")
+}
+
+/// `v` with three decimals, as `format!("{v:.3}")` and C's `%0.3f` write
+/// it (the exact binary value rounded half to even; `-0.000` for negatives
+/// that round to zero), without `core`'s float formatting (about 15 KB of
+/// Cortex-M flash). `v * 1000` is exact in f64 (24 + 10 significant bits).
+/// `buf` holds the longest: `-` and 39 digits, `.`, three decimals.
+fn fixed3(v: f32, buf: &mut [u8; 48]) -> &[u8] {
+    if v.is_nan() {
+        return b"NaN";
+    }
+    if v.is_infinite() {
+        return if v < 0.0 { b"-inf" } else { b"inf" };
+    }
+    let negative = v.is_sign_negative();
+    let a = if negative { -v } else { v };
+    let mut at = buf.len();
+    let mut put = |b: u8, at: &mut usize| {
+        *at -= 1;
+        buf[*at] = b;
+    };
+    if a >= 16_777_216.0 {
+        // At or above 2^24 every f32 is an integer, m * 2^e: decimal digits
+        // of m, doubled e times (at most 39 digits; no 128-bit division).
+        let bits = a.to_bits();
+        let mut digits = [0u8; 40]; // least significant first
+        let mut len = 0;
+        let mut m = (bits & 0x7f_ffff) | 0x80_0000;
+        while m > 0 {
+            digits[len] = (m % 10) as u8;
+            m /= 10;
+            len += 1;
+        }
+        for _ in 0..((bits >> 23) as i32 - 150) {
+            let mut carry = 0;
+            for d in digits.iter_mut().take(len) {
+                let x = *d * 2 + carry;
+                *d = x % 10;
+                carry = x / 10;
+            }
+            if carry > 0 {
+                digits[len] = carry;
+                len += 1;
+            }
+        }
+        for _ in 0..3 {
+            put(b'0', &mut at);
+        }
+        put(b'.', &mut at);
+        for &d in &digits[..len] {
+            put(b'0' + d, &mut at);
+        }
+    } else {
+        let scaled = f64::from(a) * 1000.0;
+        let mut k = scaled as u64; // truncates; exact below 2^53
+        let rest = scaled - k as f64;
+        if rest > 0.5 || (rest == 0.5 && k % 2 == 1) {
+            k += 1;
+        }
+        let (mut int, mut frac) = (k / 1000, k % 1000);
+        for _ in 0..3 {
+            put(b'0' + (frac % 10) as u8, &mut at);
+            frac /= 10;
+        }
+        put(b'.', &mut at);
+        loop {
+            put(b'0' + (int % 10) as u8, &mut at);
+            int /= 10;
+            if int == 0 {
+                break;
+            }
+        }
+    }
+    if negative {
+        put(b'-', &mut at);
+    }
+    &buf[at..]
 }
 
 fn help<L: embedded_io::Write>(link: &mut L) -> Result<(), L::Error> {
@@ -557,4 +636,48 @@ fn help<L: embedded_io::Write>(link: &mut L) -> Result<(), L::Error> {
         say!(link, "{l}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixed3;
+
+    #[test]
+    fn fixed3_writes_what_format_writes() {
+        let mut x = 0x2545_f491u32;
+        let mut values = vec![
+            0.0f32,
+            -0.0,
+            0.0625,
+            0.0005,
+            1.0625,
+            -1.0625,
+            2.5e-3,
+            0.9995,
+            999.9995,
+            1e-7,
+            -1e-7,
+            16_777_216.0,
+            3.4e38,
+            -3.4e38,
+            123.456,
+        ];
+        for i in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            values.push(match i % 3 {
+                0 => f32::from_bits(x),
+                1 => (x % 2_000_000) as f32 / 1024.0 - 900.0, // exact binary fractions, ties
+                _ => x as f32 / u32::MAX as f32,              // probabilities
+            });
+        }
+        for v in values {
+            let want = format!("{v:.3}");
+            let got = std::str::from_utf8(fixed3(v, &mut [0; 48]))
+                .unwrap()
+                .to_owned();
+            assert_eq!(got, want, "{v:e}");
+        }
+    }
 }
