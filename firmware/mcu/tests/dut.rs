@@ -294,3 +294,88 @@ fn a_dut_command_ends_an_edgefit_benchmark() {
         10,
     );
 }
+
+/// A timestamp pin that records its levels.
+#[derive(Clone, Default)]
+struct RecordingPin(std::rc::Rc<std::cell::RefCell<Vec<bool>>>);
+
+impl embedded_hal::digital::ErrorType for RecordingPin {
+    type Error = std::convert::Infallible;
+}
+
+impl embedded_hal::digital::OutputPin for RecordingPin {
+    fn set_low(&mut self) -> Result<(), Self::Error> {
+        self.0.borrow_mut().push(false);
+        Ok(())
+    }
+    fn set_high(&mut self) -> Result<(), Self::Error> {
+        self.0.borrow_mut().push(true);
+        Ok(())
+    }
+}
+
+#[test]
+fn energy_mode_marks_time_with_the_pin_outside_the_printed_lines() {
+    let (mut flash, mut arena) = mem();
+    let (mut fw, mut host) = boot(&mut flash, &mut arena);
+    let plan = dense_i8(0x65, 300, 10, 8);
+    host.upload(&mut fw, 0x65, &plan);
+    let pin = RecordingPin::default();
+    let mut fw = fw.with_timestamp_pin(pin.clone());
+    // Idle high from the start.
+    assert_eq!(*pin.0.borrow(), [true]);
+    type EnergyFw<'a> = edgefit_mcu::Firmware<
+        'a,
+        Link,
+        edgefit_mcu::RamFlash<'a>,
+        FakeClock,
+        edgefit_mcu::NoPower,
+        edgefit_mcu::NoStackMeter,
+        edgefit_mcu::TimestampPin<RecordingPin>,
+    >;
+    let run = |fw: &mut EnergyFw<'_>, host: &mut Host| -> String {
+        while !host.link.to_dev.borrow().is_empty() {
+            fw.poll().unwrap();
+        }
+        fw.poll().unwrap();
+        let bytes = std::mem::take(&mut *host.link.from_dev.borrow_mut());
+        String::from_utf8(bytes).unwrap()
+    };
+    assert_eq!(fw.active_plan().map(|p| p.plan_id), Some(0x65));
+
+    host.send_raw(b"name%");
+    let text = run(&mut fw, &mut host);
+    assert!(
+        text.starts_with("m-timestamp-mode-energy\r\nm-init-done\r\n"),
+        "{text}"
+    );
+    host.send_raw(b"db load 300%");
+    run(&mut fw, &mut host);
+    let image = Rng(5).bytes(300);
+    for chunk in image.chunks(26) {
+        let hex: String = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        host.send_raw(format!("db {hex}%").as_bytes());
+        run(&mut fw, &mut host);
+    }
+    pin.0.borrow_mut().clear();
+    host.send_raw(b"infer 2 1%");
+    let text = run(&mut fw, &mut host);
+    // One pulse (low, then high) at each end of the timed loop.
+    assert_eq!(*pin.0.borrow(), [false, true, false, true]);
+    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines[..3],
+        ["m-warmup-start-1", "m-warmup-done", "m-infer-start-2"]
+    );
+    assert!(
+        lines[3].starts_with("m-lap-us-") && lines[4].starts_with("m-lap-us-"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[5], "m-infer-done");
+    assert!(lines[6].starts_with("m-results-["));
+    assert_eq!(lines[7], "m-ready");
+    pin.0.borrow_mut().clear();
+    host.send_raw(b"timestamp%");
+    assert_eq!(run(&mut fw, &mut host), "m-ready\r\n");
+    assert_eq!(*pin.0.borrow(), [false, true]);
+}
