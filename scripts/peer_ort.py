@@ -37,7 +37,7 @@ What it measures, and on what (every figure is measured on the machine it runs o
    float; `--keep-identity` to skip). Models left out of `--imagenet-int8` are timed in fp32 only.
 
    With `--edgefit [BIN]`, each timed model is also timed by `BIN speed MODEL
-   --precisions int8,f16,f32 --kernels auto,no-avx512 --json` (tract f32, the edgefit
+   --precision int8,f16,f32 --kernels auto,no-avx512 --json` (tract f32, the edgefit
    engine's int8 plan once with the fastest kernels this CPU has and once with AVX2
    only, and its f16 and f32 plans) right after ORT's runs of it, so the side-by-side table's ratios come from
    one run on one machine. BIN defaults to the `edgefit` that `cargo build` puts in
@@ -479,7 +479,7 @@ def main():
 
 def edgefit_speed(binary, name, path, runs, log):
     """`edgefit speed` on one model: tract f32 and int8 plans with each kernel set."""
-    cmd = [binary, "speed", path, "--precisions", "int8,f16,f32", "--kernels", "auto,no-avx512",
+    cmd = [binary, "speed", path, "--precision", "int8,f16,f32", "--kernels", "auto,no-avx512",
            "--runs", str(runs), "--json"]
     log(f"{name}: edgefit speed ({' '.join(cmd[1:])})")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

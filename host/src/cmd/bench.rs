@@ -35,13 +35,16 @@ impl EngineArg {
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit bench --port tcp:127.0.0.1:4545 --limit 500 -o results.json   # the device's active plan\n  edgefit bench --local resnet-int8.efp --data val/ --json               # this host, the agent's engines"
+)]
 #[command(group = clap::ArgGroup::new("target").required(true).args(["port", "local"]))]
 pub struct BenchCmd {
     #[command(flatten)]
     port: Option<PortArgs>,
     /// Benchmark VARIANT (a plan, or a tract artifact from `compile --target tract`)
     /// on the Linux agent's engines run in this process, on this machine
-    #[arg(long, value_name = "VARIANT")]
+    #[arg(long, value_name = "VARIANT", conflicts_with = "plan")]
     local: Option<PathBuf>,
     /// The artifact the device runs (default: the copy `edgefit flash` kept of the device's active one)
     plan: Option<PathBuf>,
@@ -52,7 +55,7 @@ pub struct BenchCmd {
     #[command(flatten)]
     data: DataArgs,
     /// Write the results: .json (schema edgefit.bench.v1) or .csv (one row per sample)
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'o', long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Print the results as JSON
     #[arg(long)]

@@ -9,7 +9,6 @@ use edgefit::compare::{
 use edgefit::data::{bundled_data_dir, OnBadImage, Role};
 use edgefit::device::bench::{artifact_input, bench, BenchOptions};
 use edgefit::device::flash::flash_plan;
-use edgefit::device::Port;
 use edgefit::evaluate::EvalData;
 use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::profiles::load_profiles;
@@ -17,7 +16,7 @@ use edgefit_engine::Precision;
 
 use super::compile::PrecisionArg;
 use super::data_args::{check_bundled, open_source, RecipeArgs};
-use super::device::connect;
+use super::device::OptionalPortArgs;
 use super::progress;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -28,6 +27,9 @@ enum CriterionArg {
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit compare                                         # the bundled VGG and ResNet, every profile\n  edgefit compare vgg.onnx resnet.onnx --data val/ --preprocess imagenet --precision int8,f32 -o out\n  edgefit compare --port tcp:127.0.0.1:4545 --profiles qemu-mps2-an386 --precision int8 --json"
+)]
 pub struct CompareCmd {
     /// ONNX models to compare (default: the bundled vgg-fmnist and resnet-fmnist)
     #[arg(value_name = "MODEL.onnx")]
@@ -39,18 +41,14 @@ pub struct CompareCmd {
     #[arg(long = "profile", value_name = "FILE")]
     profile_files: Vec<PathBuf>,
     /// Precisions of the compiled variants
-    #[arg(long, value_enum, value_delimiter = ',', default_values = ["int8", "f16", "f32"])]
+    #[arg(long = "precision", alias = "precisions", value_enum, value_delimiter = ',', default_values = ["int8", "f16", "f32"])]
     precisions: Vec<PrecisionArg>,
     /// Magnitude sparsities (LAMP scope) of the variants; 0 = not pruned
     #[arg(long, value_delimiter = ',', default_value = "0,0.5")]
     sparsity: Vec<f64>,
-    /// A device to measure on (flash and bench each variant that fits it):
-    /// serial:/dev/ttyACM0 or tcp:HOST:PORT
-    #[arg(long, value_name = "PORT")]
-    port: Option<Port>,
-    /// File holding the device's access token (the agent's --token-file); also $EDGEFIT_TOKEN_FILE
-    #[arg(long, value_name = "FILE", env = "EDGEFIT_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
+    /// A device to measure on (flash and bench each variant that fits it)
+    #[command(flatten)]
+    port: OptionalPortArgs,
     /// The profile of the device on --port (default: the profile whose name contains the device's board name)
     #[arg(long, value_name = "NAME")]
     device_profile: Option<String>,
@@ -79,8 +77,11 @@ pub struct CompareCmd {
     criterion: CriterionArg,
     /// Folder for results.json, results.csv, the plots, report.html and the
     /// variants' microcontroller plans (plans/*.efp)
-    #[arg(long, default_value = "edgefit-report")]
+    #[arg(short = 'o', long, default_value = "edgefit-report")]
     out: PathBuf,
+    /// Print the results (schema of results.json) as JSON instead of the table
+    #[arg(long)]
+    json: bool,
 }
 
 /// A model's input shape, as edgefit imports it.
@@ -208,9 +209,10 @@ impl CompareCmd {
         bar.finish_and_clear();
         let variants = variants.context("compare")?;
 
-        let devices = match &self.port {
-            Some(port) => self.measure_on_device(port, &variants, &all)?,
-            None => Vec::new(),
+        let devices = if self.port.given() {
+            self.measure_on_device(&self.port, &variants, &all)?
+        } else {
+            Vec::new()
         };
         let _ = std::fs::remove_dir_all(&work);
         let criterion = match self.criterion {
@@ -229,6 +231,10 @@ impl CompareCmd {
         );
         let written = write_report(&r, &self.out)
             .with_context(|| format!("write the report into {}", self.out.display()))?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(());
+        }
         print!("{}", edgefit_report::render_terminal(&r));
         println!();
         for v in &r.verdicts {
@@ -250,15 +256,11 @@ impl CompareCmd {
     /// Flashes and benches every variant that fits the device on `port`.
     fn measure_on_device(
         &self,
-        port: &Port,
+        port: &OptionalPortArgs,
         variants: &[Variant],
         all: &[edgefit_profiles::Profile],
     ) -> anyhow::Result<Vec<DeviceMeasurement>> {
-        let mut client = connect(
-            port,
-            std::time::Duration::from_secs(3),
-            self.token_file.as_deref(),
-        )?;
+        let mut client = port.connect()?;
         let board = client.device().board.clone();
         let profile = match &self.device_profile {
             Some(n) => edgefit_profiles::find_profile(all, n)?.name.clone(),

@@ -49,6 +49,9 @@ pub enum MethodArg {
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit compile models/resnet-fmnist.onnx --precision int8 -o resnet-int8.efp\n  edgefit compile mynet.onnx --calib val/ --preprocess imagenet --no-scratch -o mynet-mcu.efp --json\n  edgefit compile mynet.onnx --target tract --precision f16 -o mynet-f16.tract    # for the Linux agent"
+)]
 pub struct CompileCmd {
     /// ONNX model to compile
     model: PathBuf,
@@ -92,8 +95,16 @@ pub struct CompileCmd {
     #[arg(long, value_enum, default_value = "plan")]
     target: TargetArg,
     /// Output file
-    #[arg(short, long, value_name = "VARIANT.efp")]
+    #[arg(
+        short = 'o',
+        long = "out",
+        alias = "output",
+        value_name = "VARIANT.efp"
+    )]
     output: PathBuf,
+    /// Print the summary as JSON (schema edgefit.compile.v1) instead of text
+    #[arg(long)]
+    json: bool,
 }
 
 /// FNV-1a: a stable plan id from the model bytes and `recipe`, everything
@@ -128,6 +139,18 @@ impl CompileCmd {
             .with_context(|| format!("wrap {}", self.model.display()))?;
         std::fs::write(&self.output, &artifact)
             .with_context(|| format!("write {}", self.output.display()))?;
+        if self.json {
+            let v = serde_json::json!({
+                "schema": "edgefit.compile.v1",
+                "path": self.output,
+                "target": "tract",
+                "precision": precision.name(),
+                "bytes": artifact.len(),
+                "input_shape": input_shape,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
         println!(
             "wrote {}: tract {} artifact, {} (ONNX model + {} B header), input {:?} f32",
             self.output.display(),
@@ -275,6 +298,28 @@ impl CompileCmd {
         std::fs::write(&self.output, &out)
             .with_context(|| format!("write {}", self.output.display()))?;
         let s = &plan.summary;
+        if self.json {
+            let v = serde_json::json!({
+                "schema": "edgefit.compile.v1",
+                "path": self.output,
+                "target": "plan",
+                "precision": s.precision,
+                "plan_id": format!("{:08x}", edgefit_engine::Plan::parse(&out).map(|p| p.plan_id()).unwrap_or(0)),
+                "bytes": out.len(),
+                "weight_bytes": s.weight_bytes,
+                "arena_bytes": s.arena_bytes,
+                "arena_lower_bound_bytes": s.arena_lower_bound_bytes,
+                "scratch_bytes": s.scratch_bytes,
+                "ops": s.ops,
+                "sparse_weight_tensors": s.sparse_tensors,
+                "weight_tensors": s.weight_tensors,
+                "notes": s.notes,
+                "preprocess": recorded.as_ref().map(|r| r.describe()),
+                "calibration": if self.calib.as_deref() == Some("synthetic") { Some("synthetic") } else { None },
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
         println!(
             "wrote {}: {} plan, {} ({} weights), arena {} (lower bound {}) + scratch {}, {} ops",
             self.output.display(),

@@ -5,6 +5,9 @@ use clap::Args;
 use edgefit::profiles::{load_profiles, profiles_dir};
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit devices                      # RAM, flash, core, clock and power of every profile\n  edgefit devices --profile my-board.toml --json"
+)]
 pub struct DevicesCmd {
     /// Extra profile files (TOML) to list with the built-in ones
     #[arg(long = "profile", value_name = "FILE")]

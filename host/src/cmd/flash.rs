@@ -8,11 +8,17 @@ use super::device::PortArgs;
 use super::progress;
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit flash resnet-int8.efp --port tcp:127.0.0.1:4545          # QEMU board\n  edgefit flash resnet-int8.efp --port serial:/dev/ttyACM0@115200 --json"
+)]
 pub struct FlashCmd {
     #[command(flatten)]
     port: PortArgs,
     /// The compiled plan to store and activate on the device
     plan: PathBuf,
+    /// Print what was stored as JSON (schema edgefit.flash.v1) instead of text
+    #[arg(long)]
+    json: bool,
 }
 
 impl FlashCmd {
@@ -36,6 +42,25 @@ impl FlashCmd {
                 .and_then(|_| std::fs::write(&cached, &image))
                 .with_context(|| format!("keep a copy of the plan in {}", cached.display()))?;
         }
+        let link = client.stats;
+        if self.json {
+            let v = serde_json::json!({
+                "schema": "edgefit.flash.v1",
+                "plan_id": format!("{:08x}", flashed.stored.plan_id),
+                "bytes": flashed.bytes,
+                "crc32": format!("{:08x}", flashed.stored.crc32),
+                "chunks": flashed.chunks,
+                "slot": flashed.stored.slot,
+                "board": board,
+                "link": {
+                    "frames_sent": link.frames_sent,
+                    "retransmissions": link.retransmissions,
+                    "damaged_answers": link.damaged_answers,
+                },
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
         println!(
             "stored plan {:08x} ({} bytes, CRC {:08x}, {} chunks) in slot {} of {}; it is now active",
             flashed.stored.plan_id,
@@ -45,7 +70,6 @@ impl FlashCmd {
             flashed.stored.slot,
             board
         );
-        let link = client.stats;
         if link.had_trouble() {
             println!(
                 "link: {} frames, {} retransmitted, {} damaged answers, {} duplicate and {} stale answers dropped",

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit flash-firmware edgefit-fw-nrf52840-dk --chip nRF52840_xxAA\n  edgefit flash-firmware fw.elf --chip STM32F746NGHx --probe 0483:374b --verify"
+)]
 pub struct FlashFirmwareCmd {
     /// The firmware ELF (e.g. from `scripts/firmware.sh build nrf52840-dk`)
     elf: PathBuf,

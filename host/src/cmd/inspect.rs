@@ -7,6 +7,9 @@ use edgefit::inspect::{inspect_onnx, render_side_by_side, render_text};
 use edgefit::inspect_plan::{inspect_plan, render_plan_text};
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit inspect models/resnet-fmnist.onnx          # per-layer parameters, MACs, activation RAM\n  edgefit inspect resnet-int8.efp --json             # a compiled plan: ops, tensors, arena"
+)]
 pub struct InspectCmd {
     /// ONNX model(s) or compiled plans (.efp) to inspect; with several models, a side-by-side summary follows
     #[arg(required = true, value_name = "MODEL.onnx")]

@@ -25,7 +25,7 @@ pub struct PreprocessCmd {
     #[command(flatten)]
     recipe: RecipeArgs,
     /// Write the tensors as one float32 .npy array [images, ...input shape without N]
-    #[arg(long, value_name = "FILE.npy")]
+    #[arg(short = 'o', long, value_name = "FILE.npy")]
     out: PathBuf,
 }
 

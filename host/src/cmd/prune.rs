@@ -42,6 +42,9 @@ pub(super) enum Exclude {
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit prune models/vgg-fmnist.onnx --sparsity 0.5 -o vgg-50.onnx\n  edgefit prune mynet.onnx --method channels --sparsity 0.3 --calib val/ -o mynet-ch30.onnx --json"
+)]
 pub struct PruneCmd {
     /// ONNX model with its weights
     #[arg(value_name = "MODEL.onnx")]
@@ -57,7 +60,12 @@ pub struct PruneCmd {
     #[arg(long, value_enum, value_delimiter = ',')]
     exclude: Vec<Exclude>,
     /// Where to write the pruned ONNX model
-    #[arg(short, long, value_name = "PRUNED.onnx")]
+    #[arg(
+        short = 'o',
+        long = "out",
+        alias = "output",
+        value_name = "PRUNED.onnx"
+    )]
     output: PathBuf,
     /// Correct biases for what was removed, at the mean activations measured by
     /// tract on the calibration images (channels: each consumer's bias; magnitude:

@@ -6,6 +6,9 @@ use edgefit::compare::{merge_bench, verdicts, write_report, Criterion};
 use edgefit::device::bench::BENCH_SCHEMA;
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit report out/results.json -o out            # rebuild report.html, CSV and plots\n  edgefit report host/results.json pi/results.json bench-qemu.json -o merged --json"
+)]
 pub struct ReportCmd {
     /// Results from `edgefit compare` (results.json), several to merge (e.g. one
     /// per device), and `edgefit bench --out X.json` reports from devices, whose
@@ -13,8 +16,11 @@ pub struct ReportCmd {
     #[arg(value_name = "RESULTS.json", required = true)]
     results: Vec<PathBuf>,
     /// Folder for the report, the merged results, CSV and plots
-    #[arg(long, default_value = "edgefit-report")]
+    #[arg(short = 'o', long, default_value = "edgefit-report")]
     out: PathBuf,
+    /// Print the merged results (schema of results.json) as JSON instead of the table
+    #[arg(long)]
+    json: bool,
 }
 
 impl ReportCmd {
@@ -52,6 +58,10 @@ impl ReportCmd {
         r.verdicts = verdicts(&r.rows, &profiles, criterion);
         let written = write_report(&r, &self.out)
             .with_context(|| format!("write the report into {}", self.out.display()))?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(());
+        }
         print!("{}", edgefit_report::render_terminal(&r));
         for v in &r.verdicts {
             println!("{}", v.sentence);

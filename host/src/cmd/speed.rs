@@ -28,11 +28,14 @@ impl KernelsArg {
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit speed models/resnet-fmnist.onnx\n  edgefit speed mynet.onnx --precision int8 --runs 50 --kernels portable,auto --json"
+)]
 pub struct SpeedCmd {
     /// ONNX model with weights
     model: PathBuf,
     /// Engine precisions to time next to tract f32
-    #[arg(long, value_enum, value_delimiter = ',', default_values = ["int8", "f16", "f32"])]
+    #[arg(long = "precision", alias = "precisions", value_enum, value_delimiter = ',', default_values = ["int8", "f16", "f32"])]
     precisions: Vec<PrecisionArg>,
     /// Timed runs per engine (after one warm-up)
     #[arg(long, default_value_t = 20)]

@@ -15,6 +15,9 @@ use super::progress;
 use super::prune::{magnitude_options, Exclude, Method, ScopeArg};
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  edgefit sweep models/resnet-fmnist.onnx                           # accuracy at 0 .. 0.9 sparsity\n  edgefit sweep mynet.onnx --sparsity 0,0.5,0.8 --data val/ --precision f32 -o sweep.csv"
+)]
 pub struct SweepCmd {
     /// ONNX model with its weights
     #[arg(value_name = "MODEL.onnx")]
@@ -53,7 +56,7 @@ pub struct SweepCmd {
     #[arg(long)]
     correct_bias: bool,
     /// Write the results to a .csv or .json file
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'o', long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Print the results as JSON
     #[arg(long)]
