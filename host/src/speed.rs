@@ -74,15 +74,10 @@ fn time_runs(runner: &mut Runner, input: &[f32], runs: usize) -> Result<(f64, f6
     Ok((pick(0.5), pick(0.9)))
 }
 
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_owned())
+/// This host's CPU, as the agent describes a board's (`/proc/cpuinfo`'s
+/// model name or Arm CPU part, with the architecture): one reader for both.
+pub fn cpu_name() -> String {
+    edgefit_agent::system::core_name(std::path::Path::new("/"))
 }
 
 /// Times tract f32 and the engine at each precision on one seeded random input.

@@ -256,22 +256,30 @@ pub fn sweep_point(
 
 /// The sweep as CSV (one header line, one line per point).
 pub fn render_csv(points: &[SweepPoint]) -> String {
-    let mut s = String::from(
-        "sparsity_requested,sparsity_achieved,nonzero_weights,macs,accuracy_f32_tract,accuracy_plan,agreement_plan_f32,plan_bytes,arena_bytes\n",
-    );
-    for p in points {
-        s.push_str(&format!(
-            "{},{:.6},{},{},{:.6},{:.6},{:.6},{},{}\n",
-            p.sparsity_requested,
-            p.sparsity_achieved,
-            p.nonzero_weights,
-            p.macs,
-            p.accuracy_f32_tract,
-            p.accuracy_plan,
-            p.agreement_plan_f32,
-            p.plan_bytes,
-            p.arena_bytes
-        ));
-    }
-    s
+    edgefit_report::csv_table(
+        &[
+            "sparsity_requested",
+            "sparsity_achieved",
+            "nonzero_weights",
+            "macs",
+            "accuracy_f32_tract",
+            "accuracy_plan",
+            "agreement_plan_f32",
+            "plan_bytes",
+            "arena_bytes",
+        ],
+        points.iter().map(|p| {
+            [
+                p.sparsity_requested.to_string(),
+                format!("{:.6}", p.sparsity_achieved),
+                p.nonzero_weights.to_string(),
+                p.macs.to_string(),
+                format!("{:.6}", p.accuracy_f32_tract),
+                format!("{:.6}", p.accuracy_plan),
+                format!("{:.6}", p.agreement_plan_f32),
+                p.plan_bytes.to_string(),
+                p.arena_bytes.to_string(),
+            ]
+        }),
+    )
 }

@@ -34,25 +34,16 @@ pub const ROW_FIELDS: [&str; 26] = [
     "plan_crc32",
 ];
 
-/// Quotes a field when it contains a comma, quote or line break (RFC 4180).
-fn field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
 fn opt<T: Display>(v: &Option<T>) -> String {
     v.as_ref().map(|v| v.to_string()).unwrap_or_default()
 }
 
-fn cells(r: &Row) -> [String; ROW_FIELDS.len()] {
-    [
-        field(&r.model),
-        field(&r.architecture),
-        field(&r.variant),
-        field(&r.precision),
+fn cells(r: &Row) -> Vec<String> {
+    vec![
+        r.model.clone(),
+        r.architecture.clone(),
+        r.variant.clone(),
+        r.precision.clone(),
         r.sparsity.to_string(),
         r.params.to_string(),
         r.macs.to_string(),
@@ -62,20 +53,43 @@ fn cells(r: &Row) -> [String; ROW_FIELDS.len()] {
         r.accuracy.to_string(),
         r.accuracy_images.to_string(),
         opt(&r.latency_ms),
-        field(&r.latency_source),
+        r.latency_source.clone(),
         opt(&r.energy_mj),
-        field(&r.energy_source),
+        r.energy_source.clone(),
         opt(&r.accuracy_per_watt),
-        field(&r.profile),
-        r.device.as_deref().map(field).unwrap_or_default(),
+        r.profile.clone(),
+        r.device.clone().unwrap_or_default(),
         r.fits_ram.to_string(),
         r.ram_margin_bytes.to_string(),
         r.fits_flash.to_string(),
         r.flash_margin_bytes.to_string(),
         r.ram_limit_bytes.to_string(),
         r.flash_limit_bytes.to_string(),
-        field(&opt(&r.plan_crc32)),
+        opt(&r.plan_crc32),
     ]
+}
+
+/// A CSV table: the header, then the rows, with the `csv` crate's RFC 4180
+/// quoting (a field with a comma, quote or line break is quoted) and `\n`
+/// line ends. Every CSV table edgefit writes goes through here (the MLPerf
+/// runner's headerless truth file uses the same crate directly).
+pub fn csv_table<I, R, S>(header: &[&str], rows: I) -> String
+where
+    I: IntoIterator<Item = R>,
+    R: IntoIterator<Item = S>,
+    S: AsRef<[u8]>,
+{
+    let mut w = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // Writing to memory fails only on a record of another length, which
+    // the callers' fixed columns rule out.
+    let _ = w.write_record(header);
+    for row in rows {
+        let _ = w.write_record(row);
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// Renders the rows as CSV: a header of the [`Row`] field names in order,
@@ -83,11 +97,5 @@ fn cells(r: &Row) -> [String; ROW_FIELDS.len()] {
 /// are quoted when they contain commas, quotes or line breaks (RFC 4180).
 /// Lines end in `\n`.
 pub fn render_csv(r: &Results) -> String {
-    let mut out = ROW_FIELDS.join(",");
-    out.push('\n');
-    for row in &r.rows {
-        out.push_str(&cells(row).join(","));
-        out.push('\n');
-    }
-    out
+    csv_table(&ROW_FIELDS, r.rows.iter().map(cells))
 }

@@ -17,7 +17,7 @@ mod model;
 mod plots;
 mod terminal;
 
-pub use crate::csv::{render_csv, ROW_FIELDS};
+pub use crate::csv::{csv_table, render_csv, ROW_FIELDS};
 pub use crate::html::render_html;
 pub use crate::model::{
     load_results, BestVariant, LayerMemory, Results, Row, Verdict, RESULTS_SCHEMA,

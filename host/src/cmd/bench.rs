@@ -65,22 +65,17 @@ pub struct BenchCmd {
     no_outputs: bool,
 }
 
-/// The local agent's store, removed when the command ends.
-struct TempStore(PathBuf);
-
-impl Drop for TempStore {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Starts the agent in this process on a loopback port with a fresh store,
 /// flashes `variant` to it, and returns the session.
-fn local_agent(variant: &Path) -> anyhow::Result<(Client, Vec<u8>, TempStore)> {
+/// The store is a fresh temporary folder, removed when the returned guard
+/// drops (the command's end, or any error).
+fn local_agent(variant: &Path) -> anyhow::Result<(Client, Vec<u8>, tempfile::TempDir)> {
     let image = std::fs::read(variant).with_context(|| format!("read {}", variant.display()))?;
-    let store = std::env::temp_dir().join(format!("edgefit-local-agent-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&store);
-    let guard = TempStore(store.clone());
+    let guard = tempfile::Builder::new()
+        .prefix("edgefit-local-agent-")
+        .tempdir()
+        .context("create the local agent's store")?;
+    let store = guard.path().join("store");
     let agent = Agent::bind(AgentConfig::new(([127, 0, 0, 1], 0).into(), store))
         .context("start the local agent")?;
     let addr = agent.local_addr()?;

@@ -92,40 +92,12 @@ fn input_shape_of(model: &Path) -> anyhow::Result<Vec<usize>> {
 }
 
 fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 fn host_name() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cpu}, {cores} cores")
+    format!("{}, {cores} cores", edgefit::speed::cpu_name())
 }
 
 impl CompareCmd {
@@ -185,8 +157,12 @@ impl CompareCmd {
         } else {
             None
         };
-        let work = std::env::temp_dir().join(format!("edgefit-compare-{}", std::process::id()));
-        std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+        // Removed when it drops, on success and on every error path.
+        let work_dir = tempfile::Builder::new()
+            .prefix("edgefit-compare-")
+            .tempdir()
+            .context("create a work folder")?;
+        let work = work_dir.path().to_owned();
         let plans_dir = self.out.join("plans");
         std::fs::create_dir_all(&plans_dir)
             .with_context(|| format!("create {}", plans_dir.display()))?;
@@ -214,7 +190,7 @@ impl CompareCmd {
         } else {
             Vec::new()
         };
-        let _ = std::fs::remove_dir_all(&work);
+        drop(work_dir);
         let criterion = match self.criterion {
             CriterionArg::Accuracy => Criterion::Accuracy,
             CriterionArg::Latency => Criterion::Latency,

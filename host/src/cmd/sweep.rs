@@ -137,8 +137,12 @@ impl SweepCmd {
             input_shape: &shape,
             on_bad: OnBadImage::Fail,
         };
-        let work = std::env::temp_dir().join(format!("edgefit-sweep-{}", std::process::id()));
-        std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+        // Removed when it drops, on success and on every error path.
+        let work_dir = tempfile::Builder::new()
+            .prefix("edgefit-sweep-")
+            .tempdir()
+            .context("create a work folder")?;
+        let work = work_dir.path().to_owned();
         let spec = SweepSpec {
             model: &self.model,
             prune,
@@ -160,7 +164,7 @@ impl SweepCmd {
             );
         }
         bar.finish_and_clear();
-        let _ = std::fs::remove_dir_all(&work);
+        drop(work_dir);
 
         if let (Some(path), Some(kind)) = (&self.out, out_kind) {
             let text = if kind == "csv" {

@@ -689,27 +689,41 @@ pub fn render_text(r: &BenchReport) -> String {
 
 /// One CSV row per sample; the header names the columns.
 pub fn render_csv(r: &BenchReport) -> String {
-    let mut s = String::from(
-        "board,plan_id,precision,index,label,predicted,host_predicted,outputs_equal,ticks,tick_hz,latency_us,energy_uj\n",
-    );
-    for row in &r.records {
-        s.push_str(&format!(
-            "{},{:08x},{},{},{},{},{},{},{},{},{:.3},{}\n",
-            r.device.board,
-            r.plan.plan_id,
-            r.plan.precision,
-            row.index,
-            row.label,
-            row.predicted,
-            row.host_predicted,
-            row.outputs_equal.map_or(String::new(), |b| b.to_string()),
-            row.ticks,
-            r.latency.tick_hz,
-            row.ticks as f64 * 1e6 / r.latency.tick_hz.max(1) as f64,
-            row.energy_uj.map_or(String::new(), |e| e.to_string()),
-        ));
-    }
-    s
+    edgefit_report::csv_table(
+        &[
+            "board",
+            "plan_id",
+            "precision",
+            "index",
+            "label",
+            "predicted",
+            "host_predicted",
+            "outputs_equal",
+            "ticks",
+            "tick_hz",
+            "latency_us",
+            "energy_uj",
+        ],
+        r.records.iter().map(|row| {
+            [
+                r.device.board.clone(),
+                format!("{:08x}", r.plan.plan_id),
+                r.plan.precision.to_string(),
+                row.index.to_string(),
+                row.label.to_string(),
+                row.predicted.to_string(),
+                row.host_predicted.to_string(),
+                row.outputs_equal.map_or(String::new(), |b| b.to_string()),
+                row.ticks.to_string(),
+                r.latency.tick_hz.to_string(),
+                format!(
+                    "{:.3}",
+                    row.ticks as f64 * 1e6 / r.latency.tick_hz.max(1) as f64
+                ),
+                row.energy_uj.map_or(String::new(), |e| e.to_string()),
+            ]
+        }),
+    )
 }
 
 #[cfg(test)]
