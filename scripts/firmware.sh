@@ -10,7 +10,12 @@
 #   scripts/firmware.sh run [--port N] [--elf PATH] [-- QEMU_ARGS...]
 #                                             boot mps2-an386 under QEMU, UART0 on a TCP socket
 #   scripts/firmware.sh size [BOARD...]       code / data / bss of each ELF (builds first)
+#   scripts/firmware.sh check-features        type-check the boards' optional features (the
+#                                             nRF52840 DK's ina219 / ina226 power monitors)
 #   scripts/firmware.sh boards                list the boards
+#
+# EDGEFIT_FW_FEATURES=F,... adds cargo features to `build` (e.g. ina226 for the
+# nRF52840 DK with an INA226 fitted; see its src/power.rs for the settings).
 #
 # BOARD is a board name (mps2-an386, nrf52840-dk, engine-check) or its folder name under
 # firmware/boards; none means all. The build cache is outside the clone
@@ -97,9 +102,17 @@ cmd_build() {
     # board (no PAC, no device.x) fail to link. --locked: the committed
     # Cargo.lock is the one CI and every machine use.
     for b in "${boards[@]}"; do
-        fw_cargo build --release --locked -p "$(board_pkg "$b")" >&2
+        fw_cargo build --release --locked -p "$(board_pkg "$b")" \
+            ${EDGEFIT_FW_FEATURES:+--features "$EDGEFIT_FW_FEATURES"} >&2
     done
     for b in "${boards[@]}"; do board_elf "$b"; done
+}
+
+cmd_check_features() {
+    local f
+    for f in ina219 ina226; do
+        fw_cargo check --release --locked -p edgefit-fw-nrf52840-dk --features "$f" >&2
+    done
 }
 
 cmd_run() {
@@ -147,6 +160,7 @@ case "$cmd" in
     build) cmd_build "$@" ;;
     run) cmd_run "$@" ;;
     size) cmd_size "$@" ;;
+    check-features) cmd_check_features ;;
     boards) printf '%s\n' "${ALL_BOARDS[@]}" ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

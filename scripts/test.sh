@@ -14,6 +14,8 @@ cargo clippy -q --workspace --all-targets --features edgefit/probe -- -D warning
 # board runs in the end-to-end tests; the real boards are built, not run).
 bash scripts/firmware.sh install
 bash scripts/firmware.sh build
+# The nRF52840 DK with an INA219 / INA226 fitted (features off by default).
+bash scripts/firmware.sh check-features
 # The Linux agent cross-built for aarch64 (native engine) runs under
 # qemu-aarch64 in tests/tests/agent.rs: the toolchain, and the build.
 bash scripts/agent-aarch64.sh build >/dev/null

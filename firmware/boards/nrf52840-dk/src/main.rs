@@ -3,8 +3,9 @@
 //! Link: UARTE0 on the J-Link's virtual COM port (TX P0.06, RX P0.08), 115200
 //! baud, 8N1, no flow control. Plan slots: internal flash above the firmware
 //! (memory.x), written through the NVMC and executed in place. Timing: the DWT
-//! cycle counter at 64 MHz. No power sensor. Diagnostics: defmt over RTT
-//! (feature `defmt`, on by default).
+//! cycle counter at 64 MHz. Power: none, or with feature `ina219` / `ina226`
+//! an INA219 / INA226 on the Arduino header's I2C pins (see `power.rs`).
+//! Diagnostics: defmt over RTT (feature `defmt`, on by default).
 //!
 //! MLPerf Tiny: the same UART answers the runner's DUT commands (see
 //! docs/mlperf-tiny.md). With P1.07 tied to GND at reset the board boots for
@@ -17,7 +18,9 @@
 use core::ptr::addr_of_mut;
 use cortex_m_rt::entry;
 use edgefit_board_support::{plan_slots_region, DwtClock, PaintedStack};
-use edgefit_mcu::{BoardInfo, Firmware, NoPower};
+use edgefit_mcu::{BoardInfo, Firmware};
+#[cfg(not(any(feature = "ina219", feature = "ina226")))]
+use edgefit_mcu::NoPower;
 use nrf52840_hal::{clocks::Clocks, gpio, pac, uarte};
 use embedded_hal::digital::InputPin;
 use panic_halt as _;
@@ -27,6 +30,8 @@ use panic_halt as _;
 use defmt_rtt as _;
 
 mod flash;
+#[cfg(any(feature = "ina219", feature = "ina226"))]
+mod power;
 mod vcom;
 
 const CLOCK_HZ: u32 = 64_000_000;
@@ -82,12 +87,23 @@ fn main() -> ! {
         ram_bytes: RAM_BYTES,
         flash_bytes: FLASH_BYTES,
     };
+    #[cfg(any(feature = "ina219", feature = "ina226"))]
+    let power = power::open(nrf52840_hal::twim::Twim::new(
+        p.TWIM0,
+        nrf52840_hal::twim::Pins {
+            sda: port0.p0_26.into_floating_input().degrade(),
+            scl: port0.p0_27.into_floating_input().degrade(),
+        },
+        nrf52840_hal::twim::Frequency::K100,
+    ));
+    #[cfg(not(any(feature = "ina219", feature = "ina226")))]
+    let power = NoPower;
     let mut firmware = Firmware::new(
         info,
         link,
         slots,
         clock,
-        NoPower,
+        power,
         PaintedStack::new(),
         arena,
     );
