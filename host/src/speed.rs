@@ -77,7 +77,7 @@ fn time_runs(runner: &mut Runner, input: &[f32], runs: usize) -> Result<(f64, f6
 /// This host's CPU, as the agent describes a board's (`/proc/cpuinfo`'s
 /// model name or Arm CPU part, with the architecture): one reader for both.
 pub fn cpu_name() -> String {
-    edgefit_agent::system::core_name(std::path::Path::new("/"))
+    edgefit_artifact::cpu_name(std::path::Path::new("/"))
 }
 
 /// Times tract f32 and the engine at each precision on one seeded random input.

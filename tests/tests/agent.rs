@@ -542,7 +542,7 @@ fn listening_beyond_loopback_needs_a_token_and_idle_hosts_are_dropped() {
 
 #[test]
 fn a_board_power_sensor_reaches_the_records() {
-    let root = repo_root().join("firmware/power/tests/fixtures/jetson-orin-nano");
+    let root = repo_root().join("agent/power/tests/fixtures/jetson-orin-nano");
     let agent = AgentProc::start(
         "power",
         &fresh_store("power"),

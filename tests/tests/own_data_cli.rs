@@ -204,7 +204,7 @@ fn rgb_models_evaluate_and_calibrate_on_image_folders() {
         ]);
         assert_eq!(bare["preprocess"], int8["preprocess"]);
         assert_eq!(bare["correct"], int8["correct"]);
-        // bench --local: the in-process agent receives the folder's images
+        // bench --local: a local agent process receives the folder's images
         // preprocessed with the plan's recipe and quantised with its input
         // parameters; its outputs are the host engine's, byte for byte.
         let b = json(&[

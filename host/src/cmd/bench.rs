@@ -7,7 +7,6 @@ use edgefit::device::bench::{artifact_input, bench, render_csv, render_text, Ben
 use edgefit::device::flash::{cached_plan_path, flash_plan};
 use edgefit::device::{Client, ClientConfig};
 use edgefit::evaluate::EvalData;
-use edgefit_agent::{Agent, AgentConfig};
 use edgefit_proto::EngineKind;
 
 use super::data_args::{BadImageArg, DataArgs};
@@ -65,21 +64,84 @@ pub struct BenchCmd {
     no_outputs: bool,
 }
 
-/// Starts the agent in this process on a loopback port with a fresh store,
-/// flashes `variant` to it, and returns the session.
-/// The store is a fresh temporary folder, removed when the returned guard
-/// drops (the command's end, or any error).
-fn local_agent(variant: &Path) -> anyhow::Result<(Client, Vec<u8>, tempfile::TempDir)> {
+/// The `edgefit-agent` binary `bench --local` runs: $EDGEFIT_AGENT, else the
+/// one beside this `edgefit` (cargo builds both into one folder), else PATH's.
+fn agent_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("EDGEFIT_AGENT") {
+        return PathBuf::from(p);
+    }
+    let name = format!("edgefit-agent{}", std::env::consts::EXE_SUFFIX);
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(&name)))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// A local agent process and its store: killed and removed on drop (the
+/// command's end, or any error).
+struct LocalAgent {
+    child: std::process::Child,
+    _store: tempfile::TempDir,
+}
+
+impl Drop for LocalAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `edgefit-agent` on a free loopback port with a fresh store (its
+/// engines, not linked into this binary), flashes `variant` to it, and
+/// returns the session.
+fn local_agent(variant: &Path) -> anyhow::Result<(Client, Vec<u8>, LocalAgent)> {
+    use std::io::BufRead;
     let image = std::fs::read(variant).with_context(|| format!("read {}", variant.display()))?;
-    let guard = tempfile::Builder::new()
+    let store = tempfile::Builder::new()
         .prefix("edgefit-local-agent-")
         .tempdir()
         .context("create the local agent's store")?;
-    let store = guard.path().join("store");
-    let agent = Agent::bind(AgentConfig::new(([127, 0, 0, 1], 0).into(), store))
-        .context("start the local agent")?;
-    let addr = agent.local_addr()?;
-    agent.spawn();
+    let binary = agent_binary();
+    let mut child = std::process::Command::new(&binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(store.path().join("store"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "start the local agent {} (build it: cargo build --bin edgefit-agent, or set \
+                 $EDGEFIT_AGENT)",
+                binary.display()
+            )
+        })?;
+    // Its first line says where it listens; read it with a deadline.
+    let stdout = child.stdout.take().context("the local agent's output")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let agent = LocalAgent {
+        child,
+        _store: store,
+    };
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .context("the local agent did not start within 30 s")?;
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .with_context(|| {
+            format!(
+                "the local agent said `{}`, not where it listens",
+                line.trim()
+            )
+        })?;
     let link = edgefit::device::open(
         &edgefit::device::Port::Tcp {
             host: addr.ip().to_string(),
@@ -94,7 +156,7 @@ fn local_agent(variant: &Path) -> anyhow::Result<(Client, Vec<u8>, tempfile::Tem
     let mut client = Client::connect(link, config).context("connect to the local agent")?;
     flash_plan(&mut client, &image, &mut |_, _| {})
         .with_context(|| format!("load {} into the local agent", variant.display()))?;
-    Ok((client, image, guard))
+    Ok((client, image, agent))
 }
 
 impl BenchCmd {

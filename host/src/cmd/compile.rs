@@ -8,7 +8,7 @@ use edgefit::import::{import_onnx, ImportOptions};
 use edgefit::quant::calibrate::CalibrationMethod;
 use edgefit::quant::{calibrate_graph, input_elements, synthetic_samples};
 use edgefit::table::bytes;
-use edgefit_agent::{encode_tract_artifact, TractPrecision};
+use edgefit_artifact::{encode_tract_artifact, TractPrecision};
 use edgefit_engine::writer::append_metadata;
 use edgefit_engine::Precision;
 
@@ -156,7 +156,7 @@ impl CompileCmd {
             self.output.display(),
             precision.name(),
             bytes(artifact.len()),
-            edgefit_agent::artifact::TRACT_HEADER,
+            edgefit_artifact::artifact::TRACT_HEADER,
             input_shape
         );
         Ok(())

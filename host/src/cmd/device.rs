@@ -13,7 +13,7 @@ pub struct PortArgs {
     #[arg(long, value_name = "PORT")]
     port: Port,
     /// Seconds to wait for an answer before sending a request again (inferences and commits get 20x; at most 86400)
-    #[arg(long, default_value = "3", value_name = "SECS", value_parser = edgefit_agent::parse_seconds)]
+    #[arg(long, default_value = "3", value_name = "SECS", value_parser = edgefit_artifact::parse_seconds)]
     timeout: Duration,
     /// File holding the device's access token (the agent's --token-file); also $EDGEFIT_TOKEN_FILE
     #[arg(long, value_name = "FILE", env = "EDGEFIT_TOKEN_FILE")]
@@ -28,7 +28,7 @@ pub struct OptionalPortArgs {
     #[arg(long, value_name = "PORT")]
     port: Option<Port>,
     /// Seconds to wait for an answer before sending a request again (inferences and commits get 20x; at most 86400)
-    #[arg(long, default_value = "3", value_name = "SECS", value_parser = edgefit_agent::parse_seconds, requires = "port")]
+    #[arg(long, default_value = "3", value_name = "SECS", value_parser = edgefit_artifact::parse_seconds, requires = "port")]
     timeout: Duration,
     /// File holding the device's access token (the agent's --token-file); also $EDGEFIT_TOKEN_FILE
     #[arg(long, value_name = "FILE", env = "EDGEFIT_TOKEN_FILE")]
@@ -67,7 +67,7 @@ pub fn connect(
 ) -> anyhow::Result<Client> {
     let token = token_file
         .map(|f| {
-            edgefit_agent::read_token(f).with_context(|| format!("token file {}", f.display()))
+            edgefit_artifact::read_token(f).with_context(|| format!("token file {}", f.display()))
         })
         .transpose()?;
     let timeout = timeout.max(Duration::from_millis(50));

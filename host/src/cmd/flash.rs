@@ -27,7 +27,7 @@ impl FlashCmd {
             std::fs::read(&self.plan).with_context(|| format!("read {}", self.plan.display()))?;
         // Checked before the device is reached: a wrong file is the user's
         // to fix whatever the device says.
-        edgefit_agent::identify(&image)
+        edgefit_artifact::identify(&image)
             .with_context(|| format!("flash {}", self.plan.display()))?;
         let mut client = self.port.connect()?;
         let board = client.device().board.clone();

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use edgefit_agent::{ArtifactKind, TractArtifact, TractPrecision};
+use edgefit_artifact::{ArtifactKind, TractArtifact, TractPrecision};
 use edgefit_engine::{KernelPath, Plan, TensorDesc};
 use edgefit_proto::{sample_parts, BenchSummary, EngineKind, HostMsg, TimingSource};
 use serde::Serialize;
@@ -293,7 +293,7 @@ impl<'a> HostModel<'a> {
 /// recipe a plan records (tract artifacts record none).
 pub fn artifact_input(image: &[u8]) -> Result<(Vec<usize>, Option<Recipe>), BenchError> {
     let (kind, _) =
-        edgefit_agent::identify(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
+        edgefit_artifact::identify(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
     match kind {
         ArtifactKind::Plan => {
             crate::runner::plan_input(image).map_err(|e| BenchError::BadPlan(e.to_string()))
@@ -320,7 +320,7 @@ pub fn bench(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<BenchReport, BenchError> {
     let (kind, plan_id) =
-        edgefit_agent::identify(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
+        edgefit_artifact::identify(image).map_err(|e| BenchError::BadPlan(e.to_string()))?;
     let plan_crc = edgefit_proto::crc32(image);
     let device = client.refresh()?.clone();
     let active = device.active_plan.ok_or(BenchError::NoPlan)?;

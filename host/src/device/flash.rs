@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use edgefit_agent::ArtifactKind;
+use edgefit_artifact::ArtifactKind;
 use edgefit_engine::Plan;
 use edgefit_proto::{plan_chunks, HostMsg, PlanInfo};
 
@@ -70,7 +70,7 @@ pub fn flash_plan(
 ) -> Result<Flashed, FlashError> {
     let device = client.device().clone();
     let (kind, plan_id) =
-        edgefit_agent::identify(image).map_err(|e| FlashError::BadPlan(e.to_string()))?;
+        edgefit_artifact::identify(image).map_err(|e| FlashError::BadPlan(e.to_string()))?;
     if kind == ArtifactKind::Plan {
         let plan = Plan::parse(image).map_err(|e| FlashError::BadPlan(e.to_string()))?;
         if plan.header().version != device.engine_version {

@@ -22,20 +22,9 @@ pub fn board_name(root: &Path) -> String {
 }
 
 /// The CPU: `/proc/cpuinfo`'s model name (x86) or CPU part (Arm), with the
-/// architecture.
+/// architecture (the reader the host shares, `edgefit_artifact::cpu_name`).
 pub fn core_name(root: &Path) -> String {
-    let info = std::fs::read_to_string(root.join("proc/cpuinfo")).unwrap_or_default();
-    let field = |name: &str| {
-        info.lines()
-            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_owned())
-    };
-    let arch = std::env::consts::ARCH;
-    match field("model name").or_else(|| field("CPU part").map(|p| format!("Arm part {p}"))) {
-        Some(m) => format!("{arch} {m}"),
-        None => arch.to_owned(),
-    }
+    edgefit_artifact::cpu_name(root)
 }
 
 /// The fastest core clock (cpufreq), 0 if unknown.

@@ -1,32 +1,14 @@
-//! `edgefit-agent`: the edgefit device for Linux edge boards (x86_64,
-//! aarch64: Raspberry Pi, Jetson). It speaks the firmware's protocol
-//! (`docs/protocol.md`) over TCP, keeps artifacts in an atomic store, and
-//! runs them on its engines: `native` (edgefit-engine, bit-exact with the
-//! microcontroller), `tract-cpu` and, with the `cuda` feature and a GPU
-//! found at run time, `tract-cuda`. Benchmarks report time
-//! (`CLOCK_MONOTONIC`), the peak resident set (`VmHWM`), and energy from the
-//! board's power sensor when it has one (`edgefit-power`).
-//!
-//! ```no_run
-//! use edgefit_agent::{Agent, AgentConfig};
-//! let config = AgentConfig::new("127.0.0.1:4600".parse()?, "/var/lib/edgefit".into());
-//! Agent::bind(config)?.serve()?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! `edgefit-artifact`: what an edgefit device stores and runs, and the small
+//! pieces the host tools (`edgefit`) and the Linux agent (`edgefit-agent`)
+//! share without the host linking the agent: the artifact formats and their
+//! identity ([`identify`]: an EFPL plan for the native engine or an EFTM tract
+//! model artifact), the one parser of seconds flags, token files, and this
+//! machine's CPU name.
 
 pub mod artifact;
-mod conn;
-pub mod engines;
-pub mod power;
-mod server;
-mod session;
-pub mod store;
-pub mod system;
 
-pub use artifact::{encode_tract_artifact, identify, ArtifactKind, TractArtifact, TractPrecision};
-pub use server::{
-    Agent, AgentConfig, AgentError, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_PORT, MAX_CONNECTIONS,
-    MAX_CONNECTIONS_PER_ADDRESS,
+pub use artifact::{
+    encode_tract_artifact, identify, ArtifactError, ArtifactKind, TractArtifact, TractPrecision,
 };
 
 /// Shortest duration a seconds flag accepts (1 ms: a zero read timeout
@@ -64,6 +46,24 @@ pub fn read_token(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
         ));
     }
     Ok(t.to_vec())
+}
+
+/// The CPU under `root` (`/` for this machine): `/proc/cpuinfo`'s model name
+/// (x86) or CPU part (Arm), with the architecture. The one cpuinfo reader of
+/// the host's reports and the agent's hello.
+pub fn cpu_name(root: &std::path::Path) -> String {
+    let info = std::fs::read_to_string(root.join("proc/cpuinfo")).unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let arch = std::env::consts::ARCH;
+    match field("model name").or_else(|| field("CPU part").map(|p| format!("Arm part {p}"))) {
+        Some(m) => format!("{arch} {m}"),
+        None => arch.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -114,5 +114,9 @@ fn serve(s: Serve) -> anyhow::Result<()> {
     config.board = s.board;
     config.sysfs_root = s.sysfs_root;
     let agent = Agent::bind(config)?;
+    // One line saying where it listens (with --listen ...:0, the port the OS
+    // chose): `edgefit bench --local` reads it.
+    println!("edgefit-agent: listening on {}", agent.local_addr()?);
+    std::io::Write::flush(&mut std::io::stdout())?;
     agent.serve().context("accept connections")
 }

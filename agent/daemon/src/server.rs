@@ -227,8 +227,7 @@ impl Agent {
         }
     }
 
-    /// Serves on a background thread (in-process use: `edgefit bench
-    /// --local`, tests).
+    /// Serves on a background thread (in-process use: tests).
     pub fn spawn(self) -> thread::JoinHandle<std::io::Result<()>> {
         thread::spawn(move || self.serve())
     }
