@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use tract_onnx::pb;
 
+use super::attrs::Attrs;
 use super::tensor::{read_constant, value_elem_type, value_shape, Constant};
 use super::{alias_map, data_inputs, ImportError, ImportOptions, SUPPORTED_OPS};
 use crate::ir::{
@@ -287,48 +288,6 @@ fn input_shape(name: &str, dims: &[Option<usize>]) -> Result<Vec<usize>, ImportE
 }
 
 /// Integer/float attributes of a node, with errors that name the node.
-struct Attrs<'a> {
-    node: &'a pb::NodeProto,
-}
-
-impl<'a> Attrs<'a> {
-    fn ints(&self, name: &str) -> Option<Vec<i64>> {
-        self.node
-            .attribute
-            .iter()
-            .find(|a| a.name == name)
-            .map(|a| a.ints.clone())
-    }
-    fn int(&self, name: &str) -> Option<i64> {
-        self.node
-            .attribute
-            .iter()
-            .find(|a| a.name == name)
-            .map(|a| a.i)
-    }
-    fn float(&self, name: &str) -> Option<f32> {
-        self.node
-            .attribute
-            .iter()
-            .find(|a| a.name == name)
-            .map(|a| a.f)
-    }
-    fn string(&self, name: &str) -> Option<String> {
-        self.node
-            .attribute
-            .iter()
-            .find(|a| a.name == name)
-            .map(|a| String::from_utf8_lossy(&a.s).into_owned())
-    }
-    fn tensor(&self, name: &str) -> Option<&'a pb::TensorProto> {
-        self.node
-            .attribute
-            .iter()
-            .find(|a| a.name == name)
-            .and_then(|a| a.t.as_ref())
-    }
-}
-
 /// Spatial attributes shared by Conv and the pools.
 struct Window {
     kernel: [usize; 2],

@@ -8,6 +8,7 @@
 //! Dropout as aliases, and computes every output shape. Anything outside the op set
 //! is an [`ImportError::UnsupportedOp`] naming the node.
 
+pub mod attrs;
 mod lower;
 mod tensor;
 

@@ -26,6 +26,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
 
+use crate::import::attrs::Attrs;
+
 use super::magnitude::batchnorm_scale;
 use super::{add_to_bias, set_tensor_f32, tensor_f32, PruneError};
 
@@ -107,10 +109,7 @@ impl ChannelReport {
 }
 
 fn attr_i(node: &NodeProto, name: &str, default: i64) -> i64 {
-    node.attribute
-        .iter()
-        .find(|a| a.name == name)
-        .map_or(default, |a| a.i)
+    Attrs::of(node).int(name).unwrap_or(default)
 }
 
 fn init_index(graph: &GraphProto, name: &str) -> Option<usize> {

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto};
 
 use super::{set_tensor_f32, tensor_f32, PruneError};
+use crate::import::attrs::Attrs;
 
 /// Where the sparsity applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -134,11 +135,7 @@ fn pruned_shift(
             Some((o, delta))
         }
         "Gemm" | "MatMul" => {
-            let trans_b = node.op_type == "Gemm"
-                && node
-                    .attribute
-                    .iter()
-                    .any(|a| a.name == "transB" && a.i == 1);
+            let trans_b = node.op_type == "Gemm" && Attrs::of(node).int("transB") == Some(1);
             let (k, o) = if trans_b {
                 (*d.get(1)?, *d.first()?)
             } else {
@@ -439,11 +436,7 @@ pub(super) fn batchnorm_scale(
     let (Some(gamma), Some(var)) = (stored(1), stored(4)) else {
         return Ok(None);
     };
-    let eps = bn
-        .attribute
-        .iter()
-        .find(|a| a.name == "epsilon")
-        .map_or(1e-5, |a| a.f);
+    let eps = Attrs::of(bn).float("epsilon").unwrap_or(1e-5);
     let (gamma, var) = (tensor_f32(gamma)?, tensor_f32(var)?);
     Ok(Some(
         gamma
