@@ -24,25 +24,33 @@ impl DevicesCmd {
             println!("{}", serde_json::to_string_pretty(&all)?);
             return Ok(());
         }
-        println!(
-            "{:<20} {:<6} {:<22} {:>6} {:>12} {:>14} {:>5} {:>8}  power (typical)",
-            "profile", "kind", "core", "MHz", "RAM", "flash", "FPU", "GPU"
-        );
+        let mut t = edgefit::table::Table::new(&[
+            "profile",
+            "kind",
+            "core",
+            "MHz",
+            "RAM",
+            "flash",
+            "FPU",
+            "GPU",
+            "typical W",
+            "power figure from",
+        ]);
         for p in &all {
-            println!(
-                "{:<20} {:<6} {:<22} {:>6} {:>12} {:>14} {:>5} {:>8}  {} W ({})",
-                p.name,
-                p.kind,
-                p.core,
-                p.clock_mhz,
-                p.ram_bytes,
-                p.flash_bytes,
-                if p.fpu { "yes" } else { "no" },
-                if p.gpu { "yes" } else { "no" },
-                p.power.typical_active_w,
-                p.power.source
-            );
+            t.row(vec![
+                p.name.clone(),
+                p.kind.to_string(),
+                p.core.clone(),
+                p.clock_mhz.to_string(),
+                p.ram_bytes.to_string(),
+                p.flash_bytes.to_string(),
+                if p.fpu { "yes" } else { "no" }.into(),
+                if p.gpu { "yes" } else { "no" }.into(),
+                p.power.typical_active_w.to_string(),
+                p.power.source.clone(),
+            ]);
         }
+        print!("{}", t.render());
         println!(
             "({} profiles from {}; add your own with --profile FILE)",
             all.len(),

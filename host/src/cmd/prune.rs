@@ -130,21 +130,25 @@ impl PruneCmd {
             return Ok(());
         }
 
-        println!(
-            "{:<36} {:>6} {:>10} {:>9} {:>9}",
-            "layer", "op", "weights", "zero", "sparsity"
-        );
+        let mut t = edgefit::table::Table::new(&["layer", "op", "weights", "zero", "sparsity", ""]);
         for l in &report.layers {
-            let note = if l.excluded { "  (excluded)" } else { "" };
-            println!(
-                "{:<36} {:>6} {:>10} {:>9} {:>8.1}%{note}",
-                l.node,
-                l.op,
-                l.weights,
-                l.zeros_after,
-                100.0 * l.zeros_after as f64 / l.weights.max(1) as f64
-            );
+            t.row(vec![
+                l.node.clone(),
+                l.op.to_string(),
+                l.weights.to_string(),
+                l.zeros_after.to_string(),
+                format!(
+                    "{:.1}%",
+                    100.0 * l.zeros_after as f64 / l.weights.max(1) as f64
+                ),
+                if l.excluded {
+                    "(excluded)".into()
+                } else {
+                    String::new()
+                },
+            ]);
         }
+        print!("{}", t.render());
         let (z0, z1) = report.zeros();
         let params = before.totals.params_exported;
         // Effective MACs: each layer's MACs times its fraction of non-zero
@@ -288,10 +292,12 @@ impl PruneCmd {
 }
 
 fn print_channel_report(report: &ChannelReport) {
-    println!(
-        "{:<48} {:>9} {:>9}  consumers / note",
-        "channel group (convs writing it)", "channels", "kept"
-    );
+    let mut t = edgefit::table::Table::new(&[
+        "channel group (convs writing it)",
+        "channels",
+        "kept",
+        "consumers / note",
+    ]);
     for g in &report.groups {
         let kept = g.channels - g.removed.len();
         let note = match &g.frozen {
@@ -303,13 +309,14 @@ fn print_channel_report(report: &ChannelReport) {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
-        println!(
-            "{:<48} {:>9} {:>9}  {note}",
+        t.row(vec![
             g.producers.join(" + "),
-            g.channels,
-            kept
-        );
+            g.channels.to_string(),
+            kept.to_string(),
+            note,
+        ]);
     }
+    print!("{}", t.render());
     let (n, r) = report.channels();
     println!(
         "removed {r} of {n} channels in the prunable groups ({:.1}%)",

@@ -184,8 +184,7 @@ impl SweepCmd {
             test.source.len(),
             precision_name(precision)
         );
-        println!(
-            "{:>8} {:>9} {:>10} {:>11} {:>10} {:>10} {:>10} {:>11}",
+        let mut t = edgefit::table::Table::new(&[
             "sparsity",
             "achieved",
             "non-zero",
@@ -193,21 +192,21 @@ impl SweepCmd {
             "f32 tract",
             "plan",
             "agreement",
-            "plan bytes"
-        );
+            "plan bytes",
+        ]);
         for p in &points {
-            println!(
-                "{:>8} {:>8.1}% {:>10} {:>11} {:>9.2}% {:>9.2}% {:>9.2}% {:>11}",
-                p.sparsity_requested,
-                100.0 * p.sparsity_achieved,
-                p.nonzero_weights,
-                p.macs,
-                100.0 * p.accuracy_f32_tract,
-                100.0 * p.accuracy_plan,
-                100.0 * p.agreement_plan_f32,
-                p.plan_bytes
-            );
+            t.row(vec![
+                p.sparsity_requested.to_string(),
+                format!("{:.1}%", 100.0 * p.sparsity_achieved),
+                p.nonzero_weights.to_string(),
+                p.macs.to_string(),
+                format!("{:.2}%", 100.0 * p.accuracy_f32_tract),
+                format!("{:.2}%", 100.0 * p.accuracy_plan),
+                format!("{:.2}%", 100.0 * p.agreement_plan_f32),
+                p.plan_bytes.to_string(),
+            ]);
         }
+        print!("{}", t.render());
         println!(
             "(magnitude: int8 plans store pruned layers bitmap-sparse; channels: the layers themselves shrink)"
         );
