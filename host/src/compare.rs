@@ -11,49 +11,20 @@ use edgefit_engine::Precision;
 use edgefit_profiles::Profile;
 use edgefit_report::{BestVariant, LayerMemory, Results, Row, Verdict, RESULTS_SCHEMA};
 
-use crate::compile::{compile_with, precision_name, CompileError, CompileOptions};
+use crate::compile::{precision_name, CompileOptions};
 use crate::data::{DataSource, OnBadImage, Recipe};
-use crate::evaluate::evaluate_data;
 use crate::evaluate::EvalData;
-use crate::import::{import_onnx, ImportError, ImportOptions};
 use crate::inspect_plan::inspect_plan;
-use crate::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, PruneError, Scope};
-use crate::quant::calibrate::CalibrationMethod;
-use crate::quant::calibrate_graph;
-use crate::reference::ReferenceError;
-use crate::runner::{PlanRunner, Runner};
+use crate::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, Scope};
+use crate::variant;
 
 /// RAM the engine needs besides the arena: the `Engine` value and the
 /// per-op state it keeps on the stack (measured as part of the firmware's
 /// stack high-water mark; a conservative constant here).
 pub const ENGINE_STATE_BYTES: u64 = 128;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CompareError {
-    #[error(transparent)]
-    Prune(#[from] PruneError),
-    #[error("import {path}: {source}")]
-    Import { path: PathBuf, source: ImportError },
-    #[error("data for {path}: {source}")]
-    Data {
-        path: PathBuf,
-        source: crate::data::DataError,
-    },
-    #[error("calibrate {path}: {source}")]
-    Calibrate {
-        path: PathBuf,
-        source: ReferenceError,
-    },
-    #[error("compile {path}: {source}")]
-    Compile { path: PathBuf, source: CompileError },
-    #[error("run {path}: {source}")]
-    Run {
-        path: PathBuf,
-        source: crate::evaluate::EvalError,
-    },
-    #[error("{0}")]
-    Plan(String),
-}
+/// Why a comparison failed: the variant pipeline's error (crate::variant).
+pub type CompareError = crate::variant::VariantError;
 
 /// What to compare.
 pub struct CompareSpec<'a> {
@@ -102,7 +73,7 @@ pub struct Variant {
 }
 
 /// Progress: stage description, done, total.
-pub type Progress<'p> = &'p mut dyn FnMut(&str, usize, usize);
+pub use crate::variant::Progress;
 
 /// "VGG" or "ResNet" from the model card next to the model
 /// (`M.json`'s "architecture" starts with it), else from the graph: residual
@@ -168,12 +139,7 @@ pub fn measure_variants(
             } else {
                 (model_path.clone(), weights_total)
             };
-            let imported = import_onnx(&source, &ImportOptions::default()).map_err(|e| {
-                CompareError::Import {
-                    path: source.clone(),
-                    source: e,
-                }
-            })?;
+            let imported = variant::import(&source)?;
             let graph = &imported.graph;
             let arch = architecture(model_path, graph);
             let analysis = crate::analysis::analyse(graph);
@@ -189,51 +155,37 @@ pub fn measure_variants(
                 };
                 let what = format!("{name} {label}");
                 let input_shape = graph.tensor(graph.input).shape.clone();
-                let ranges = if precision == Precision::Int8 {
-                    if calib.is_none() {
-                        let data = spec.calib.ok_or_else(|| {
-                            CompareError::Plan("int8 variants need calibration data".into())
-                        })?;
-                        let (tensors, _) = data
-                            .tensors(0..data.len(), recipe, &input_shape, OnBadImage::Fail)
-                            .map_err(|e| CompareError::Data {
-                                path: model_path.clone(),
-                                source: e,
-                            })?;
-                        calib = Some(tensors.into_iter().map(|(_, t, _)| t).collect());
-                    }
-                    let mut cb = |d, t| progress(&format!("{what}: calibrate"), d, t);
-                    Some(
-                        calibrate_graph(
-                            &source,
-                            graph,
-                            calib.as_deref().unwrap_or_default(),
-                            CalibrationMethod::MinMax,
-                            &mut cb,
-                        )
-                        .map_err(|e| CompareError::Calibrate {
-                            path: source.clone(),
+                if precision == Precision::Int8 && calib.is_none() {
+                    let data = spec.calib.ok_or_else(|| {
+                        CompareError::Plan("int8 variants need calibration data".into())
+                    })?;
+                    let (tensors, _) = data
+                        .tensors(0..data.len(), recipe, &input_shape, OnBadImage::Fail)
+                        .map_err(|e| CompareError::Data {
+                            path: model_path.clone(),
                             source: e,
-                        })?,
-                    )
-                } else {
-                    None
-                };
+                        })?;
+                    calib = Some(tensors.into_iter().map(|(_, t, _)| t).collect());
+                }
+                let mut cb = |d, t| progress(&format!("{what}: calibrate"), d, t);
+                let ranges = variant::ranges(
+                    &source,
+                    graph,
+                    precision,
+                    calib.as_deref().unwrap_or_default(),
+                    &mut cb,
+                )?;
                 let compile = |scratch| {
-                    compile_with(
+                    variant::compile(
+                        &source,
                         graph,
                         precision,
                         ranges.as_deref(),
-                        0,
                         CompileOptions {
                             scratch,
                             ..CompileOptions::default()
                         },
                     )
-                    .map_err(|e| CompareError::Compile {
-                        path: source.clone(),
-                        source: e,
-                    })
                 };
                 let host_plan = compile(true)?;
                 let mcu_plan = compile(false)?;
@@ -250,13 +202,6 @@ pub fn measure_variants(
                 std::fs::write(&plan_path, &mcu_bytes).map_err(|e| {
                     CompareError::Plan(format!("write {}: {e}", plan_path.display()))
                 })?;
-                let run_err = |e: crate::evaluate::EvalError| CompareError::Run {
-                    path: plan_path.clone(),
-                    source: e,
-                };
-                let mut runner = Runner::Plan(Box::new(
-                    PlanRunner::new(&host_plan.bytes).map_err(|e| run_err(e.into()))?,
-                ));
                 let mut cb = |d, t| progress(&format!("{what}: evaluate"), d, t);
                 let data = EvalData {
                     source: spec.test,
@@ -264,14 +209,13 @@ pub fn measure_variants(
                     input_shape: &input_shape,
                     on_bad: OnBadImage::Fail,
                 };
-                let eval = evaluate_data(
-                    &mut runner,
-                    "edgefit-engine".into(),
+                let eval = variant::evaluate_plan(
+                    &plan_path,
+                    &host_plan.bytes,
                     what.clone(),
                     &data,
                     &mut cb,
-                )
-                .map_err(run_err)?;
+                )?;
                 let report = inspect_plan(&plan_path.display().to_string(), &mcu_bytes)
                     .map_err(|e| CompareError::Plan(e.to_string()))?;
                 let layers = report

@@ -26,3 +26,4 @@ pub mod runner;
 pub mod speed;
 pub mod sweep;
 pub mod table;
+pub mod variant;

@@ -6,53 +6,22 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::compile::{compile_with, CompileError, CompileOptions};
+use crate::compile::CompileOptions;
 use crate::evaluate::evaluate_data;
 use crate::evaluate::EvalData;
-use crate::import::{import_onnx, ImportError, ImportOptions};
 use crate::prune::channels::activation_means;
 use crate::prune::{
     correction_inputs, load_model, magnitude_correction_inputs, prune_channels,
     prune_magnitude_corrected, save_model, ActivationMeans, ChannelOptions, MagnitudeOptions,
-    PruneError,
 };
-use crate::quant::calibrate::CalibrationMethod;
-use crate::quant::calibrate_graph;
-use crate::reference::{ReferenceError, TractReference};
-use crate::runner::{PlanRunner, Runner};
+use crate::reference::TractReference;
+use crate::runner::Runner;
+use crate::variant;
 use edgefit_engine::Precision;
 
 /// What can go wrong at one sparsity.
-#[derive(Debug, thiserror::Error)]
-pub enum SweepError {
-    #[error(transparent)]
-    Prune(#[from] PruneError),
-    #[error("bias correction on {path}: {source}")]
-    Correction {
-        path: PathBuf,
-        source: ReferenceError,
-    },
-    #[error("import {path}: {source}")]
-    Import { path: PathBuf, source: ImportError },
-    #[error("calibrate {path}: {source}")]
-    Calibrate {
-        path: PathBuf,
-        source: ReferenceError,
-    },
-    #[error("compile {path}: {source}")]
-    Compile { path: PathBuf, source: CompileError },
-    #[error("run {path} on tract: {source}")]
-    Tract {
-        path: PathBuf,
-        source: ReferenceError,
-    },
-    #[error("run {path} ({what}): {source}")]
-    Run {
-        path: PathBuf,
-        what: &'static str,
-        source: crate::evaluate::EvalError,
-    },
-}
+/// Why a sweep point failed: the variant pipeline's error (crate::variant).
+pub type SweepError = crate::variant::VariantError;
 
 /// One sparsity of a sweep; every figure measured.
 #[derive(Debug, Clone, Serialize)]
@@ -104,7 +73,7 @@ pub struct SweepSpec<'a> {
 }
 
 /// Progress of [`sweep_point`]: which stage, done and total images.
-pub type Progress<'p> = &'p mut dyn FnMut(&str, usize, usize);
+pub use crate::variant::Progress;
 
 /// Mean activations of `names` in the unpruned model over the calibration
 /// images, for bias correction.
@@ -169,41 +138,17 @@ pub fn sweep_point(
     save_model(&model, &pruned)?;
 
     let path = || pruned.clone();
-    let imported =
-        import_onnx(&pruned, &ImportOptions::default()).map_err(|source| SweepError::Import {
-            path: path(),
-            source,
-        })?;
+    let imported = variant::import(&pruned)?;
     let graph = &imported.graph;
-    let ranges = if spec.precision == Precision::Int8 {
-        let mut cb = |d, t| progress("calibrate", d, t);
-        Some(
-            calibrate_graph(
-                &pruned,
-                graph,
-                spec.calib,
-                CalibrationMethod::MinMax,
-                &mut cb,
-            )
-            .map_err(|source| SweepError::Calibrate {
-                path: path(),
-                source,
-            })?,
-        )
-    } else {
-        None
-    };
-    let plan = compile_with(
+    let mut cb = |d, t| progress("calibrate", d, t);
+    let ranges = variant::ranges(&pruned, graph, spec.precision, spec.calib, &mut cb)?;
+    let plan = variant::compile(
+        &pruned,
         graph,
         spec.precision,
         ranges.as_deref(),
-        0,
         CompileOptions::default(),
-    )
-    .map_err(|source| SweepError::Compile {
-        path: path(),
-        source,
-    })?;
+    )?;
 
     let shape = spec.test.input_shape;
     let tract_err = |source| SweepError::Tract {
@@ -228,18 +173,8 @@ pub fn sweep_point(
         &mut cb,
     )
     .map_err(run_err("tract f32"))?;
-    let mut runner = Runner::Plan(Box::new(
-        PlanRunner::new(&plan.bytes).map_err(|e| run_err("load the plan")(e.into()))?,
-    ));
     let mut cb = |d, t| progress("plan", d, t);
-    let eval = evaluate_data(
-        &mut runner,
-        "edgefit-engine".into(),
-        name,
-        spec.test,
-        &mut cb,
-    )
-    .map_err(run_err("the plan"))?;
+    let eval = variant::evaluate_plan(&pruned, &plan.bytes, name, spec.test, &mut cb)?;
 
     Ok(SweepPoint {
         sparsity_requested: sparsity,
