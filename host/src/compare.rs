@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use edgefit_engine::Precision;
 use edgefit_profiles::Profile;
-use edgefit_report::{BestVariant, LayerMemory, Results, Row, Verdict, RESULTS_SCHEMA};
+use edgefit_report::{BestVariant, LayerMemory, Results, Row, Source, Verdict, RESULTS_SCHEMA};
 
 use crate::compile::{precision_name, CompileOptions};
 use crate::data::{DataSource, OnBadImage, Recipe};
+use crate::device::bench::BenchReport;
 use crate::evaluate::EvalData;
 use crate::inspect_plan::inspect_plan;
 use crate::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, Scope};
@@ -434,7 +435,7 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                 .collect();
             let describe = |r: &Row| {
                 let lat = r.latency_ms.map_or("no latency".into(), |l| {
-                    let tag = if r.latency_source.starts_with("estimated") { " est." } else { "" };
+                    let tag = if Source::of(&r.latency_source, r.latency_ms) == Source::Estimated { " est." } else { "" };
                     format!("{l:.2} ms{tag}")
                 });
                 format!(
@@ -619,26 +620,14 @@ pub fn write_report(r: &Results, dir: &Path) -> Result<Vec<PathBuf>, CompareErro
 /// device measured (and its energy if it has a sensor; else the profile's
 /// typical power times that latency, estimated). Returns how many rows
 /// changed; an error when no row has that plan or no profile that board.
-pub fn merge_bench(r: &mut Results, bench: &serde_json::Value) -> Result<usize, CompareError> {
+pub fn merge_bench(r: &mut Results, bench: &BenchReport) -> Result<usize, CompareError> {
     let bad = |what: &str| CompareError::Plan(format!("bench report: {what}"));
-    let crc = bench["plan"]["crc32"]
-        .as_str()
-        .ok_or_else(|| bad("no plan.crc32"))?;
-    let board = bench["device"]["board"]
-        .as_str()
-        .ok_or_else(|| bad("no device.board"))?;
-    let p50_us = bench["latency"]["us"]["p50_us"]
-        .as_f64()
-        .ok_or_else(|| bad("no latency.us.p50_us"))?;
-    let timing = bench["latency"]["source"]
-        .as_str()
-        .unwrap_or("device clock");
-    let energy_mj = bench["energy_uj_per_inference"]["value"]
-        .as_f64()
-        .map(|uj| uj / 1000.0);
-    let sensor = bench["energy_uj_per_inference"]["source"]
-        .as_str()
-        .unwrap_or("sensor");
+    let crc = bench.plan.crc32.as_str();
+    let board = bench.device.board.as_str();
+    let p50_us = bench.latency.us.p50_us;
+    let timing = bench.latency.source.as_str();
+    let energy_mj = bench.energy_uj_per_inference.value.map(|uj| uj / 1000.0);
+    let sensor = bench.energy_uj_per_inference.source.as_str();
     let latency_ms = p50_us / 1000.0;
     let mut changed = 0;
     let mut known_plan = false;
@@ -652,7 +641,13 @@ pub fn merge_bench(r: &mut Results, bench: &serde_json::Value) -> Result<usize, 
         }
         // The profile's typical power, from the estimate the row carries.
         let watts = match (row.energy_mj, row.latency_ms) {
-            (Some(e), Some(l)) if l > 0.0 && !row.energy_source.starts_with("measured") => {
+            (Some(e), Some(l))
+                if l > 0.0
+                    && !matches!(
+                        Source::of(&row.energy_source, row.energy_mj),
+                        Source::Measured | Source::Host
+                    ) =>
+            {
                 Some(e / l)
             }
             _ => None,

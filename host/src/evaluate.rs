@@ -11,10 +11,10 @@ use crate::runner::{argmax, RunError, Runner};
 
 pub const EVALUATE_SCHEMA: &str = "edgefit.evaluate.v1";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LatencyStats {
     /// "measured": wall-clock time of one inference on this host, single thread.
-    pub source: &'static str,
+    pub source: String,
     pub mean_us: f64,
     pub p50_us: f64,
     pub p90_us: f64,
@@ -32,7 +32,7 @@ impl LatencyStats {
                 .unwrap_or(0.0)
         };
         LatencyStats {
-            source: "measured",
+            source: "measured".into(),
             mean_us: if us.is_empty() {
                 0.0
             } else {

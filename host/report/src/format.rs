@@ -1,8 +1,9 @@
 //! Number formatting and source classification shared by the renderers.
 
-/// Where a figure comes from.
+/// Where a figure comes from: the one reading of a `*_source` string, for
+/// the renderers here and for `edgefit`'s merging of device measurements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Source {
+pub enum Source {
     /// Measured on a device or with a sensor.
     Measured,
     /// Measured on the machine that ran the comparison.
@@ -15,7 +16,7 @@ pub(crate) enum Source {
 
 impl Source {
     /// Classifies a `*_source` string (`"measured on ..."`, `"estimated (...)"`, ...).
-    pub(crate) fn of(source: &str, value: Option<f64>) -> Source {
+    pub fn of(source: &str, value: Option<f64>) -> Source {
         let s = source.trim().to_ascii_lowercase();
         if value.is_none() || s.starts_with("not measured") || s.is_empty() {
             Source::None
@@ -29,7 +30,7 @@ impl Source {
     }
 
     /// Short tag for the terminal table.
-    pub(crate) fn tag(self) -> &'static str {
+    pub fn tag(self) -> &'static str {
         match self {
             Source::Measured => "meas",
             Source::Host => "host",

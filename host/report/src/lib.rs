@@ -18,6 +18,7 @@ mod plots;
 mod terminal;
 
 pub use crate::csv::{csv_table, render_csv, ROW_FIELDS};
+pub use crate::format::Source;
 pub use crate::html::render_html;
 pub use crate::model::{
     load_results, BestVariant, LayerMemory, Results, Row, Verdict, RESULTS_SCHEMA,

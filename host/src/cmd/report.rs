@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 use edgefit::compare::{merge_bench, verdicts, write_report, Criterion};
-use edgefit::device::bench::BENCH_SCHEMA;
+use edgefit::device::bench::{BenchReport, BENCH_SCHEMA};
 
 #[derive(Args)]
 #[command(
@@ -45,9 +45,10 @@ impl ReportCmd {
         }
         let mut r = edgefit_report::load_results(&compared).context("load results")?;
         for (path, text) in benches {
-            let v: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
-            let n = merge_bench(&mut r, &v).with_context(|| format!("{}", path.display()))?;
+            let bench: BenchReport = serde_json::from_str(&text).with_context(|| {
+                format!("{}: not a bench report of this version", path.display())
+            })?;
+            let n = merge_bench(&mut r, &bench).with_context(|| format!("{}", path.display()))?;
             eprintln!("{}: measured figures for {n} rows", path.display());
         }
         // Verdicts over every row, merged devices included.

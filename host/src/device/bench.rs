@@ -11,7 +11,7 @@ use std::path::Path;
 use edgefit_artifact::{ArtifactKind, TractArtifact, TractPrecision};
 use edgefit_engine::{KernelPath, Plan, TensorDesc};
 use edgefit_proto::{sample_parts, BenchSummary, EngineKind, HostMsg, TimingSource};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::client::{Client, ClientError, DeviceIdentity, LinkStats, Reply};
 use crate::compile::precision_name;
@@ -64,25 +64,25 @@ pub enum BenchError {
 }
 
 /// A figure with where it came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sourced<T> {
     pub value: Option<T>,
     pub source: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanSummary {
     pub plan_id: u32,
     pub crc32: String,
     /// `plan` (native engine) or `tract-f32` / `tract-f16` (tract model artifact).
-    pub artifact: &'static str,
-    pub precision: &'static str,
+    pub artifact: String,
+    pub precision: String,
     pub size_bytes: usize,
     pub arena_bytes: usize,
     pub macs: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SampleRow {
     pub index: usize,
     pub label: u32,
@@ -94,7 +94,7 @@ pub struct SampleRow {
     pub energy_uj: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceLatency {
     /// How the ticks were counted and what they mean.
     pub source: String,
@@ -106,13 +106,15 @@ pub struct DeviceLatency {
     pub us: LatencyStats,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A benchmark's report: written as JSON (`edgefit bench -o X.json`, schema
+/// edgefit.bench.v1) and read back the same way (`edgefit report`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchReport {
-    pub schema: &'static str,
+    pub schema: String,
     pub device: DeviceIdentity,
     pub plan: PlanSummary,
     /// The engine that ran the samples (`native`, `tract-cpu`, `tract-cuda`).
-    pub engine: &'static str,
+    pub engine: String,
     /// Why the engine is not the accelerator, when the device has none in
     /// use (its hello's `accelerator`), else empty.
     pub engine_note: String,
@@ -280,8 +282,8 @@ impl<'a> HostModel<'a> {
         PlanSummary {
             plan_id,
             crc32: format!("{:08x}", edgefit_proto::crc32(image)),
-            artifact: kind.name(),
-            precision,
+            artifact: kind.name().into(),
+            precision: precision.into(),
             size_bytes: image.len(),
             arena_bytes: arena,
             macs,
@@ -463,7 +465,7 @@ fn report(
             .map(|&t| t as f64 * 1e6 / tick_hz as f64)
             .collect(),
     );
-    us.source = "measured on the device";
+    us.source = "measured on the device".into();
     let icount = summary.timing == TimingSource::QemuIcount;
     // Under -icount shift=0 one instruction takes 1 ns of virtual time.
     let instructions = icount.then(|| mean_ticks * 1e9 / tick_hz as f64);
@@ -473,8 +475,8 @@ fn report(
     );
     let energy = summary.energy_uj.map(|e| e as f64 / n.max(1) as f64);
     BenchReport {
-        schema: BENCH_SCHEMA,
-        engine: summary.engine.name(),
+        schema: BENCH_SCHEMA.into(),
+        engine: summary.engine.name().into(),
         engine_note: engine_note(&device, summary.engine),
         peak_rss_bytes: Sourced {
             value: summary.peak_rss_bytes,

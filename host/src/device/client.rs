@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use super::link::Link;
 
-/// What a device said about itself in its hello, owned.
-#[derive(Debug, Clone, Serialize)]
+/// What a device said about itself in its hello, owned. (Enums serialise
+/// by variant name: `"QemuIcount"`, `"None"`.)
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DeviceIdentity {
     pub board: String,
     pub core: String,
@@ -25,9 +26,7 @@ pub struct DeviceIdentity {
     pub plan_slot_bytes: u32,
     pub plan_slots: u8,
     pub arena_bytes: u32,
-    #[serde(serialize_with = "debug_name")]
     pub power_sensor: PowerSensorKind,
-    #[serde(serialize_with = "debug_name")]
     pub timing: TimingSource,
     pub tick_hz: u64,
     /// Engines on the device (`native`, `tract-cpu`, `tract-cuda`).
@@ -36,14 +35,6 @@ pub struct DeviceIdentity {
     pub accelerator: String,
     #[serde(skip)]
     pub active_plan: Option<PlanInfo>,
-}
-
-/// Serialises an enum by its Rust name (`QemuIcount`, `None`, ...).
-pub(crate) fn debug_name<T: std::fmt::Debug, S: serde::Serializer>(
-    v: &T,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{v:?}"))
 }
 
 impl From<&DeviceInfo<'_>> for DeviceIdentity {
@@ -203,7 +194,7 @@ impl Default for ClientConfig {
 }
 
 /// Counters of what went wrong and was recovered.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct LinkStats {
     pub frames_sent: u64,
     pub retransmissions: u64,
