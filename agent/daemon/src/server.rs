@@ -282,10 +282,6 @@ impl Drop for Slot {
     }
 }
 
-fn sat_u32(v: usize) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
-}
-
 /// How long a new host waits for the session before it is told `Busy`:
 /// a host that has just disconnected may still hold it for a moment (its
 /// session ends when the agent reads the close), and `edgefit flash` then
@@ -383,7 +379,11 @@ fn handle(stream: TcpStream, shared: &Shared, accepted: Instant) -> ConnEnd {
     })();
     let end = r.err().unwrap_or(ConnEnd::Closed);
     if let ConnEnd::Oversized(n) = end {
-        let _ = conn.error(conn.last_good, ErrorCode::BadFrame, sat_u32(n));
+        let _ = conn.error(
+            conn.last_good,
+            ErrorCode::BadFrame,
+            edgefit_proto::sat_u32(n),
+        );
     }
     end
 }

@@ -24,20 +24,12 @@ fn bad_plan(e: EngineError) -> Reject {
     match e {
         EngineError::Plan(p) => Reject::new(ErrorCode::BadPlan, p.code()),
         EngineError::ArenaTooLarge { limit, .. } => {
-            Reject::new(ErrorCode::ArenaTooSmall, sat_u32(limit))
+            Reject::new(ErrorCode::ArenaTooSmall, edgefit_proto::sat_u32(limit))
         }
         // Detail 0: the memory the arena needs could not be had at all.
         EngineError::OutOfMemory { .. } => Reject::new(ErrorCode::ArenaTooSmall, 0),
         _ => Reject::new(ErrorCode::BadPlan, 0),
     }
-}
-
-fn unexpected(kind: u8) -> Reject {
-    Reject::new(ErrorCode::UnexpectedMessage, kind.into())
-}
-
-fn sat_u32(v: usize) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// Loads the active tract artifact on the CPU at start-up, so the first
@@ -187,7 +179,7 @@ impl<'s> Session<'s> {
             | HostMsg::Sample { .. }
             | HostMsg::SampleChunk { .. }
             | HostMsg::SampleRun { .. }
-            | HostMsg::BenchEnd => Err(unexpected(kind)),
+            | HostMsg::BenchEnd => Err(Reject::unexpected(kind)),
         };
         r.unwrap_or_else(|e| e.to_msg(seq))
     }
@@ -329,7 +321,7 @@ impl<'s> Session<'s> {
             plan_id: active.info.plan_id,
             slot: active.info.slot,
             want_outputs,
-            input_len: sat_u32(runner.input_mut().len()),
+            input_len: edgefit_proto::sat_u32(runner.input_mut().len()),
             tally: BenchTally::default(),
             idle_power_mw: self.state.power.power_mw(),
             rss_reset,
@@ -386,7 +378,7 @@ impl<'s> Session<'s> {
                     return Ok(BenchExit::Redispatch(keep));
                 }
                 // No upload can be open during a benchmark.
-                HostMsg::PlanChunk { .. } | HostMsg::PlanCommit => Err(unexpected(kind)),
+                HostMsg::PlanChunk { .. } | HostMsg::PlanCommit => Err(Reject::unexpected(kind)),
                 msg @ (HostMsg::Hello { .. }
                 | HostMsg::Ping { .. }
                 | HostMsg::PlanAbort

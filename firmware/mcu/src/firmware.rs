@@ -54,14 +54,6 @@ fn native_only(engine: Option<EngineKind>) -> Result<(), Reject> {
     }
 }
 
-fn unexpected(kind: u8) -> Reject {
-    Reject::new(ErrorCode::UnexpectedMessage, kind.into())
-}
-
-fn sat_u32(v: usize) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
-}
-
 /// What the link gave.
 enum Got<'b> {
     /// `read` returned no bytes.
@@ -362,7 +354,7 @@ impl Tx {
                 (ErrorCode::VersionMismatch, u32::from(PROTOCOL_VERSION))
             }
             ProtoError::FrameTooLarge { len, .. } | ProtoError::Truncated { len, .. } => {
-                (ErrorCode::BadFrame, sat_u32(len))
+                (ErrorCode::BadFrame, edgefit_proto::sat_u32(len))
             }
             _ => (ErrorCode::BadFrame, 0),
         };
@@ -421,7 +413,7 @@ impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
             flash_bytes: self.info.flash_bytes,
             plan_slot_bytes: store.layout.data_cap,
             plan_slots: 2,
-            arena_bytes: sat_u32(self.arena.len()),
+            arena_bytes: edgefit_proto::sat_u32(self.arena.len()),
             power_sensor: self.power.kind(),
             timing: self.clock.source(),
             tick_hz: self.clock.tick_hz(),
@@ -444,7 +436,7 @@ impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
         if plan.arena_size() > self.arena.len() {
             return Err(Reject::new(
                 ErrorCode::ArenaTooSmall,
-                sat_u32(self.arena.len()),
+                edgefit_proto::sat_u32(self.arena.len()),
             ));
         }
         let input = plan.input().map_err(|e| bad_plan(&e))?;
@@ -455,7 +447,7 @@ impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
             active.slot,
             want_outputs,
             input.length,
-            sat_u32(plan.arena_size()),
+            edgefit_proto::sat_u32(plan.arena_size()),
         );
         bench.idle_power_mw = self.power_now();
         self.bench = Some(bench);
@@ -463,7 +455,7 @@ impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
     }
 
     fn bench_mut(&mut self, kind: u8) -> Result<&mut Bench, Reject> {
-        self.bench.as_mut().ok_or(unexpected(kind))
+        self.bench.as_mut().ok_or(Reject::unexpected(kind))
     }
 
     fn sample<'c>(
@@ -561,7 +553,7 @@ impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
     }
 
     fn bench_end(&mut self) -> Result<DeviceMsg<'static>, Reject> {
-        let b = self.bench.take().ok_or(unexpected(10))?;
+        let b = self.bench.take().ok_or(Reject::unexpected(10))?;
         let tick_hz = self.clock.tick_hz();
         Ok(DeviceMsg::BenchSummary(BenchSummary {
             plan_id: b.plan_id,
@@ -876,7 +868,7 @@ fn dispatch<'c, F: MappedFlash, C: Clock, P: PowerMeter, S: StackMeter>(
         HostMsg::Sample { .. }
         | HostMsg::SampleChunk { .. }
         | HostMsg::SampleRun { .. }
-        | HostMsg::BenchEnd => Err(unexpected(kind)),
+        | HostMsg::BenchEnd => Err(Reject::unexpected(kind)),
     };
     r.unwrap_or_else(|e| e.to_msg(seq))
 }
@@ -945,7 +937,7 @@ where
             HostMsg::Hello { protocol_version } => core.hello(store, protocol_version),
             HostMsg::Ping { nonce } => Ok(DeviceMsg::Pong { nonce }),
             // No upload can be open during a benchmark.
-            HostMsg::PlanChunk { .. } | HostMsg::PlanCommit => Err(unexpected(kind)),
+            HostMsg::PlanChunk { .. } | HostMsg::PlanCommit => Err(Reject::unexpected(kind)),
             HostMsg::PlanAbort => Ok(ack),
             HostMsg::BenchStart {
                 plan_id,

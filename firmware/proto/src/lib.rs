@@ -102,3 +102,9 @@ const _: () = assert!(
     "the header carries the version in one byte"
 );
 const _: () = assert!(MAX_FRAME == 2131);
+
+/// `v` as a `u32` detail or size field, saturating (a device reports
+/// "at least 4 GiB" rather than a wrapped number).
+pub fn sat_u32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}

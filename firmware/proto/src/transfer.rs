@@ -198,6 +198,12 @@ impl Reject {
         Self { code, detail }
     }
 
+    /// `UnexpectedMessage` for a request of `kind` (`HostMsg::kind`) in a
+    /// state that does not take it (a sample outside a benchmark, ...).
+    pub const fn unexpected(kind: u8) -> Self {
+        Self::new(ErrorCode::UnexpectedMessage, kind as u32)
+    }
+
     /// The `Error` answer to frame `seq`.
     pub const fn to_msg(self, seq: u32) -> DeviceMsg<'static> {
         DeviceMsg::Error {
