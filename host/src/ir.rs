@@ -292,3 +292,33 @@ impl Graph {
             .collect()
     }
 }
+
+/// Tests: a chain of `ops`, op `i` reading tensor `i` and writing `i + 1`,
+/// tensors of `shapes` (one more than ops).
+#[cfg(test)]
+pub(crate) fn chain(shapes: &[&[usize]], ops: Vec<Op>) -> Graph {
+    Graph {
+        tensors: shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Tensor {
+                name: format!("t{i}"),
+                shape: s.to_vec(),
+            })
+            .collect(),
+        nodes: ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| Node {
+                name: format!("n{i}"),
+                op,
+                inputs: vec![i],
+                output: i + 1,
+                fused: vec![],
+                exported_params: 0,
+            })
+            .collect(),
+        input: 0,
+        output: shapes.len() - 1,
+    }
+}

@@ -272,34 +272,7 @@ pub fn check(graph: &Graph) -> Result<(), LayoutError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Node, Tensor};
-
-    fn graph(shapes: &[&[usize]], ops: Vec<Op>) -> Graph {
-        Graph {
-            tensors: shapes
-                .iter()
-                .enumerate()
-                .map(|(i, s)| Tensor {
-                    name: format!("t{i}"),
-                    shape: s.to_vec(),
-                })
-                .collect(),
-            nodes: ops
-                .into_iter()
-                .enumerate()
-                .map(|(i, op)| Node {
-                    name: format!("n{i}"),
-                    op,
-                    inputs: vec![i],
-                    output: i + 1,
-                    fused: vec![],
-                    exported_params: 0,
-                })
-                .collect(),
-            input: 0,
-            output: shapes.len() - 1,
-        }
-    }
+    use crate::ir::chain as graph;
 
     #[test]
     fn flatten_as_the_output_is_a_copy_to_nchw_order() {

@@ -121,6 +121,17 @@ impl Text {
         }
     }
 
+    /// Frame mode: keeps `bytes` while they may still be a command. A frame
+    /// stops being one at its second byte, so frames cost a check per
+    /// segment, not a copy per byte.
+    fn sniff(&mut self, bytes: &[u8]) {
+        if self.printable {
+            for &b in bytes {
+                self.push(b);
+            }
+        }
+    }
+
     /// Whether the bytes so far are a command's (not empty, all printable).
     fn is_command(&self) -> bool {
         self.printable && (self.len > 0 || self.overflow)
@@ -232,16 +243,12 @@ impl Rx {
             }
             let seg = &self.stage[self.pos..self.len];
             let Some(stop) = seg.iter().position(|&b| b == 0 || b == b'%') else {
-                for &b in seg {
-                    self.text.push(b);
-                }
+                self.text.sniff(seg);
                 let _ = self.reader.feed(seg);
                 self.pos = self.len;
                 continue;
             };
-            for &b in &seg[..stop] {
-                self.text.push(b);
-            }
+            self.text.sniff(&seg[..stop]);
             if seg[stop] == b'%' && self.text.is_command() {
                 // A DUT command: what the frame reader holds was its text.
                 self.reader.reset();

@@ -55,9 +55,19 @@ fn probabilities(out: &[u8], q: edgefit_engine::Quant) -> Vec<f32> {
         .map(|&b| (b as i8 as i32 - q.zero_point) as f32 * q.scale)
         .collect();
     let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = v.iter().map(|&x| libm::expf(x - max)).sum();
+    let sum: f32 = v
+        .iter()
+        .map(|&x| edgefit_engine::kernels::softmax::exp_f32(x - max))
+        .sum();
     v.iter()
-        .map(|&x| format!("{:.3}", libm::expf(x - max) / sum).parse().unwrap())
+        .map(|&x| {
+            format!(
+                "{:.3}",
+                edgefit_engine::kernels::softmax::exp_f32(x - max) / sum
+            )
+            .parse()
+            .unwrap()
+        })
         .collect()
 }
 

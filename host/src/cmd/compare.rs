@@ -16,7 +16,7 @@ use edgefit_engine::Precision;
 
 use super::compile::PrecisionArg;
 use super::data_args::{check_bundled, open_source, RecipeArgs};
-use super::device::OptionalPortArgs;
+use super::device::PortArgs;
 use super::progress;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -30,6 +30,7 @@ enum CriterionArg {
 #[command(
     after_help = "Examples:\n  edgefit compare                                         # the bundled VGG and ResNet, every profile\n  edgefit compare vgg.onnx resnet.onnx --data val/ --preprocess imagenet --precision int8,f32 -o out\n  edgefit compare --port tcp:127.0.0.1:4545 --profiles qemu-mps2-an386 --precision int8 --json"
 )]
+#[command(mut_arg("port", |a| a.required(false)))]
 pub struct CompareCmd {
     /// ONNX models to compare (default: the bundled vgg-fmnist and resnet-fmnist)
     #[arg(value_name = "MODEL.onnx")]
@@ -48,7 +49,7 @@ pub struct CompareCmd {
     sparsity: Vec<f64>,
     /// A device to measure on (flash and bench each variant that fits it)
     #[command(flatten)]
-    port: OptionalPortArgs,
+    port: PortArgs,
     /// The profile of the device on --port (default: the profile whose name contains the device's board name)
     #[arg(long, value_name = "NAME")]
     device_profile: Option<String>,
@@ -232,7 +233,7 @@ impl CompareCmd {
     /// Flashes and benches every variant that fits the device on `port`.
     fn measure_on_device(
         &self,
-        port: &OptionalPortArgs,
+        port: &PortArgs,
         variants: &[Variant],
         all: &[edgefit_profiles::Profile],
     ) -> anyhow::Result<Vec<DeviceMeasurement>> {

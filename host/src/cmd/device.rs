@@ -7,25 +7,13 @@ use anyhow::Context;
 use clap::Args;
 use edgefit::device::{self, Client, ClientConfig, Port};
 
+/// The `--port` group of every command that reaches a device. `--port` is
+/// required where a device is the point (flash, bench); compare, where it is
+/// optional, lifts that (`mut_arg`) and asks [`PortArgs::given`].
 #[derive(Args)]
 pub struct PortArgs {
     /// The device: serial:/dev/ttyACM0[@115200] (a board's UART) or tcp:HOST:PORT (QEMU's UART, the Linux agent)
-    #[arg(long, value_name = "PORT")]
-    port: Port,
-    /// Seconds to wait for an answer before sending a request again (inferences and commits get 20x; at most 86400)
-    #[arg(long, default_value = "3", value_name = "SECS", value_parser = edgefit_artifact::parse_seconds)]
-    timeout: Duration,
-    /// File holding the device's access token (the agent's --token-file); also $EDGEFIT_TOKEN_FILE
-    #[arg(long, value_name = "FILE", env = "EDGEFIT_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-}
-
-/// The same group where a device is optional (compare measures on one when
-/// `--port` is given): `--timeout` needs `--port`.
-#[derive(Args)]
-pub struct OptionalPortArgs {
-    /// A device to measure on: serial:/dev/ttyACM0[@115200] (a board's UART) or tcp:HOST:PORT (QEMU's UART, the Linux agent)
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", required = true)]
     port: Option<Port>,
     /// Seconds to wait for an answer before sending a request again (inferences and commits get 20x; at most 86400)
     #[arg(long, default_value = "3", value_name = "SECS", value_parser = edgefit_artifact::parse_seconds, requires = "port")]
@@ -35,26 +23,19 @@ pub struct OptionalPortArgs {
     token_file: Option<PathBuf>,
 }
 
-impl OptionalPortArgs {
+impl PortArgs {
     /// Whether a device was named.
     pub fn given(&self) -> bool {
         self.port.is_some()
     }
 
-    /// Opens the link and the session, as [`PortArgs::connect`].
+    /// Opens the link and the session (token, hello, version check, reset).
     pub fn connect(&self) -> anyhow::Result<Client> {
         let port = self
             .port
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no --port given"))?;
         connect(port, self.timeout, self.token_file.as_deref())
-    }
-}
-
-impl PortArgs {
-    /// Opens the link and the session (token, hello, version check, reset).
-    pub fn connect(&self) -> anyhow::Result<Client> {
-        connect(&self.port, self.timeout, self.token_file.as_deref())
     }
 }
 

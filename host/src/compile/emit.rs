@@ -11,7 +11,7 @@ use super::{
     conv_layout, data, flatten_permutation, float_activation, int8_clamp, permute, precision_name,
     CompileError, CompileOptions, CompiledPlan, PlanSummary,
 };
-use crate::ir::{Activation, Conv, Dense, Graph, Node, Op, Pool, TensorId};
+use crate::ir::{Activation, Conv, Dense, Graph, Node, Op, Param, Pool, TensorId};
 use crate::layout::{self, Relayout, Storage};
 use crate::memory::ActivationPlan;
 use crate::quant::params::{quantize_multiplier, quantize_weights_per_channel, QuantParams};
@@ -152,6 +152,19 @@ pub fn emit_plan(graph: &Graph, d: &Decided<'_>) -> Result<CompiledPlan, Compile
     Ok(CompiledPlan { bytes, summary })
 }
 
+/// A conv or dense layer's weight and bias values, refused when the model
+/// carries none or holds NaN / infinity.
+fn layer_values<'p>(
+    node: &Node,
+    weight: &'p Param,
+    bias: Option<&'p Param>,
+) -> Result<(&'p [f32], Option<&'p [f32]>), CompileError> {
+    let w = data(weight)?;
+    let bias = bias.map(data).transpose()?;
+    finite_weights(&node.name, w, bias)?;
+    Ok((w, bias))
+}
+
 /// A window's fields in the plan's 16-bit op record.
 fn set_window(
     op: &mut OpDesc,
@@ -196,7 +209,7 @@ impl Emitter<'_> {
         if c.dilation != [1, 1] {
             return Err(bad("dilated convolution".into()));
         }
-        let w = data(&c.weight)?;
+        let (w, bias) = layer_values(node, &c.weight, c.bias.as_ref())?;
         let (o, i, kh, kw) = (
             c.out_channels,
             c.in_channels / c.groups,
@@ -213,11 +226,6 @@ impl Emitter<'_> {
         let mut op = OpDesc::new(OpKind::Conv2d, input, output);
         set_window(&mut op, node, c.kernel, c.stride, c.pads)?;
         op.groups = c.groups as u32;
-        let bias = match &c.bias {
-            Some(p) => Some(data(p)?),
-            None => None,
-        };
-        finite_weights(&node.name, w, bias)?;
         self.weight_bytes += self.emit_weights(
             &mut op,
             Weights {
@@ -262,7 +270,7 @@ impl Emitter<'_> {
     /// Dense: `[out, in]` weights, columns permuted when the input is a
     /// feature map flattened in NHWC order.
     fn dense(&mut self, node: &Node, dense: &Dense) -> Result<OpDesc, CompileError> {
-        let w = data(&dense.weight)?;
+        let (w, bias) = layer_values(node, &dense.weight, dense.bias.as_ref())?;
         let order: Vec<usize> = match self.d.storage[node.inputs[0]] {
             Storage::FlatNhwc { c, h, w } if h * w > 1 && c > 1 => {
                 let cols = flatten_permutation(c, h, w);
@@ -275,11 +283,6 @@ impl Emitter<'_> {
         let dims = vec![dense.out_features as u32, dense.in_features as u32];
         let (input, output) = self.io(node);
         let mut op = OpDesc::new(OpKind::Dense, input, output);
-        let bias = match &dense.bias {
-            Some(p) => Some(data(p)?),
-            None => None,
-        };
-        finite_weights(&node.name, w, bias)?;
         self.weight_bytes += self.emit_weights(
             &mut op,
             Weights {

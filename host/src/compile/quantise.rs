@@ -67,32 +67,11 @@ pub fn activation_quant(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Node, Pool, Tensor};
+    use crate::ir::Pool;
 
     fn chain(ops: Vec<Op>) -> Graph {
-        let n = ops.len();
-        Graph {
-            tensors: (0..=n)
-                .map(|i| Tensor {
-                    name: format!("t{i}"),
-                    shape: vec![1, 2, 4, 4],
-                })
-                .collect(),
-            nodes: ops
-                .into_iter()
-                .enumerate()
-                .map(|(i, op)| Node {
-                    name: format!("n{i}"),
-                    op,
-                    inputs: vec![i],
-                    output: i + 1,
-                    fused: vec![],
-                    exported_params: 0,
-                })
-                .collect(),
-            input: 0,
-            output: n,
-        }
+        let shape: &[usize] = &[1, 2, 4, 4];
+        crate::ir::chain(&vec![shape; ops.len() + 1], ops)
     }
 
     #[test]

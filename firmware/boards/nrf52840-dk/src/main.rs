@@ -10,7 +10,8 @@
 //! MLPerf Tiny: the same UART answers the runner's DUT commands (see
 //! docs/mlperf-tiny.md). With P1.07 tied to GND at reset the board boots for
 //! an energy rig instead: the UART runs at 9600 baud (the interface board's
-//! rate) and timestamps are falling edges on P1.08 (Arduino header D7),
+//! rate) and timestamps are falling edges on P1.08 (D7 of the Arduino-style header in Nordic's
+//! PCA10056 pin map; not checked on a board here),
 //! pushed-pull at the board's VDD — no rebuild either way.
 #![no_std]
 #![no_main]

@@ -86,7 +86,7 @@ pub fn exp_f32(x: f32) -> f32 {
     }
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    let n = round_ties_away(x * core::f32::consts::LOG2_E);
+    let n = crate::input::round_half_away(x * core::f32::consts::LOG2_E);
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -98,19 +98,6 @@ pub fn exp_f32(x: f32) -> f32 {
     // 2^n may be subnormal: split it in two normal factors.
     let (n1, n2) = (n / 2, n - n / 2);
     p * pow2(n1) * pow2(n2)
-}
-
-/// Nearest integer, ties away from zero (`f32::round` is not in `core`).
-fn round_ties_away(v: f32) -> f32 {
-    let t = v as i32 as f32; // truncates toward zero; |v| < 2^8 here
-    let d = v - t;
-    if d >= 0.5 {
-        t + 1.0
-    } else if d <= -0.5 {
-        t - 1.0
-    } else {
-        t
-    }
 }
 
 /// 2^n for n in -126..=127 from the exponent bits.
