@@ -7,8 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use edgefit_proto::{
-    decode_frame, encode_frame, DeviceMsg, ErrorCode, FrameReader, HostMsg, ProtoError, MAX_FRAME,
-    PROTOCOL_VERSION,
+    Answers, DeviceMsg, ErrorCode, FrameReader, ProtoError, Reject, ERROR_FRAME, MAX_FRAME,
 };
 
 /// Why a connection ends.
@@ -72,13 +71,8 @@ pub struct Conn {
     len: usize,
     /// Bytes since the last delimiter.
     open: usize,
-    tx: Box<[u8; MAX_FRAME]>,
-    tx_len: usize,
-    /// `(seq, kind)` of the request `tx` answers.
-    answered: Option<(u32, u8)>,
-    seq: u32,
-    /// Sequence number of the last frame decoded.
-    pub last_good: u32,
+    /// The kept answer and the agent's frame counter.
+    pub answers: Box<Answers>,
     /// Until the handshake is done: (its deadline, its length, the idle
     /// timeout to restore after it).
     handshake: Option<(Instant, Duration, Duration)>,
@@ -93,11 +87,7 @@ impl Conn {
             pos: 0,
             len: 0,
             open: 0,
-            tx: Box::new([0; MAX_FRAME]),
-            tx_len: 0,
-            answered: None,
-            seq: 0,
-            last_good: 0,
+            answers: Box::new(Answers::new()),
             handshake: None,
         }
     }
@@ -187,78 +177,41 @@ impl Conn {
         }
     }
 
-    /// Decodes a frame from [`next_frame`](Self::next_frame) in place.
-    /// `None` when it needs nothing more: undecodable (answered), or a
-    /// retransmission of the request answered last (the answer resent).
-    pub fn request<'f>(
-        &mut self,
-        raw: &'f mut [u8],
-    ) -> Result<Option<(u32, HostMsg<'f>)>, ConnEnd> {
-        let (seq, msg) = match decode_frame::<HostMsg<'_>>(raw) {
-            Ok(v) => v,
-            Err(e) => {
-                self.bad_frame(&e)?;
-                return Ok(None);
-            }
-        };
-        self.last_good = seq;
-        if self.is_repeat(seq, msg.kind()) {
-            self.resend()?;
-            return Ok(None);
-        }
-        Ok(Some((seq, msg)))
+    /// Sequence number of the last frame decoded.
+    pub fn last_good(&self) -> u32 {
+        self.answers.last_good()
     }
 
-    /// Whether `(seq, kind)` is the request answered last.
-    pub fn is_repeat(&self, seq: u32, kind: u8) -> bool {
-        self.tx_len > 0 && self.answered == Some((seq, kind))
+    /// Records `seq` as decoded.
+    pub fn set_last_good(&mut self, seq: u32) {
+        self.answers.set_last_good(seq);
     }
 
     /// Sends the answer to request `(seq, kind)` and keeps it.
     pub fn answer(&mut self, seq: u32, kind: u8, msg: &DeviceMsg<'_>) -> Result<(), ConnEnd> {
-        let n = match encode_frame(self.seq, msg, &mut self.tx[..]) {
-            Ok(f) => f.len(),
-            Err(_) => {
-                let e = DeviceMsg::error(seq, ErrorCode::Internal, 0);
-                encode_frame(self.seq, &e, &mut self.tx[..]).map_or(0, |f| f.len())
-            }
-        };
-        self.seq = self.seq.wrapping_add(1);
-        self.tx_len = n;
-        self.answered = Some((seq, kind));
-        self.stream.write_all(&self.tx[..n])?;
+        let bytes = self.answers.answer(seq, kind, msg);
+        self.stream.write_all(bytes)?;
         Ok(())
     }
 
     /// Sends the kept answer again.
     pub fn resend(&mut self) -> Result<(), ConnEnd> {
-        self.stream.write_all(&self.tx[..self.tx_len])?;
+        self.stream.write_all(self.answers.kept())?;
         Ok(())
     }
 
     /// Answers a frame that could not be read (the kept answer stays).
     pub fn bad_frame(&mut self, e: &ProtoError) -> Result<(), ConnEnd> {
-        let (code, detail) = match *e {
-            ProtoError::Crc { computed, .. } => (ErrorCode::BadCrc, computed),
-            ProtoError::VersionMismatch { .. } => {
-                (ErrorCode::VersionMismatch, u32::from(PROTOCOL_VERSION))
-            }
-            ProtoError::FrameTooLarge { len, .. } | ProtoError::Truncated { len, .. } => {
-                (ErrorCode::BadFrame, u32::try_from(len).unwrap_or(u32::MAX))
-            }
-            _ => (ErrorCode::BadFrame, 0),
-        };
-        self.error(self.last_good, code, detail)
+        let mut out = [0u8; ERROR_FRAME];
+        self.stream.write_all(self.answers.refuse(e, &mut out))?;
+        Ok(())
     }
 
     /// Sends an `Error` without keeping it.
     pub fn error(&mut self, seq: u32, code: ErrorCode, detail: u32) -> Result<(), ConnEnd> {
-        let mut out = [0u8; 64];
-        let msg = DeviceMsg::error(seq, code, detail);
-        if let Ok(f) = encode_frame(self.seq, &msg, &mut out) {
-            self.seq = self.seq.wrapping_add(1);
-            self.stream.write_all(f)?;
-        }
+        let mut out = [0u8; ERROR_FRAME];
+        self.stream
+            .write_all(self.answers.error(seq, Reject::new(code, detail), &mut out))?;
         Ok(())
     }
 }

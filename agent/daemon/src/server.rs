@@ -345,7 +345,7 @@ fn handle(stream: TcpStream, shared: &Shared, accepted: Instant) -> ConnEnd {
             };
             match msg {
                 HostMsg::Auth { token: given } if token_matches(given, token) => {
-                    conn.last_good = seq;
+                    conn.set_last_good(seq);
                     conn.answer(seq, msg.kind(), &edgefit_proto::DeviceMsg::Ack { seq })?;
                 }
                 HostMsg::Auth { .. } => {
@@ -380,7 +380,7 @@ fn handle(stream: TcpStream, shared: &Shared, accepted: Instant) -> ConnEnd {
     let end = r.err().unwrap_or(ConnEnd::Closed);
     if let ConnEnd::Oversized(n) = end {
         let _ = conn.error(
-            conn.last_good,
+            conn.last_good(),
             ErrorCode::BadFrame,
             edgefit_proto::sat_u32(n),
         );
@@ -396,7 +396,7 @@ fn first_request(conn: &mut Conn) -> Result<Vec<u8>, ConnEnd> {
         let mut probe = raw.clone();
         match decode_frame::<HostMsg<'_>>(&mut probe) {
             Ok((seq, _)) => {
-                conn.last_good = seq;
+                conn.set_last_good(seq);
                 return Ok(raw);
             }
             Err(e) => conn.bad_frame(&e)?,

@@ -1,41 +1,25 @@
-//! The protocol server: frames in, answers out, plan uploads and benchmarks.
+//! The firmware application: the link (edgefit's frames, or MLPerf Tiny's
+//! DUT commands), the plan store and the engine, driving the protocol's one
+//! session state machine ([`edgefit_proto::Session`]).
 
-use edgefit_engine::{Engine, ExecError, Plan, FORMAT_VERSION};
+use edgefit_engine::{argmax, Engine, ExecError, Plan, FORMAT_VERSION};
 use edgefit_proto::{
-    decode_frame, encode_frame, BenchSummary, DeviceInfo, DeviceMsg, EngineKind, ErrorCode,
-    FrameReader, HostMsg, PlanInfo, PowerSensorKind, ProtoError, Reject, Transfer, MAX_CHUNK,
-    MAX_FRAME, PROTOCOL_VERSION,
+    internal_detail, Accepted, Answers, BenchStarted, DeviceInfo, DeviceMsg, EngineKind, ErrorCode,
+    FrameReader, Incoming, Inference, PlanInfo, PowerSensorKind, ProtoError, Reject, RunFacts,
+    Served, Session, ERROR_FRAME, MAX_FRAME,
 };
 
-use crate::bench::{energy_uj, mean_power, Bench, Part};
+use crate::bench::{energy_uj, mean_power};
 use crate::diag::{self, diag};
 use crate::dut::Dut;
-use crate::slots::{bad_plan, Geometry, Slot, Store};
+use crate::slots::{bad_plan, Geometry, Store};
 use crate::{
     BoardInfo, Clock, LapTimestamps, MappedFlash, PowerMeter, StackMeter, Timestamp, TimestampPin,
 };
-use edgefit_engine::argmax;
 
 /// Bytes read from the link per `read` call (staged, then fed to the frame
 /// reader up to the end of a frame).
 const STAGE: usize = 64;
-
-/// Large enough for any encoded `Error` answer.
-const ERROR_FRAME: usize = 48;
-
-/// `Internal` error details.
-pub mod internal_detail {
-    /// The engine found the arena too small while running.
-    pub const EXEC_ARENA: u32 = 1;
-    /// The engine was asked for an op that does not exist.
-    pub const EXEC_NO_SUCH_OP: u32 = 2;
-    /// A kernel found buffers that do not match its op.
-    pub const EXEC_KERNEL: u32 = 3;
-    /// The input or output tensor could not be reached in the arena.
-    pub const TENSOR: u32 = 4;
-    /// An answer could not be encoded.
-    pub const ENCODE: u32 = 5;
-}
 
 fn exec_error(e: ExecError) -> Reject {
     let detail = match e {
@@ -278,19 +262,6 @@ impl Rx {
     }
 }
 
-/// Send side: the last answer (for retransmissions) and the device's frame
-/// counter.
-struct Tx {
-    buf: [u8; MAX_FRAME],
-    len: usize,
-    /// `(seq, kind)` of the request `buf` answers.
-    answered: Option<(u32, u8)>,
-    /// Next device frame number.
-    seq: u32,
-    /// Sequence number of the last frame decoded.
-    last_good: u32,
-}
-
 /// Writes `buf`, then flushes. A link that accepts nothing loses the frame
 /// (the host retransmits) rather than panicking.
 fn send<L: embedded_io::Write>(link: &mut L, mut buf: &[u8]) -> Result<(), L::Error> {
@@ -304,79 +275,53 @@ fn send<L: embedded_io::Write>(link: &mut L, mut buf: &[u8]) -> Result<(), L::Er
     link.flush()
 }
 
-impl Tx {
-    fn new() -> Self {
-        Self {
-            buf: [0; MAX_FRAME],
-            len: 0,
-            answered: None,
-            seq: 0,
-            last_good: 0,
+/// The session's link: the UART, its receive side, the kept answer.
+struct FwLink<'x, L> {
+    link: &'x mut L,
+    rx: &'x mut Rx,
+    answers: &'x mut Answers,
+}
+
+/// Answers a frame that could not be read (the kept answer stays).
+fn refuse<L: embedded_io::Write>(
+    link: &mut L,
+    answers: &mut Answers,
+    e: &ProtoError,
+) -> Result<(), L::Error> {
+    let _r = edgefit_proto::unreadable(e);
+    diag!(
+        warn,
+        "unreadable frame after seq {=u32}: {} (detail {=u32})",
+        answers.last_good(),
+        _r.code,
+        _r.detail
+    );
+    let mut buf = [0u8; ERROR_FRAME];
+    send(link, answers.refuse(e, &mut buf))
+}
+
+impl<L: embedded_io::Read + embedded_io::Write> edgefit_proto::Link for FwLink<'_, L> {
+    type Error = L::Error;
+
+    fn next(&mut self) -> Result<Incoming<'_>, L::Error> {
+        match self.rx.next(self.link)? {
+            Got::Nothing => Ok(Incoming::Nothing),
+            Got::Empty => Ok(Incoming::Handled),
+            Got::Command => Ok(Incoming::Left),
+            Got::Bad(e) => refuse(self.link, self.answers, &e).map(|()| Incoming::Handled),
+            Got::Frame(f) => match self.answers.accept(f) {
+                Accepted::Request { seq, msg } => Ok(Incoming::Request { seq, msg }),
+                Accepted::Repeat => {
+                    send(self.link, self.answers.kept()).map(|()| Incoming::Handled)
+                }
+                Accepted::Bad(e) => refuse(self.link, self.answers, &e).map(|()| Incoming::Handled),
+            },
         }
     }
 
-    /// Whether `(seq, kind)` is the request answered last (a retransmission).
-    fn is_repeat(&self, seq: u32, kind: u8) -> bool {
-        self.len > 0 && self.answered == Some((seq, kind))
-    }
-
-    /// Encodes and sends the answer to request `(seq, kind)`, keeping it for
-    /// a retransmission.
-    fn answer<L: embedded_io::Write>(
-        &mut self,
-        link: &mut L,
-        seq: u32,
-        kind: u8,
-        msg: &DeviceMsg<'_>,
-    ) -> Result<(), L::Error> {
-        let n = match encode_frame(self.seq, msg, &mut self.buf) {
-            Ok(f) => f.len(),
-            Err(_) => {
-                let e = DeviceMsg::error(seq, ErrorCode::Internal, internal_detail::ENCODE);
-                encode_frame(self.seq, &e, &mut self.buf).map_or(0, |f| f.len())
-            }
-        };
-        self.seq = self.seq.wrapping_add(1);
-        self.len = n;
-        self.answered = Some((seq, kind));
+    fn answer(&mut self, seq: u32, kind: u8, msg: &DeviceMsg<'_>) -> Result<(), L::Error> {
         diag::answer(kind, msg);
-        send(link, &self.buf[..n])
-    }
-
-    /// Sends the last answer again.
-    fn resend<L: embedded_io::Write>(&mut self, link: &mut L) -> Result<(), L::Error> {
-        send(link, &self.buf[..self.len])
-    }
-
-    /// Answers a frame that could not be read. The kept answer is left alone:
-    /// the host may still retransmit the request it belongs to.
-    fn bad_frame<L: embedded_io::Write>(
-        &mut self,
-        link: &mut L,
-        e: &ProtoError,
-    ) -> Result<(), L::Error> {
-        let (code, detail) = match *e {
-            ProtoError::Crc { computed, .. } => (ErrorCode::BadCrc, computed),
-            ProtoError::VersionMismatch { .. } => {
-                (ErrorCode::VersionMismatch, u32::from(PROTOCOL_VERSION))
-            }
-            ProtoError::FrameTooLarge { len, .. } | ProtoError::Truncated { len, .. } => {
-                (ErrorCode::BadFrame, edgefit_proto::sat_u32(len))
-            }
-            _ => (ErrorCode::BadFrame, 0),
-        };
-        diag!(
-            warn,
-            "unreadable frame after seq {=u32}: {} (detail {=u32})",
-            self.last_good,
-            code,
-            detail
-        );
-        let mut buf = [0u8; ERROR_FRAME];
-        let msg = DeviceMsg::error(self.last_good, code, detail);
-        let n = encode_frame(self.seq, &msg, &mut buf).map_or(0, |f| f.len());
-        self.seq = self.seq.wrapping_add(1);
-        send(link, &buf[..n])
+        send(self.link, self.answers.answer(seq, kind, msg))
     }
 }
 
@@ -387,7 +332,6 @@ pub(crate) struct Core<'a, C, P, S> {
     power: P,
     stack: S,
     pub(crate) arena: &'a mut [u8],
-    bench: Option<Bench>,
 }
 
 impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
@@ -399,19 +343,9 @@ impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
         }
     }
 
-    fn hello<F: MappedFlash>(
-        &self,
-        store: &Store<F>,
-        version: u16,
-    ) -> Result<DeviceMsg<'static>, Reject> {
-        if version != PROTOCOL_VERSION {
-            return Err(Reject::new(
-                ErrorCode::VersionMismatch,
-                u32::from(PROTOCOL_VERSION),
-            ));
-        }
-        Ok(DeviceMsg::DeviceHello(DeviceInfo {
-            protocol_version: PROTOCOL_VERSION,
+    fn hello<F: MappedFlash>(&self, store: &Store<F>) -> DeviceInfo<'static> {
+        DeviceInfo {
+            protocol_version: edgefit_proto::PROTOCOL_VERSION,
             engine_version: FORMAT_VERSION,
             board: self.info.board,
             core: self.info.core,
@@ -427,180 +361,146 @@ impl<C: Clock, P: PowerMeter, S: StackMeter> Core<'_, C, P, S> {
             active_plan: store.active.map(|s| s.info()),
             engines: EngineKind::Native.name(),
             accelerator: "",
-        }))
+        }
+    }
+}
+
+/// The session's device: two NOR-flash slots and the native engine.
+struct FwDevice<'x, 'a, F, C, P, S> {
+    store: &'x mut Store<F>,
+    core: &'x mut Core<'a, C, P, S>,
+}
+
+impl<'a, F: MappedFlash, C: Clock, P: PowerMeter, S: StackMeter> edgefit_proto::Device
+    for FwDevice<'_, 'a, F, C, P, S>
+{
+    type Bench<'d>
+        = FwBench<'d, 'a, F, C, P, S>
+    where
+        Self: 'd;
+
+    fn hello(&self) -> DeviceInfo<'_> {
+        self.core.hello(self.store)
+    }
+
+    // A serial link has no token: whoever holds the cable may flash.
+    fn auth(&mut self, _token: &[u8]) -> Result<(), Reject> {
+        Ok(())
+    }
+
+    fn plan_begin(&mut self, plan_id: u32, total_size: u32, crc32: u32) -> Result<(), Reject> {
+        self.store.begin(plan_id, total_size, crc32)
+    }
+
+    fn plan_chunk(&mut self, index: u32, offset: u32, data: &[u8]) -> Result<(), Reject> {
+        self.store.chunk(index, offset, data)
+    }
+
+    fn plan_commit(&mut self) -> Result<PlanInfo, Reject> {
+        self.store.commit(self.core.arena.len())
+    }
+
+    fn plan_abort(&mut self) {
+        self.store.upload = None;
     }
 
     fn bench_start(
         &mut self,
-        active: Slot,
-        plan: &Plan<'_>,
         plan_id: Option<u32>,
-        want_outputs: bool,
-    ) -> Result<(), Reject> {
+        engine: Option<EngineKind>,
+    ) -> Result<BenchStarted, Reject> {
+        native_only(engine)?;
+        let (active, plan) = self.store.plan()?;
         if plan_id.is_some_and(|id| id != active.plan_id) {
             return Err(Reject::new(ErrorCode::PlanMismatch, active.plan_id));
         }
-        if plan.arena_size() > self.arena.len() {
+        let arena = self.core.arena.len();
+        if plan.arena_size() > arena {
             return Err(Reject::new(
                 ErrorCode::ArenaTooSmall,
-                edgefit_proto::sat_u32(self.arena.len()),
+                edgefit_proto::sat_u32(arena),
             ));
         }
-        let input = plan.input().map_err(|e| bad_plan(&e))?;
+        plan.input().map_err(|e| bad_plan(&e))?;
         plan.output().map_err(|e| bad_plan(&e))?;
-        self.stack.repaint();
-        let mut bench = Bench::new(
-            active.plan_id,
-            active.slot,
-            want_outputs,
-            input.length,
-            edgefit_proto::sat_u32(plan.arena_size()),
-        );
-        bench.idle_power_mw = self.power_now();
-        self.bench = Some(bench);
-        Ok(())
+        self.core.stack.repaint();
+        self.store.upload = None;
+        Ok(BenchStarted {
+            plan_id: active.plan_id,
+            slot: active.slot,
+            idle_power_mw: self.core.power_now(),
+        })
     }
 
-    fn bench_mut(&mut self, kind: u8) -> Result<&mut Bench, Reject> {
-        self.bench.as_mut().ok_or(Reject::unexpected(kind))
-    }
-
-    fn sample<'c>(
-        &'c mut self,
-        engine: &Engine<'_>,
-        index: u32,
-        data: &[u8],
-    ) -> Result<DeviceMsg<'c>, Reject> {
-        let bench = self.bench_mut(7)?;
-        bench.part = None;
-        let input_len = bench.input_len;
-        if data.len() != input_len as usize {
-            return Err(Reject::new(ErrorCode::BadSample, input_len));
-        }
-        let input = engine.input_mut(self.arena).map_err(exec_error)?;
-        if input.len() != data.len() {
-            return Err(Reject::new(ErrorCode::Internal, internal_detail::TENSOR));
-        }
-        input.copy_from_slice(data);
-        self.infer(engine, index)
-    }
-
-    fn sample_chunk(
-        &mut self,
-        engine: &Engine<'_>,
-        index: u32,
-        offset: u32,
-        data: &[u8],
-    ) -> Result<(), Reject> {
-        let bench = self.bench_mut(8)?;
-        let input_len = bench.input_len;
-        if offset == 0 {
-            bench.part = Some(Part {
-                index,
-                xfer: Transfer::sample(input_len),
-            });
-        }
-        let part = bench
-            .part
-            .as_mut()
-            .ok_or(Reject::new(ErrorCode::ChunkOutOfOrder, 0))?;
-        if part.index != index {
-            return Err(Reject::new(ErrorCode::BadSample, input_len));
-        }
-        part.xfer.accept(index, offset, data)?;
-        let input = engine.input_mut(self.arena).map_err(exec_error)?;
-        let start = offset as usize;
-        input
-            .get_mut(start..start + data.len())
-            .ok_or(Reject::new(ErrorCode::Internal, internal_detail::TENSOR))?
-            .copy_from_slice(data);
-        Ok(())
-    }
-
-    fn sample_run<'c>(
-        &'c mut self,
-        engine: &Engine<'_>,
-        index: u32,
-        total_len: u32,
-    ) -> Result<DeviceMsg<'c>, Reject> {
-        let bench = self.bench_mut(9)?;
-        let input_len = bench.input_len;
-        let wrong = Reject::new(ErrorCode::BadSample, input_len);
-        let part = bench.part.take().ok_or(wrong)?;
-        if part.index != index || total_len != input_len {
-            return Err(wrong);
-        }
-        part.xfer.finish()?;
-        self.infer(engine, index)
-    }
-
-    /// Runs the input now in the arena, timed, and records it.
-    fn infer<'c>(&'c mut self, engine: &Engine<'_>, index: u32) -> Result<DeviceMsg<'c>, Reject> {
-        let p0 = self.power_now();
-        let t0 = self.clock.now();
-        let run = engine.run(self.arena);
-        let t1 = self.clock.now();
-        let p1 = self.power_now();
-        run.map_err(exec_error)?;
-        let ticks = t1.wrapping_sub(t0);
-        let energy = mean_power(p0, p1).and_then(|p| energy_uj(p, ticks, self.clock.tick_hz()));
-        let dtype = engine.plan().output().map_err(|e| bad_plan(&e))?.dtype;
-        let bench = self.bench_mut(7)?;
-        bench.tally.record(ticks, energy);
-        let want = bench.want_outputs;
-        let arena: &'c [u8] = self.arena;
-        let out = engine.output(arena).map_err(exec_error)?;
-        Ok(DeviceMsg::Record(edgefit_proto::BenchRecord {
-            sample: index,
-            predicted: argmax(out, dtype),
-            ticks,
-            outputs: (want && out.len() <= MAX_CHUNK).then_some(out),
-            energy_uj: energy,
-        }))
-    }
-
-    fn bench_end(&mut self) -> Result<DeviceMsg<'static>, Reject> {
-        let b = self.bench.take().ok_or(Reject::unexpected(10))?;
-        let tick_hz = self.clock.tick_hz();
-        Ok(DeviceMsg::BenchSummary(BenchSummary {
-            plan_id: b.plan_id,
-            slot: b.slot,
-            samples: b.tally.samples,
-            timing: self.clock.source(),
-            tick_hz,
-            clock_hz: self.info.clock_hz,
-            total_ticks: b.tally.total_ticks,
-            min_ticks: b.tally.min_ticks,
-            max_ticks: b.tally.max_ticks,
-            arena_bytes_used: b.arena_used,
-            stack_high_water_bytes: self.stack.high_water_bytes(),
-            power_sensor: self.power.kind(),
-            energy_uj: b.tally.energy_measured.then_some(b.tally.energy_uj),
-            avg_power_mw: b.tally.avg_power_mw(tick_hz),
-            idle_power_mw: b.idle_power_mw,
-            engine: EngineKind::Native,
-            peak_rss_bytes: None,
-            gpu_memory_bytes: None,
-        }))
+    fn bench(&mut self) -> Result<FwBench<'_, 'a, F, C, P, S>, Reject> {
+        let (_, plan) = self.store.plan()?;
+        Ok(FwBench {
+            store: self.store,
+            core: self.core,
+            plan,
+        })
     }
 }
 
-/// Why a benchmark's frame loop ended.
-enum BenchExit {
-    /// The benchmark ended, or the link has no more bytes now.
-    Done,
-    /// The active plan cannot be read: the benchmark was dropped.
-    NoPlan,
-    /// A DUT command arrived (in `Rx::command`): the link left edgefit's
-    /// protocol, which drops the benchmark.
-    Command,
-    /// A `PlanBegin` arrived: it needs the flash, which the plan borrows.
-    PlanBegin {
-        seq: u32,
-        plan_id: u32,
-        total_size: u32,
-        crc32: u32,
-    },
+/// The active plan, parsed (and its CRC checked) once per `poll`.
+struct FwBench<'d, 'a, F, C, P, S> {
+    store: &'d Store<F>,
+    core: &'d mut Core<'a, C, P, S>,
+    plan: Plan<'d>,
+}
+
+impl<F: MappedFlash, C: Clock, P: PowerMeter, S: StackMeter> edgefit_proto::Bench
+    for FwBench<'_, '_, F, C, P, S>
+{
+    fn hello(&self) -> DeviceInfo<'_> {
+        self.core.hello(self.store)
+    }
+
+    fn auth(&mut self, _token: &[u8]) -> Result<(), Reject> {
+        Ok(())
+    }
+
+    fn input(&mut self) -> Result<&mut [u8], Reject> {
+        Engine::new(&self.plan)
+            .input_mut(self.core.arena)
+            .map_err(exec_error)
+    }
+
+    fn run(&mut self) -> Result<Inference, Reject> {
+        let engine = Engine::new(&self.plan);
+        let core = &mut *self.core;
+        let p0 = core.power_now();
+        let t0 = core.clock.now();
+        let run = engine.run(core.arena);
+        let t1 = core.clock.now();
+        let p1 = core.power_now();
+        run.map_err(exec_error)?;
+        let ticks = t1.wrapping_sub(t0);
+        let energy_uj = mean_power(p0, p1).and_then(|p| energy_uj(p, ticks, core.clock.tick_hz()));
+        Ok(Inference { ticks, energy_uj })
+    }
+
+    fn output(&self) -> Result<(&[u8], u16), Reject> {
+        let dtype = self.plan.output().map_err(|e| bad_plan(&e))?.dtype;
+        let out = Engine::new(&self.plan)
+            .output(self.core.arena)
+            .map_err(exec_error)?;
+        Ok((out, argmax(out, dtype)))
+    }
+
+    fn facts(&mut self) -> RunFacts {
+        RunFacts {
+            timing: self.core.clock.source(),
+            tick_hz: self.core.clock.tick_hz(),
+            clock_hz: self.core.info.clock_hz,
+            arena_bytes_used: edgefit_proto::sat_u32(self.plan.arena_size()),
+            stack_high_water_bytes: self.core.stack.high_water_bytes(),
+            power_sensor: self.core.power.kind(),
+            engine: EngineKind::Native,
+            peak_rss_bytes: None,
+            gpu_memory_bytes: None,
+        }
+    }
 }
 
 /// The firmware application: answers the host over `link`, stores plans in
@@ -617,7 +517,8 @@ enum BenchExit {
 pub struct Firmware<'a, L, F, C, P, S, T = LapTimestamps> {
     link: L,
     rx: Rx,
-    tx: Tx,
+    answers: Answers,
+    session: Session,
     store: Store<F>,
     core: Core<'a, C, P, S>,
     dut: Dut,
@@ -657,7 +558,8 @@ where
         Self {
             link,
             rx: Rx::new(),
-            tx: Tx::new(),
+            answers: Answers::new(),
+            session: Session::new(),
             store,
             core: Core {
                 info,
@@ -665,7 +567,6 @@ where
                 power,
                 stack,
                 arena,
-                bench: None,
             },
             dut: Dut::default(),
             stamp: LapTimestamps,
@@ -684,7 +585,8 @@ where
         Firmware {
             link: self.link,
             rx: self.rx,
-            tx: self.tx,
+            answers: self.answers,
+            session: self.session,
             store: self.store,
             core: self.core,
             dut: self.dut,
@@ -702,64 +604,37 @@ where
     S: StackMeter,
     T: Timestamp,
 {
-    /// Reads bytes until one frame is complete (or a bad frame is dropped)
-    /// and answers it. Returns early with `Ok(())` when `read` returns 0
-    /// bytes (nothing buffered; a partial frame is kept for the next call),
-    /// and with the link's error if reading or writing fails.
+    /// Answers the link until `read` returns 0 bytes (a partial frame is
+    /// kept for the next call) or a DUT command arrives (answered, then
+    /// returns), and returns the link's error if reading or writing fails.
     ///
-    /// During a benchmark (after an accepted `BenchStart`) one call serves
-    /// frames until the benchmark ends (`BenchEnd`, `Reset`, `PlanBegin`) or
-    /// `read` returns 0 or fails, so the plan is parsed (and its CRC checked)
+    /// During a benchmark the active plan is parsed (and its CRC checked)
     /// once per call rather than once per sample.
     pub fn poll(&mut self) -> Result<(), L::Error> {
         let Self {
             link,
             rx,
-            tx,
+            answers,
+            session,
             store,
             core,
             dut,
             stamp,
         } = self;
-        if core.bench.is_some() {
-            match serve_bench(link, rx, tx, store, core)? {
-                BenchExit::Done => return Ok(()),
-                BenchExit::NoPlan => {}
-                BenchExit::Command => return serve_command(link, rx, store, core, dut, stamp),
-                BenchExit::PlanBegin {
-                    seq,
-                    plan_id,
-                    total_size,
-                    crc32,
-                } => {
-                    core.bench = None;
-                    let answer = match store.begin(plan_id, total_size, crc32) {
-                        Ok(()) => DeviceMsg::Ack { seq },
-                        Err(r) => r.to_msg(seq),
-                    };
-                    return tx.answer(link, seq, 2, &answer);
-                }
-            }
-        }
-        loop {
-            let frame = match rx.next(link)? {
-                Got::Nothing => return Ok(()),
-                Got::Empty => continue,
-                Got::Bad(e) => return tx.bad_frame(link, &e),
-                Got::Command => return serve_command(link, rx, store, core, dut, stamp),
-                Got::Frame(f) => f,
-            };
-            let (seq, msg) = match decode_frame::<HostMsg<'_>>(frame) {
-                Ok(v) => v,
-                Err(e) => return tx.bad_frame(link, &e),
-            };
-            tx.last_good = seq;
-            let kind = msg.kind();
-            if tx.is_repeat(seq, kind) {
-                return tx.resend(link);
-            }
-            let answer = dispatch(store, core, seq, msg);
-            return tx.answer(link, seq, kind, &answer);
+        let served = session.serve(
+            &mut FwLink {
+                link: &mut *link,
+                rx: &mut *rx,
+                answers,
+            },
+            &mut FwDevice {
+                store: &mut *store,
+                core: &mut *core,
+            },
+        )?;
+        match served {
+            Served::Idle => Ok(()),
+            Served::Left => serve_command(link, rx, store, core, dut, stamp),
         }
     }
 
@@ -792,8 +667,8 @@ where
     }
 }
 
-/// Answers the DUT command `rx` holds. Entering DUT mode drops an upload
-/// or benchmark in progress (edgefit's host session is over).
+/// Answers the DUT command `rx` holds (the session dropped an upload or
+/// benchmark in progress: edgefit's host session is over).
 fn serve_command<L, F, C, P, S, T>(
     link: &mut L,
     rx: &mut Rx,
@@ -812,168 +687,9 @@ where
 {
     let entered = core::mem::take(&mut rx.entered_dut);
     if entered {
-        store.upload = None;
-        core.bench = None;
         diag!(info, "MLPerf Tiny DUT mode");
     }
     let (text, overflow) = rx.command();
     dut.command(link, text, overflow, entered, store, core, stamp)?;
     link.flush()
-}
-
-/// Answers one request outside a benchmark.
-fn dispatch<'c, F: MappedFlash, C: Clock, P: PowerMeter, S: StackMeter>(
-    store: &mut Store<F>,
-    core: &'c mut Core<'_, C, P, S>,
-    seq: u32,
-    msg: HostMsg<'_>,
-) -> DeviceMsg<'c> {
-    let ack = DeviceMsg::Ack { seq };
-    let kind = msg.kind();
-    let r = match msg {
-        HostMsg::Hello { protocol_version } => core.hello(store, protocol_version),
-        HostMsg::Ping { nonce } => Ok(DeviceMsg::Pong { nonce }),
-        HostMsg::PlanBegin {
-            plan_id,
-            total_size,
-            crc32,
-        } => {
-            core.bench = None;
-            store.begin(plan_id, total_size, crc32).map(|()| ack)
-        }
-        HostMsg::PlanChunk {
-            index,
-            offset,
-            data,
-        } => store.chunk(index, offset, data).map(|()| ack),
-        HostMsg::PlanCommit => store.commit(core.arena.len()).map(DeviceMsg::PlanStored),
-        HostMsg::PlanAbort => {
-            store.upload = None;
-            Ok(ack)
-        }
-        HostMsg::BenchStart {
-            plan_id,
-            want_outputs,
-            engine,
-            ..
-        } => {
-            let r = native_only(engine)
-                .and_then(|()| store.plan())
-                .and_then(|(active, plan)| core.bench_start(active, &plan, plan_id, want_outputs));
-            if r.is_ok() {
-                store.upload = None;
-            }
-            r.map(|()| ack)
-        }
-        HostMsg::Reset => {
-            store.upload = None;
-            core.bench = None;
-            Ok(ack)
-        }
-        // A serial link has no token: whoever holds the cable may flash.
-        HostMsg::Auth { .. } => Ok(ack),
-        HostMsg::Sample { .. }
-        | HostMsg::SampleChunk { .. }
-        | HostMsg::SampleRun { .. }
-        | HostMsg::BenchEnd => Err(Reject::unexpected(kind)),
-    };
-    r.unwrap_or_else(|e| e.to_msg(seq))
-}
-
-/// Serves frames during a benchmark with the active plan parsed once.
-fn serve_bench<L, F, C, P, S>(
-    link: &mut L,
-    rx: &mut Rx,
-    tx: &mut Tx,
-    store: &Store<F>,
-    core: &mut Core<'_, C, P, S>,
-) -> Result<BenchExit, L::Error>
-where
-    L: embedded_io::Read + embedded_io::Write,
-    F: MappedFlash,
-    C: Clock,
-    P: PowerMeter,
-    S: StackMeter,
-{
-    let Ok((active, plan)) = store.plan() else {
-        core.bench = None;
-        return Ok(BenchExit::NoPlan);
-    };
-    let engine = Engine::new(&plan);
-    loop {
-        let frame = match rx.next(link)? {
-            Got::Nothing => return Ok(BenchExit::Done),
-            Got::Empty => continue,
-            Got::Bad(e) => {
-                tx.bad_frame(link, &e)?;
-                continue;
-            }
-            Got::Command => {
-                core.bench = None;
-                return Ok(BenchExit::Command);
-            }
-            Got::Frame(f) => f,
-        };
-        let (seq, msg) = match decode_frame::<HostMsg<'_>>(frame) {
-            Ok(v) => v,
-            Err(e) => {
-                tx.bad_frame(link, &e)?;
-                continue;
-            }
-        };
-        tx.last_good = seq;
-        let kind = msg.kind();
-        if tx.is_repeat(seq, kind) {
-            tx.resend(link)?;
-            continue;
-        }
-        let ack = DeviceMsg::Ack { seq };
-        let r = match msg {
-            HostMsg::PlanBegin {
-                plan_id,
-                total_size,
-                crc32,
-            } => {
-                return Ok(BenchExit::PlanBegin {
-                    seq,
-                    plan_id,
-                    total_size,
-                    crc32,
-                })
-            }
-            HostMsg::Hello { protocol_version } => core.hello(store, protocol_version),
-            HostMsg::Ping { nonce } => Ok(DeviceMsg::Pong { nonce }),
-            // No upload can be open during a benchmark.
-            HostMsg::PlanChunk { .. } | HostMsg::PlanCommit => Err(Reject::unexpected(kind)),
-            HostMsg::PlanAbort => Ok(ack),
-            HostMsg::BenchStart {
-                plan_id,
-                want_outputs,
-                engine,
-                ..
-            } => native_only(engine)
-                .and_then(|()| core.bench_start(active, &plan, plan_id, want_outputs))
-                .map(|()| ack),
-            HostMsg::Auth { .. } => Ok(ack),
-            HostMsg::Sample { index, data } => core.sample(&engine, index, data),
-            HostMsg::SampleChunk {
-                index,
-                offset,
-                data,
-            } => core
-                .sample_chunk(&engine, index, offset, data)
-                .map(|()| ack),
-            HostMsg::SampleRun { index, total_len } => core.sample_run(&engine, index, total_len),
-            HostMsg::BenchEnd => core.bench_end(),
-            HostMsg::Reset => {
-                core.bench = None;
-                Ok(ack)
-            }
-        };
-        let answer = r.unwrap_or_else(|e| e.to_msg(seq));
-        tx.answer(link, seq, kind, &answer)?;
-        if core.bench.is_none() {
-            return Ok(BenchExit::Done);
-        }
-    }
 }

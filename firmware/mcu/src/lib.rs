@@ -119,13 +119,14 @@ mod firmware;
 mod flash;
 mod slots;
 
+pub use crate::firmware::Firmware;
 /// Longest MLPerf Tiny DUT command (bytes before the `%`).
 pub use crate::firmware::COMMAND_MAX;
-pub use crate::firmware::{internal_detail, Firmware};
 pub use crate::flash::{MappedFlash, RamFlash};
 pub use crate::slots::{plan_error_code, storage_detail, MAX_WRITE_SIZE, RECORD_LEN};
 /// Re-exported: the firmware's `Record.predicted`.
 pub use edgefit_engine::argmax;
+pub use edgefit_proto::internal_detail;
 
 use edgefit_proto::{PowerSensorKind, TimingSource};
 

@@ -7,21 +7,11 @@ use common::*;
 use edgefit_engine::{Plan, FORMAT_VERSION};
 use edgefit_mcu::{Firmware, NoPower, RamFlash};
 use edgefit_proto::{
-    crc32, plan_chunks, sample_parts, ErrorCode, HostMsg, PowerSensorKind, TimingSource,
-    PROTOCOL_VERSION,
+    crc32, plan_chunks, ErrorCode, HostMsg, PowerSensorKind, TimingSource, PROTOCOL_VERSION,
 };
 
 fn mem() -> (Vec<u8>, Vec<u8>) {
     (vec![0u8; FLASH_BYTES], vec![0u8; ARENA_BYTES])
-}
-
-fn bench_start(plan_id: Option<u32>, want_outputs: bool) -> HostMsg<'static> {
-    HostMsg::BenchStart {
-        plan_id,
-        samples: 3,
-        want_outputs,
-        engine: None,
-    }
 }
 
 #[test]
@@ -47,34 +37,6 @@ fn hello_reports_the_device() {
         host.ask(&mut fw, &HostMsg::Ping { nonce: 77 }),
         Reply::Pong(77)
     );
-}
-
-#[test]
-fn hello_of_another_version_is_refused() {
-    let (mut flash, mut arena) = mem();
-    let (mut fw, mut host) = boot(&mut flash, &mut arena);
-    let msg = HostMsg::Hello {
-        protocol_version: PROTOCOL_VERSION + 1,
-    };
-    host.refused(
-        &mut fw,
-        &msg,
-        ErrorCode::VersionMismatch,
-        PROTOCOL_VERSION.into(),
-    );
-    // A frame of another version: refused before decoding, with the last good seq.
-    let mut raw = unstuff(&host.frame(&HostMsg::Ping { nonce: 1 }));
-    raw[0] = 9;
-    let answers = host.exchange(&mut fw, &reseal(raw));
-    assert_eq!(
-        answers,
-        vec![Reply::Error {
-            seq: host.seq - 1,
-            code: ErrorCode::VersionMismatch,
-            detail: PROTOCOL_VERSION.into()
-        }]
-    );
-    host.hello(&mut fw);
 }
 
 #[test]
@@ -136,31 +98,6 @@ fn upload_then_bench_matches_the_host_engine() {
         ErrorCode::UnexpectedMessage,
         10,
     );
-}
-
-#[test]
-fn records_without_outputs_and_f32_argmax() {
-    let (mut flash, mut arena) = mem();
-    let (mut fw, mut host) = boot(&mut flash, &mut arena);
-    let plan = dense_f32(3, 4);
-    assert!(matches!(host.upload(&mut fw, 3, &plan), Reply::Stored(_)));
-    host.ack(&mut fw, &bench_start(None, false));
-    let mut rng = Rng(5);
-    for i in 0..5 {
-        let x: Vec<u8> = (0..8)
-            .flat_map(|_| ((rng.next() % 2001) as f32 / 500.0 - 2.0).to_le_bytes())
-            .collect();
-        let want = reference(&plan, &x);
-        let logits: Vec<f32> = want
-            .chunks(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        let best = (0..logits.len()).fold(0, |b, j| if logits[j] > logits[b] { j } else { b });
-        let r = host.record(&mut fw, &HostMsg::Sample { index: i, data: &x });
-        assert_eq!(r.outputs, None);
-        assert_eq!(r.predicted as usize, best, "{logits:?}");
-    }
-    assert_eq!(host.summary(&mut fw).samples, 5);
 }
 
 #[test]
@@ -474,33 +411,6 @@ fn garbage_on_the_line_never_wedges_the_device() {
 }
 
 #[test]
-fn chunks_out_of_order() {
-    let (mut flash, mut arena) = mem();
-    let (mut fw, mut host) = boot(&mut flash, &mut arena);
-    let plan = dense_i8(60, 300, 10, 3);
-    let chunks: Vec<_> = plan_chunks(&plan).collect();
-    host.ack(&mut fw, &HostMsg::plan_begin(60, &plan).unwrap());
-    host.refused(&mut fw, &chunks[1], ErrorCode::ChunkOutOfOrder, 0);
-    host.ack(&mut fw, &chunks[0]);
-    // The same chunk again under a new seq is not appended twice.
-    host.refused(&mut fw, &chunks[0], ErrorCode::ChunkOutOfOrder, 2048);
-    // Committing early: the upload stays open.
-    host.refused(
-        &mut fw,
-        &HostMsg::PlanCommit,
-        ErrorCode::ChunkOutOfOrder,
-        2048,
-    );
-    for c in &chunks[1..] {
-        host.ack(&mut fw, c);
-    }
-    assert_eq!(
-        host.ask(&mut fw, &HostMsg::PlanCommit),
-        Reply::Stored(info(60, &plan, 0))
-    );
-}
-
-#[test]
 fn odd_chunk_sizes_are_written_correctly() {
     let (mut flash, mut arena) = mem();
     let (mut fw, mut host) = boot(&mut flash, &mut arena);
@@ -517,111 +427,6 @@ fn odd_chunk_sizes_are_written_correctly() {
     let x = [9u8; 30];
     let r = host.record(&mut fw, &HostMsg::Sample { index: 0, data: &x });
     assert_eq!(r.outputs, Some(reference(&plan, &x)));
-}
-
-#[test]
-fn samples_in_the_wrong_state_or_size() {
-    let (mut flash, mut arena) = mem();
-    let (mut fw, mut host) = boot(&mut flash, &mut arena);
-    host.refused(&mut fw, &bench_start(None, false), ErrorCode::NoPlan, 0);
-    let plan = dense_i8(70, 16, 4, 1);
-    host.upload(&mut fw, 70, &plan);
-    let sample = HostMsg::Sample {
-        index: 0,
-        data: &[0; 16],
-    };
-    host.refused(&mut fw, &sample, ErrorCode::UnexpectedMessage, 7);
-    host.refused(
-        &mut fw,
-        &HostMsg::BenchEnd,
-        ErrorCode::UnexpectedMessage,
-        10,
-    );
-    host.refused(
-        &mut fw,
-        &bench_start(Some(71), false),
-        ErrorCode::PlanMismatch,
-        70,
-    );
-    host.ack(&mut fw, &bench_start(Some(70), false));
-    host.refused(
-        &mut fw,
-        &HostMsg::Sample {
-            index: 0,
-            data: &[0; 15],
-        },
-        ErrorCode::BadSample,
-        16,
-    );
-    host.refused(
-        &mut fw,
-        &HostMsg::Sample {
-            index: 0,
-            data: &[0; 17],
-        },
-        ErrorCode::BadSample,
-        16,
-    );
-    host.refused(
-        &mut fw,
-        &HostMsg::PlanCommit,
-        ErrorCode::UnexpectedMessage,
-        4,
-    );
-    host.record(&mut fw, &sample);
-    // Reset ends the benchmark.
-    host.ack(&mut fw, &HostMsg::Reset);
-    host.refused(&mut fw, &sample, ErrorCode::UnexpectedMessage, 7);
-    // PlanBegin during a benchmark ends it too.
-    host.ack(&mut fw, &bench_start(None, false));
-    host.ack(&mut fw, &HostMsg::plan_begin(72, &plan).unwrap());
-    host.refused(&mut fw, &sample, ErrorCode::UnexpectedMessage, 7);
-}
-
-#[test]
-fn large_samples_arrive_in_chunks() {
-    let (mut flash, mut arena) = mem();
-    let (mut fw, mut host) = boot(&mut flash, &mut arena);
-    let n_in = 5000;
-    let plan = dense_i8(80, n_in, 3, 5);
-    assert!(matches!(host.upload(&mut fw, 80, &plan), Reply::Stored(_)));
-    host.ack(&mut fw, &bench_start(Some(80), true));
-    let mut rng = Rng(11);
-    for i in 0..2 {
-        let x = rng.bytes(n_in);
-        let parts: Vec<_> = sample_parts(i, &x).collect();
-        assert_eq!(parts.len(), 4);
-        for p in &parts[..3] {
-            host.ack(&mut fw, p);
-        }
-        let r = host.record(&mut fw, &parts[3]);
-        assert_eq!(r.sample, i);
-        assert_eq!(r.outputs, Some(reference(&plan, &x)));
-    }
-    let x = rng.bytes(n_in);
-    let parts: Vec<_> = sample_parts(2, &x).collect();
-    // A run without all chunks, chunks out of order, a wrong total.
-    host.ack(&mut fw, &parts[0]);
-    host.refused(&mut fw, &parts[2], ErrorCode::ChunkOutOfOrder, 2048);
-    host.refused(&mut fw, &parts[3], ErrorCode::BadSample, n_in as u32);
-    host.refused(&mut fw, &parts[1], ErrorCode::ChunkOutOfOrder, 0);
-    for p in &parts[..3] {
-        host.ack(&mut fw, p);
-    }
-    let wrong_total = HostMsg::SampleRun {
-        index: 2,
-        total_len: 4999,
-    };
-    host.refused(&mut fw, &wrong_total, ErrorCode::BadSample, n_in as u32);
-    // A chunk of another sample's index.
-    host.ack(&mut fw, &parts[0]);
-    let other = HostMsg::SampleChunk {
-        index: 9,
-        offset: 2048,
-        data: &x[2048..4096],
-    };
-    host.refused(&mut fw, &other, ErrorCode::BadSample, n_in as u32);
-    assert_eq!(host.summary(&mut fw).samples, 2);
 }
 
 #[test]
@@ -675,56 +480,6 @@ fn a_plan_needing_more_arena_is_refused() {
         }
     );
     assert_eq!(fw.active_plan(), Some(info(100, &fits, 0)));
-}
-
-#[test]
-fn retransmitted_requests_are_answered_once() {
-    let (mut flash, mut arena) = mem();
-    let (mut fw, mut host) = boot(&mut flash, &mut arena);
-    let plan = dense_i8(110, 300, 10, 3);
-    host.ack(&mut fw, &HostMsg::plan_begin(110, &plan).unwrap());
-    for c in plan_chunks(&plan) {
-        let f = host.frame(&c);
-        host.send_raw(&f);
-        host.pump(&mut fw);
-        let first = host.raw_answers();
-        // The answer was "lost": the same bytes again.
-        host.send_raw(&f);
-        host.pump(&mut fw);
-        let again = host.raw_answers();
-        assert_eq!(first.len(), 1);
-        assert_eq!(first, again, "the same answer, byte for byte");
-    }
-    assert_eq!(
-        host.ask(&mut fw, &HostMsg::PlanCommit),
-        Reply::Stored(info(110, &plan, 0))
-    );
-
-    host.ack(&mut fw, &bench_start(None, true));
-    let x = [5u8; 300];
-    let f = host.frame(&HostMsg::Sample { index: 0, data: &x });
-    for _ in 0..3 {
-        let a = host.exchange(&mut fw, &f);
-        assert!(
-            matches!(&a[..], [Reply::Record(r)] if r.sample == 0),
-            "{a:?}"
-        );
-    }
-    // A retransmission after a damaged frame still gets the kept answer.
-    let mut raw = unstuff(&f);
-    raw[20] ^= 1;
-    let a = host.exchange(&mut fw, &stuff(&raw));
-    assert!(matches!(
-        a[..],
-        [Reply::Error {
-            code: ErrorCode::BadCrc,
-            ..
-        }]
-    ));
-    let a = host.exchange(&mut fw, &f);
-    assert!(matches!(&a[..], [Reply::Record(_)]), "{a:?}");
-    let s = host.summary(&mut fw);
-    assert_eq!(s.samples, 1, "run once");
 }
 
 #[test]

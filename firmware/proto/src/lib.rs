@@ -44,14 +44,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod answers;
 mod cobs;
 mod error;
 mod frame;
 mod msg;
 mod reader;
+pub mod session;
 mod tally;
 mod transfer;
 
+pub use crate::answers::{unreadable, Accepted, Answers, ERROR_FRAME};
 pub use crate::cobs::{cobs_decode_in_place, cobs_encode, cobs_max_encoded_len};
 pub use crate::error::ProtoError;
 #[cfg(feature = "std")]
@@ -62,6 +65,10 @@ pub use crate::msg::{
     PowerSensorKind, TimingSource,
 };
 pub use crate::reader::FrameReader;
+pub use crate::session::{
+    internal_detail, Bench, BenchStarted, Device, Incoming, Inference, Link, RunFacts, Served,
+    Session,
+};
 pub use crate::tally::BenchTally;
 pub use crate::transfer::{
     crc32, plan_chunks, sample_parts, Crc32, PlanChunks, Reject, SampleParts, Transfer,
