@@ -45,6 +45,29 @@ pub struct CompareSpec<'a> {
     /// Folder for the microcontroller plans of every variant (kept: flash
     /// one, bench it, and `edgefit report` merges the bench report).
     pub plans_dir: &'a Path,
+    /// Per model (same order as `models`): whether `test` (and `calib`)
+    /// suit it. A model they do not suit, like a graph-only export, gets
+    /// every static figure and no accuracy.
+    pub data_fits: &'a [bool],
+}
+
+/// Why a variant's accuracy is not measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotMeasured {
+    /// A graph-only export: its weights have no values.
+    NoWeights,
+    /// No test data suits the model's input.
+    NoData,
+}
+
+impl NotMeasured {
+    /// The row's `accuracy_source`.
+    pub fn source(self) -> &'static str {
+        match self {
+            NotMeasured::NoWeights => "not measured (no weights)",
+            NotMeasured::NoData => "not measured (no data)",
+        }
+    }
 }
 
 /// One variant, measured on this host.
@@ -62,14 +85,17 @@ pub struct Variant {
     pub arena_bytes: u64,
     /// Scratch the fast host kernels add on Linux boards.
     pub scratch_bytes: u64,
-    pub accuracy: f64,
+    /// Top-1 accuracy, or why it was not measured.
+    pub accuracy: Result<f64, NotMeasured>,
     pub images: u64,
-    /// Median per-image latency of the engine on this host, in ms.
-    pub host_latency_ms: f64,
-    /// The plan file for microcontrollers (no scratch).
-    pub plan_path: PathBuf,
+    /// Median per-image latency of the engine on this host, in ms (not
+    /// measured where the accuracy is not).
+    pub host_latency_ms: Option<f64>,
+    /// The plan file for microcontrollers (no scratch); `None` for a
+    /// variant laid out for its sizes only, which must not run.
+    pub plan_path: Option<PathBuf>,
     /// Its CRC-32, as `edgefit bench` reports it.
-    pub plan_crc32: String,
+    pub plan_crc32: Option<String>,
     pub layers: Vec<LayerMemory>,
 }
 
@@ -119,7 +145,21 @@ pub fn measure_variants(
         // pruning keeps the input).
         let mut calib: Option<Vec<Vec<f32>>> = None;
         let weights_total = crate::prune::nonzero_weights(&original)? as u64;
+        // A graph-only export has no weight initializers (its weights are
+        // graph inputs); the imported graph confirms it below.
+        let unmeasured = if weights_total == 0 {
+            Some(NotMeasured::NoWeights)
+        } else if !spec.data_fits.get(m).copied().unwrap_or(true) {
+            Some(NotMeasured::NoData)
+        } else {
+            None
+        };
         for &sparsity in spec.sparsities {
+            if sparsity > 0.0 && unmeasured == Some(NotMeasured::NoWeights) {
+                // Magnitude pruning needs the weights' values.
+                progress(&format!("{name}: no weights, no pruned variants"), 1, 1);
+                continue;
+            }
             // The pruned model (or the original at sparsity 0) and its
             // non-zero conv/dense weights.
             let (source, nonzero) = if sparsity > 0.0 {
@@ -156,6 +196,28 @@ pub fn measure_variants(
                 };
                 let what = format!("{name} {label}");
                 let input_shape = graph.tensor(graph.input).shape.clone();
+                let unmeasured = if graph.has_weight_values() {
+                    unmeasured
+                } else {
+                    Some(NotMeasured::NoWeights)
+                };
+                if let Some(why) = unmeasured {
+                    progress(&format!("{what}: lay out"), 0, 1);
+                    out.push(static_variant(
+                        &source,
+                        graph,
+                        precision,
+                        recipe,
+                        &name,
+                        &arch,
+                        &label,
+                        sparsity,
+                        params,
+                        analysis.totals.macs,
+                        why,
+                    )?);
+                    continue;
+                }
                 if precision == Precision::Int8 && calib.is_none() {
                     let data = spec.calib.ok_or_else(|| {
                         CompareError::Plan("int8 variants need calibration data".into())
@@ -217,19 +279,7 @@ pub fn measure_variants(
                     &data,
                     &mut cb,
                 )?;
-                let report = inspect_plan(&plan_path.display().to_string(), &mcu_bytes)
-                    .map_err(|e| CompareError::Plan(e.to_string()))?;
-                let layers = report
-                    .ops
-                    .iter()
-                    .map(|op| LayerMemory {
-                        model: format!("{name} {label}"),
-                        layer: op.op.clone(),
-                        index: op.index as u32,
-                        output_bytes: op.output_bytes as u64,
-                        weight_bytes: op.weight_bytes as u64,
-                    })
-                    .collect();
+                let layers = layer_memory(&plan_path.display().to_string(), &mcu_bytes, &what)?;
                 out.push(Variant {
                     model: name.clone(),
                     architecture: arch.clone(),
@@ -241,17 +291,87 @@ pub fn measure_variants(
                     plan_bytes: mcu_bytes.len() as u64,
                     arena_bytes: mcu_plan.summary.arena_bytes as u64,
                     scratch_bytes: host_plan.summary.scratch_bytes as u64,
-                    accuracy: eval.accuracy,
+                    accuracy: Ok(eval.accuracy),
                     images: eval.samples as u64,
-                    host_latency_ms: eval.latency.p50_us / 1000.0,
-                    plan_crc32: format!("{:08x}", edgefit_proto::crc32(&mcu_bytes)),
-                    plan_path,
+                    host_latency_ms: Some(eval.latency.p50_us / 1000.0),
+                    plan_crc32: Some(format!("{:08x}", edgefit_proto::crc32(&mcu_bytes))),
+                    plan_path: Some(plan_path),
                     layers,
                 });
             }
         }
     }
     Ok(out)
+}
+
+/// Each op's output and weight bytes in a plan.
+fn layer_memory(path: &str, plan: &[u8], model: &str) -> Result<Vec<LayerMemory>, CompareError> {
+    let report = inspect_plan(path, plan).map_err(|e| CompareError::Plan(e.to_string()))?;
+    Ok(report
+        .ops
+        .iter()
+        .map(|op| LayerMemory {
+            model: model.to_owned(),
+            layer: op.op.clone(),
+            index: op.index as u32,
+            output_bytes: op.output_bytes as u64,
+            weight_bytes: op.weight_bytes as u64,
+        })
+        .collect())
+}
+
+/// A variant whose accuracy cannot be measured, laid out by the compiler
+/// for its sizes: the plan (with the recipe's metadata, as a real one) and
+/// its arenas are exact; the plan itself is neither written nor run.
+#[allow(clippy::too_many_arguments)]
+fn static_variant(
+    source: &Path,
+    graph: &crate::ir::Graph,
+    precision: Precision,
+    recipe: &Recipe,
+    name: &str,
+    arch: &str,
+    label: &str,
+    sparsity: f64,
+    params: u64,
+    macs: u64,
+    why: NotMeasured,
+) -> Result<Variant, CompareError> {
+    let layout = |scratch| {
+        variant::layout_only(
+            source,
+            graph,
+            precision,
+            CompileOptions {
+                scratch,
+                ..CompileOptions::default()
+            },
+        )
+    };
+    let host_plan = layout(true)?;
+    let mcu_plan = layout(false)?;
+    let mcu_bytes =
+        edgefit_engine::writer::append_metadata(&mcu_plan.bytes, &recipe.to_plan_metadata())
+            .map_err(|e| CompareError::Plan(e.to_string()))?;
+    let what = format!("{name} {label}");
+    Ok(Variant {
+        model: name.to_owned(),
+        architecture: arch.to_owned(),
+        variant: label.to_owned(),
+        precision,
+        sparsity,
+        params,
+        macs,
+        plan_bytes: mcu_bytes.len() as u64,
+        arena_bytes: mcu_plan.summary.arena_bytes as u64,
+        scratch_bytes: host_plan.summary.scratch_bytes as u64,
+        accuracy: Err(why),
+        images: 0,
+        host_latency_ms: None,
+        plan_path: None,
+        plan_crc32: None,
+        layers: layer_memory(&what, &mcu_bytes, &what)?,
+    })
 }
 
 /// A measurement from a real device (`edgefit bench` through `--port`).
@@ -284,8 +404,8 @@ pub fn rows(variants: &[Variant], profiles: &[Profile], devices: &[DeviceMeasure
                 .find(|d| d.profile == p.name && d.model == v.model && d.variant == v.variant);
             let (latency_ms, latency_source) = match device {
                 Some(d) => (Some(d.latency_ms), format!("measured on {}", d.device)),
-                None if p.name == THIS_MACHINE => {
-                    (Some(v.host_latency_ms), "measured on this host".to_owned())
+                None if p.name == THIS_MACHINE && v.host_latency_ms.is_some() => {
+                    (v.host_latency_ms, "measured on this host".to_owned())
                 }
                 // A profile's cycles per MAC describe its int8 kernels.
                 None if v.precision == Precision::Int8 => (
@@ -300,22 +420,47 @@ pub fn rows(variants: &[Variant], profiles: &[Profile], devices: &[DeviceMeasure
                     "not measured (the profile's cycles/MAC are for int8 kernels)".to_owned(),
                 ),
             };
-            let (energy_mj, energy_source, watts) =
+            let typical = || {
+                format!(
+                    "estimated (the profile's typical active power, {} W)",
+                    p.power.typical_active_w
+                )
+            };
+            let (energy_mj, energy_source, watts, watts_source) =
                 match device.and_then(|d| d.energy_mj.map(|e| (d, e))) {
-                    Some((d, e)) => (
-                        Some(e),
-                        format!("measured ({})", d.sensor.clone().unwrap_or_default()),
-                        e / d.latency_ms.max(f64::MIN_POSITIVE),
-                    ),
+                    Some((d, e)) => {
+                        let sensor = format!("measured ({})", d.sensor.clone().unwrap_or_default());
+                        (
+                            Some(e),
+                            sensor.clone(),
+                            e / d.latency_ms.max(f64::MIN_POSITIVE),
+                            sensor,
+                        )
+                    }
                     None => match latency_ms {
                         Some(l) => (
                             Some(p.estimated_energy_j(l / 1e3) * 1e3),
-                            "estimated".to_owned(),
+                            typical(),
                             p.power.typical_active_w,
+                            typical(),
                         ),
-                        None => (None, "not measured".to_owned(), p.power.typical_active_w),
+                        None => (
+                            None,
+                            "not measured".to_owned(),
+                            p.power.typical_active_w,
+                            typical(),
+                        ),
                     },
                 };
+            let accuracy = v.accuracy.ok();
+            let accuracy_source = match v.accuracy {
+                Ok(_) => format!("measured on {} test images", v.images),
+                Err(why) => why.source().to_owned(),
+            };
+            let (accuracy_per_watt, accuracy_per_watt_source) = match accuracy {
+                Some(a) => (Some(a / watts.max(f64::MIN_POSITIVE)), watts_source),
+                None => (None, accuracy_source.clone()),
+            };
             rows.push(Row {
                 model: v.model.clone(),
                 architecture: v.architecture.clone(),
@@ -327,13 +472,15 @@ pub fn rows(variants: &[Variant], profiles: &[Profile], devices: &[DeviceMeasure
                 plan_bytes: v.plan_bytes,
                 arena_bytes: v.arena_bytes + if linux { v.scratch_bytes } else { 0 },
                 peak_ram_bytes: ram,
-                accuracy: v.accuracy,
+                accuracy,
                 accuracy_images: v.images,
+                accuracy_source,
                 latency_ms,
                 latency_source,
                 energy_mj,
                 energy_source,
-                accuracy_per_watt: Some(v.accuracy / watts.max(f64::MIN_POSITIVE)),
+                accuracy_per_watt,
+                accuracy_per_watt_source,
                 profile: p.name.clone(),
                 device: device.map(|d| d.device.clone()),
                 fits_ram: fit.fits_ram(),
@@ -342,7 +489,7 @@ pub fn rows(variants: &[Variant], profiles: &[Profile], devices: &[DeviceMeasure
                 flash_margin_bytes: fit.flash_margin,
                 ram_limit_bytes: p.ram_bytes,
                 flash_limit_bytes: p.plan_limit_bytes(),
-                plan_crc32: Some(v.plan_crc32.clone()),
+                plan_crc32: v.plan_crc32.clone(),
             });
         }
     }
@@ -389,27 +536,67 @@ pub const ACCURACY_TIE: f64 = 0.0025;
 /// What ranks the candidates: smaller first, then the second value.
 type RankKey = fn(&Row) -> (f64, f64);
 
+/// How much a variant gives up for its size: f32 before f16 before int8,
+/// dense before pruned (what ranks variants whose accuracy is unknown).
+fn compression(r: &Row) -> (u8, u64) {
+    let p = match r.precision.as_str() {
+        "f32" => 0,
+        "f16" => 1,
+        _ => 2,
+    };
+    (p, (r.sparsity * 1e6) as u64)
+}
+
 fn best<'r>(rows: &[&'r Row], c: Criterion) -> Option<&'r Row> {
     let fitting: Vec<&Row> = rows
         .iter()
         .copied()
         .filter(|r| r.fits_ram && r.fits_flash)
         .collect();
-    let top = fitting.iter().map(|r| r.accuracy).fold(f64::NAN, f64::max);
+    if fitting.iter().all(|r| r.accuracy.is_none()) {
+        // Nothing measured (graph-only models, no data): the least
+        // compressed variant that fits; by latency or energy, the fastest
+        // or most frugal one. Smaller plans break ties.
+        let key = |r: &Row| match c {
+            Criterion::Accuracy => 0.0,
+            Criterion::Latency => r.latency_ms.unwrap_or(f64::INFINITY),
+            Criterion::Energy => r.energy_mj.unwrap_or(f64::INFINITY),
+        };
+        return fitting.into_iter().min_by(|a, b| {
+            key(a)
+                .total_cmp(&key(b))
+                .then(compression(a).cmp(&compression(b)))
+                .then(a.plan_bytes.cmp(&b.plan_bytes))
+        });
+    }
+    let fitting: Vec<&Row> = fitting
+        .into_iter()
+        .filter(|r| r.accuracy.is_some())
+        .collect();
+    let acc = |r: &Row| r.accuracy.unwrap_or(f64::NAN);
+    let top = fitting.iter().map(|r| acc(r)).fold(f64::NAN, f64::max);
     // Accuracy: among the variants tied with the best, the smallest plan.
     // Latency, energy: among those within a point of the best accuracy.
     let (window, key): (f64, RankKey) = match c {
-        Criterion::Accuracy => (ACCURACY_TIE, |r| (r.plan_bytes as f64, -r.accuracy)),
+        Criterion::Accuracy => (ACCURACY_TIE, |r| {
+            (r.plan_bytes as f64, -r.accuracy.unwrap_or(0.0))
+        }),
         Criterion::Latency => (0.01, |r| {
-            (r.latency_ms.unwrap_or(f64::INFINITY), -r.accuracy)
+            (
+                r.latency_ms.unwrap_or(f64::INFINITY),
+                -r.accuracy.unwrap_or(0.0),
+            )
         }),
         Criterion::Energy => (0.01, |r| {
-            (r.energy_mj.unwrap_or(f64::INFINITY), -r.accuracy)
+            (
+                r.energy_mj.unwrap_or(f64::INFINITY),
+                -r.accuracy.unwrap_or(0.0),
+            )
         }),
     };
     fitting
         .into_iter()
-        .filter(|r| r.accuracy >= top - window)
+        .filter(|r| acc(r) >= top - window)
         .min_by(|a, b| {
             let (ka, kb) = (key(a), key(b));
             ka.0.total_cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
@@ -438,11 +625,14 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                     let tag = if Source::of(&r.latency_source, r.latency_ms) == Source::Estimated { " est." } else { "" };
                     format!("{l:.2} ms{tag}")
                 });
+                let acc = r.accuracy.map_or_else(
+                    || format!("accuracy {}", r.accuracy_source),
+                    |a| format!("{:.1}%", 100.0 * a),
+                );
                 format!(
-                    "{} {} ({:.1}%, {} flash, {} RAM, {lat})",
+                    "{} {} ({acc}, {} flash, {} RAM, {lat})",
                     r.model,
                     r.variant,
-                    100.0 * r.accuracy,
                     kb(r.plan_bytes),
                     kb(r.peak_ram_bytes)
                 )
@@ -484,7 +674,7 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                         fitting.iter().filter_map(|(a, r)| r.map(|r| (*a, r))).collect();
                     ranked.sort_by(|x, y| {
                         let k = |r: &Row| match c {
-                            Criterion::Accuracy => -r.accuracy,
+                            Criterion::Accuracy => -r.accuracy.unwrap_or(f64::NEG_INFINITY),
                             Criterion::Latency => r.latency_ms.unwrap_or(f64::INFINITY),
                             Criterion::Energy => r.energy_mj.unwrap_or(f64::INFINITY),
                         };
@@ -495,9 +685,26 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                         .iter()
                         .map(|(a, r)| format!("the best {a} is {}", describe(r)))
                         .collect();
+                    let unmeasured = c == Criterion::Accuracy
+                        && ranked.iter().any(|(_, r)| r.accuracy.is_none());
                     let tied = c == Criterion::Accuracy
-                        && ranked.iter().all(|(_, r)| wr.accuracy - r.accuracy <= ACCURACY_TIE);
-                    if tied {
+                        && ranked.iter().all(|(_, r)| match (wr.accuracy, r.accuracy) {
+                            (Some(w), Some(a)) => w - a <= ACCURACY_TIE,
+                            _ => false,
+                        });
+                    if unmeasured {
+                        // Without accuracy there is no winner on it: say
+                        // what fits.
+                        let all: Vec<String> = ranked
+                            .iter()
+                            .map(|(a, r)| format!("the largest {a} that fits is {}", describe(r)))
+                            .collect();
+                        format!(
+                            "On {}, {}; accuracy is not measured for all of them, so no winner.",
+                            p,
+                            all.join("; ")
+                        )
+                    } else if tied {
                         // Level on accuracy: the smaller plan is the answer.
                         let (sa, sr) = ranked
                             .iter()
@@ -537,6 +744,15 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                             model: r.model.clone(),
                             variant: r.variant.clone(),
                             why: match c {
+                                _ if r.accuracy.is_none() => format!(
+                                    "accuracy {}: the least compressed variant that fits{}",
+                                    r.accuracy_source,
+                                    if c == Criterion::Accuracy {
+                                        String::new()
+                                    } else {
+                                        format!(", by {}", c.name())
+                                    }
+                                ),
                                 Criterion::Accuracy => format!(
                                     "smallest plan within {:.2} accuracy points of the best variant that fits",
                                     100.0 * ACCURACY_TIE
@@ -659,12 +875,15 @@ pub fn merge_bench(r: &mut Results, bench: &BenchReport) -> Result<usize, Compar
             (Some(e), _) => {
                 row.energy_mj = Some(e);
                 row.energy_source = format!("measured ({sensor})");
-                row.accuracy_per_watt =
-                    Some(row.accuracy / (e / latency_ms).max(f64::MIN_POSITIVE));
+                row.accuracy_per_watt = row
+                    .accuracy
+                    .map(|a| a / (e / latency_ms).max(f64::MIN_POSITIVE));
+                row.accuracy_per_watt_source = row.energy_source.clone();
             }
             (None, Some(w)) => {
                 row.energy_mj = Some(w * latency_ms);
-                row.energy_source = "estimated".to_owned();
+                row.energy_source =
+                    format!("estimated (the profile's typical active power, {w:.3} W)");
             }
             (None, None) => {}
         }
@@ -681,4 +900,62 @@ pub fn merge_bench(r: &mut Results, bench: &BenchReport) -> Result<usize, Compar
         )));
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(variant: &str, precision: &str, plan: u64, fits: bool, accuracy: Option<f64>) -> Row {
+        Row {
+            model: "m".into(),
+            architecture: "VGG".into(),
+            variant: variant.into(),
+            precision: precision.into(),
+            sparsity: if variant.contains("LAMP") { 0.5 } else { 0.0 },
+            params: 1,
+            macs: 1,
+            plan_bytes: plan,
+            arena_bytes: 1,
+            peak_ram_bytes: 1,
+            accuracy,
+            accuracy_images: 0,
+            accuracy_source: String::new(),
+            latency_ms: None,
+            latency_source: String::new(),
+            energy_mj: None,
+            energy_source: String::new(),
+            accuracy_per_watt: None,
+            accuracy_per_watt_source: String::new(),
+            profile: "p".into(),
+            device: None,
+            fits_ram: fits,
+            ram_margin_bytes: 0,
+            fits_flash: true,
+            flash_margin_bytes: 0,
+            ram_limit_bytes: 1,
+            flash_limit_bytes: 1,
+            plan_crc32: None,
+        }
+    }
+
+    #[test]
+    fn without_accuracy_the_least_compressed_fitting_variant_is_best() {
+        let rows = [
+            row("f32", "f32", 400, false, None),
+            row("int8", "int8", 100, true, None),
+            row("f16", "f16", 200, true, None),
+            row("int8 LAMP 50%", "int8", 60, true, None),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        assert_eq!(best(&refs, Criterion::Accuracy).unwrap().variant, "f16");
+        // With measured accuracy, the measured rows decide as before.
+        let rows = [
+            row("f16", "f16", 200, true, Some(0.90)),
+            row("int8", "int8", 100, true, Some(0.899)),
+            row("f32", "f32", 400, true, None),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        assert_eq!(best(&refs, Criterion::Accuracy).unwrap().variant, "int8");
+    }
 }

@@ -266,6 +266,47 @@ impl Graph {
         })
     }
 
+    /// A copy of a graph-only export with placeholder values in every weight
+    /// that has none, for what the compiler's layout alone decides: plan
+    /// size, arena, per-layer memory. The values are small, non-zero and
+    /// deterministic (no weight is zero, so no sparse encoding is chosen and
+    /// sizes are a dense model's); the plan they give computes nothing
+    /// meaningful and must never be flashed or evaluated.
+    pub fn with_placeholder_weights(&self) -> Graph {
+        fn fill(p: &mut Param) {
+            if p.data.is_none() {
+                let n = p.elements();
+                p.data = Some(
+                    (0..n)
+                        .map(|i| {
+                            let sign = if i % 2 == 0 { 1.0 } else { -1.0 };
+                            sign * 0.01 * (1 + i % 7) as f32
+                        })
+                        .collect(),
+                );
+            }
+        }
+        let mut g = self.clone();
+        for n in &mut g.nodes {
+            match &mut n.op {
+                Op::Conv(c) => {
+                    fill(&mut c.weight);
+                    if let Some(b) = &mut c.bias {
+                        fill(b);
+                    }
+                }
+                Op::Dense(d) => {
+                    fill(&mut d.weight);
+                    if let Some(b) = &mut d.bias {
+                        fill(b);
+                    }
+                }
+                _ => {}
+            }
+        }
+        g
+    }
+
     /// Whether node `i` is a Reshape whose output is a view of its input (no
     /// copy, no buffer of its own): see [`crate::layout::reshape_is_view`].
     pub fn is_view(&self, i: usize) -> bool {

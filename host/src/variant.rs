@@ -100,6 +100,23 @@ pub fn compile(
     })
 }
 
+/// A plan laid out for its sizes alone: `graph` with placeholder values in
+/// weights that have none (a graph-only export) and placeholder int8
+/// ranges. Plan size, arenas and per-layer memory are the compiler's own;
+/// the plan computes nothing meaningful and must never be written for a
+/// device or evaluated (see [`Graph::with_placeholder_weights`]).
+pub fn layout_only(
+    path: &Path,
+    graph: &Graph,
+    precision: Precision,
+    options: CompileOptions,
+) -> Result<CompiledPlan, VariantError> {
+    let placeholder = graph.with_placeholder_weights();
+    let ranges =
+        (precision == Precision::Int8).then(|| vec![(-1.0f32, 1.0f32); placeholder.tensors.len()]);
+    compile(path, &placeholder, precision, ranges.as_deref(), options)
+}
+
 /// Evaluates `plan` on `data` with the edgefit engine; `path` names the
 /// variant in errors.
 pub fn evaluate_plan(

@@ -130,7 +130,15 @@ fn compare_writes_every_output_and_chromium_renders_the_report() {
     let rows = json["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 16);
     let on = |p: &'static str| rows.iter().filter(move |r| r["profile"] == p);
-    assert!(on("nrf52840-dk").all(|r| r["energy_source"] == "estimated"));
+    // Estimated figures name what estimated them.
+    assert!(on("nrf52840-dk").all(|r| r["energy_source"]
+        .as_str()
+        .unwrap()
+        .starts_with("estimated (the profile's typical active power, ")));
+    assert!(
+        on("nrf52840-dk").all(|r| r["accuracy_per_watt_source"] == r["energy_source"]
+            && r["accuracy_source"] == "measured on 300 test images")
+    );
     assert!(on("this-machine").all(|r| r["latency_source"] == "measured on this host"));
     assert!(on("rp2040-pico").all(|r| r["latency_source"]
         .as_str()
@@ -257,4 +265,85 @@ fn devices_lists_profiles_and_bad_profiles_are_clear_errors() {
         &edgefit(&["compare", "--profiles", "nosuchboard", "--limit", "1"]),
         &["nosuchboard", "nrf52840-dk", "this-machine"],
     );
+}
+
+/// Graph-only ImageNet exports (no weights, 224x224 RGB, no data for them)
+/// compare without error: every static figure — parameters, MACs, plan
+/// size per precision as the compiler lays it out, arena, fit and margin —
+/// and accuracy "not measured (no weights)"; the seed's numbers hold (VGG16
+/// 138 M parameters and 15.5 GMACs, ResNet-50 25.6 M and 4.1 GMACs).
+#[test]
+fn graph_only_models_get_every_static_figure() {
+    let out = out_dir("graph-only");
+    let models = edgefit_e2e::repo_root().join("models/imagenet");
+    let o = edgefit(&[
+        "compare",
+        models.join("vgg16.onnx").to_str().unwrap(),
+        models.join("resnet50.onnx").to_str().unwrap(),
+        "--precision",
+        "int8",
+        "--profiles",
+        "raspberry-pi-5,stm32f746-disco",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = r["rows"].as_array().unwrap();
+    // Two models (no pruned variants without weights) x two boards.
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    for row in rows {
+        assert!(row["accuracy"].is_null());
+        assert_eq!(row["accuracy_source"], "not measured (no weights)");
+        assert!(row["accuracy_per_watt"].is_null());
+        assert!(row["plan_crc32"].is_null(), "no plan to flash");
+        let (params, macs) = (
+            row["params"].as_u64().unwrap(),
+            row["macs"].as_u64().unwrap(),
+        );
+        let plan = row["plan_bytes"].as_u64().unwrap();
+        // The int8 weights dominate the plan: within 5% of a byte per parameter.
+        assert!(
+            plan >= params && plan < params * 105 / 100,
+            "{} {}: plan {plan} for {params} params",
+            row["model"],
+            row["variant"]
+        );
+        match row["model"].as_str().unwrap() {
+            "vgg16" => {
+                assert_eq!(params, 138_357_544);
+                assert_eq!(macs / 100_000_000, 154, "{macs}");
+            }
+            "resnet50" => {
+                assert_eq!(params / 100_000, 255, "{params}");
+                assert_eq!(macs / 100_000_000, 40, "{macs}");
+            }
+            m => panic!("unexpected model {m}"),
+        }
+        assert!(row["arena_bytes"].as_u64().unwrap() > 0);
+        // The Pi holds both; the STM32F746 (320 KiB RAM, 1 MiB flash)
+        // holds neither network.
+        let fits = row["fits_ram"].as_bool().unwrap() && row["fits_flash"].as_bool().unwrap();
+        if row["profile"] == "stm32f746-disco" {
+            assert!(!fits, "{row}");
+            assert!(row["flash_margin_bytes"].as_i64().unwrap() < 0);
+        }
+    }
+    for pi in rows.iter().filter(|r| r["profile"] == "raspberry-pi-5") {
+        assert!(pi["fits_ram"].as_bool().unwrap() && pi["fits_flash"].as_bool().unwrap());
+    }
+    // The verdict names the largest of each that fits, and no winner.
+    let pi = &r["verdicts"][0];
+    assert_eq!(pi["profile"], "raspberry-pi-5");
+    assert_eq!(pi["best"].as_array().unwrap().len(), 2);
+    assert!(
+        pi["sentence"].as_str().unwrap().contains("so no winner"),
+        "{pi}"
+    );
+    // Nothing to flash was written.
+    assert_eq!(std::fs::read_dir(out.join("plans")).unwrap().count(), 0);
+    // The report renders without accuracy.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("not measured (no weights)"));
 }

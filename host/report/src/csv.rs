@@ -5,7 +5,7 @@ use std::fmt::Display;
 use crate::{Results, Row};
 
 /// The [`Row`] field names in declaration (and JSON) order: the CSV header.
-pub const ROW_FIELDS: [&str; 26] = [
+pub const ROW_FIELDS: [&str; 28] = [
     "model",
     "architecture",
     "variant",
@@ -18,11 +18,13 @@ pub const ROW_FIELDS: [&str; 26] = [
     "peak_ram_bytes",
     "accuracy",
     "accuracy_images",
+    "accuracy_source",
     "latency_ms",
     "latency_source",
     "energy_mj",
     "energy_source",
     "accuracy_per_watt",
+    "accuracy_per_watt_source",
     "profile",
     "device",
     "fits_ram",
@@ -50,13 +52,15 @@ fn cells(r: &Row) -> Vec<String> {
         r.plan_bytes.to_string(),
         r.arena_bytes.to_string(),
         r.peak_ram_bytes.to_string(),
-        r.accuracy.to_string(),
+        opt(&r.accuracy),
         r.accuracy_images.to_string(),
+        r.accuracy_source.clone(),
         opt(&r.latency_ms),
         r.latency_source.clone(),
         opt(&r.energy_mj),
         r.energy_source.clone(),
         opt(&r.accuracy_per_watt),
+        r.accuracy_per_watt_source.clone(),
         r.profile.clone(),
         r.device.clone().unwrap_or_default(),
         r.fits_ram.to_string(),

@@ -88,8 +88,9 @@ fn table_row(row: &Row) -> String {
     let energy_est = Source::of(&row.energy_source, row.energy_mj) == Source::Estimated;
     let apw = match row.accuracy_per_watt {
         Some(v) => format!(
-            "<td class=\"num\">{v:.3}{}</td>",
-            if latency_est || energy_est {
+            "<td class=\"num\" title=\"{}\">{v:.3}{}</td>",
+            escape(&row.accuracy_per_watt_source),
+            if latency_est || energy_est || row.accuracy_per_watt_source.starts_with("estimated") {
                 " <span class=\"est\">(estimated)</span>"
             } else {
                 ""
@@ -97,15 +98,18 @@ fn table_row(row: &Row) -> String {
         ),
         None => "<td class=\"na\">&mdash;</td>".to_owned(),
     };
+    let acc = match row.accuracy {
+        Some(a) => format!("<td class=\"num\">{}</td>", escape(&percent(a))),
+        None => format!("<td class=\"na\">{}</td>", escape(&row.accuracy_source)),
+    };
     format!(
         "<tr><td>{model}</td><td>{arch}</td><td>{variant}</td><td class=\"num\">{plan}</td>\
-         <td class=\"num\">{ram}</td><td class=\"num\">{acc}</td>{lat}{energy}{apw}{fram}{fflash}</tr>\n",
+         <td class=\"num\">{ram}</td>{acc}{lat}{energy}{apw}{fram}{fflash}</tr>\n",
         model = escape(&row.model),
         arch = escape(&row.architecture),
         variant = escape(&row.variant),
         plan = thousands(row.plan_bytes),
         ram = thousands(row.peak_ram_bytes),
-        acc = escape(&percent(row.accuracy)),
         lat = figure(row.latency_ms, &row.latency_source, ms),
         energy = figure(row.energy_mj, &row.energy_source, mj),
         fram = fit_cell(row.fits_ram, row.ram_margin_bytes),

@@ -59,10 +59,16 @@ pub struct Row {
     pub arena_bytes: u64,
     /// Arena plus engine state (plus stack when measured), in bytes.
     pub peak_ram_bytes: u64,
-    /// Top-1 accuracy on the test set, 0..1.
-    pub accuracy: f64,
-    /// How many test images `accuracy` was measured on.
+    /// Top-1 accuracy on the test set, 0..1; `None` where it could not be
+    /// measured (`accuracy_source` says why).
+    pub accuracy: Option<f64>,
+    /// How many test images `accuracy` was measured on (0: not measured).
     pub accuracy_images: u64,
+    /// Where `accuracy` comes from: `"measured on N test images"`, or
+    /// `"not measured (no weights)"` for a graph-only export, `"not measured
+    /// (no data)"` for a model no test data was given for.
+    #[serde(default)]
+    pub accuracy_source: String,
     /// Milliseconds per inference, if known.
     pub latency_ms: Option<f64>,
     /// Where `latency_ms` comes from: `"measured on <device>"`,
@@ -70,11 +76,17 @@ pub struct Row {
     pub latency_source: String,
     /// Millijoules per inference, if known.
     pub energy_mj: Option<f64>,
-    /// Where `energy_mj` comes from: `"measured (<sensor>)"`, `"estimated"`
+    /// Where `energy_mj` comes from: `"measured (<sensor>)"`, `"estimated
+    /// (the profile's typical active power, W W)"`
     /// or `"not measured"`.
     pub energy_source: String,
     /// Accuracy divided by average watts while inferring.
     pub accuracy_per_watt: Option<f64>,
+    /// Where the watts behind `accuracy_per_watt` come from: `"measured
+    /// (<sensor>)"`, `"estimated (the profile's typical active power, W W)"`,
+    /// or why there is no figure.
+    #[serde(default)]
+    pub accuracy_per_watt_source: String,
     /// Device profile name.
     pub profile: String,
     /// Identity of the real device the figures were measured on (bench

@@ -206,13 +206,14 @@ fn log_range(values: impl Iterator<Item = f64>, empty: (f64, f64)) -> (f64, f64)
     }
 }
 
+/// A row's accuracy (the plots draw only rows that have one).
+fn acc(row: &Row) -> f64 {
+    row.accuracy.unwrap_or(f64::NAN)
+}
+
 /// The accuracy axis: from a little below the worst to 100%.
 fn accuracy_range(r: &Results) -> (f64, f64) {
-    let lo = r
-        .rows
-        .iter()
-        .map(|row| row.accuracy)
-        .fold(f64::INFINITY, f64::min);
+    let lo = r.rows.iter().map(acc).fold(f64::INFINITY, f64::min);
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -354,7 +355,7 @@ fn scatter<DB: DrawingBackend>(
         markers(
             &mut chart,
             s,
-            mine.iter().map(|(row, v)| (*v, row.accuracy)).collect(),
+            mine.iter().map(|(row, v)| (*v, acc(row))).collect(),
             *c,
             false,
             arch.to_string(),
@@ -363,7 +364,7 @@ fn scatter<DB: DrawingBackend>(
             .draw_series(mine.iter().map(|(row, v)| {
                 label!(
                     format!("{} {}", row.model, row.variant),
-                    (*v, row.accuracy),
+                    (*v, acc(row)),
                     (8, -16),
                     text_style(11, &LABEL),
                 )
@@ -431,13 +432,10 @@ fn energy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Res
 
     // Pareto front: by energy, keep each point more accurate than all cheaper ones.
     let mut sorted: Vec<&(&Row, f64, bool)> = points.iter().collect();
-    sorted.sort_by(|a, b| {
-        a.1.total_cmp(&b.1)
-            .then(b.0.accuracy.total_cmp(&a.0.accuracy))
-    });
+    sorted.sort_by(|a, b| a.1.total_cmp(&b.1).then(acc(b.0).total_cmp(&acc(a.0))));
     let mut front: Vec<&(&Row, f64, bool)> = Vec::new();
     for p in sorted {
-        if front.last().is_none_or(|f| p.0.accuracy > f.0.accuracy) {
+        if front.last().is_none_or(|f| acc(p.0) > acc(f.0)) {
             front.push(p);
         }
     }
@@ -445,9 +443,9 @@ fn energy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Res
         let mut steps = Vec::new();
         for (i, p) in front.iter().enumerate() {
             if i > 0 {
-                steps.push((p.1, front[i - 1].0.accuracy));
+                steps.push((p.1, acc(front[i - 1].0)));
             }
-            steps.push((p.1, p.0.accuracy));
+            steps.push((p.1, acc(p.0)));
         }
         let c = RGBColor(40, 40, 40);
         chart
@@ -459,7 +457,7 @@ fn energy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Res
             .draw_series(front.iter().map(|p| {
                 label!(
                     format!("{} {} @ {}", p.0.model, p.0.variant, p.0.profile),
-                    (p.1, p.0.accuracy),
+                    (p.1, acc(p.0)),
                     (8, 4),
                     text_style(11, &LABEL),
                 )
@@ -480,7 +478,7 @@ fn energy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Res
             markers(
                 &mut chart,
                 s,
-                mine.iter().map(|(row, e, _)| (*e, row.accuracy)).collect(),
+                mine.iter().map(|(row, e, _)| (*e, acc(row))).collect(),
                 *c,
                 est,
                 format!("{arch}, {}", if est { "estimated" } else { "measured" }),
@@ -582,6 +580,18 @@ pub fn render_plots(r: &Results, dir: &Path) -> Result<Vec<PathBuf>, ReportError
         path: dir.to_owned(),
         source,
     })?;
+    // Accuracy is an axis of every scatter: rows without a measured one
+    // (graph-only models, models without data) are left out of the plots.
+    let measured = Results {
+        rows: r
+            .rows
+            .iter()
+            .filter(|x| x.accuracy.is_some())
+            .cloned()
+            .collect(),
+        ..r.clone()
+    };
+    let r = &measured;
     let mut written = Vec::new();
     for plot in Plot::ALL {
         let svg_path = dir.join(format!("{}.svg", plot.stem()));

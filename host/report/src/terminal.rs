@@ -65,7 +65,7 @@ pub fn render_terminal(r: &Results) -> String {
         for row in rows {
             table.push([
                 format!("{} {}", row.model, row.variant),
-                percent(row.accuracy),
+                row.accuracy.map_or_else(|| "-".to_owned(), percent),
                 human_bytes(row.plan_bytes as f64),
                 human_bytes(row.peak_ram_bytes as f64),
                 figure(row.latency_ms, &row.latency_source, ms),
@@ -102,6 +102,16 @@ pub fn render_terminal(r: &Results) -> String {
     }
     if !r.rows.is_empty() {
         out.push_str("sources: meas = measured on a device or sensor, host = measured on this host, est = estimated, - = not measured\n");
+    }
+    // Why an accuracy is missing, once per model.
+    let mut missing: Vec<(&str, &str)> = Vec::new();
+    for row in r.rows.iter().filter(|x| x.accuracy.is_none()) {
+        if !missing.iter().any(|(m, _)| *m == row.model) {
+            missing.push((&row.model, &row.accuracy_source));
+        }
+    }
+    for (model, why) in missing {
+        out.push_str(&format!("accuracy of {model}: {why}\n"));
     }
     out
 }

@@ -76,8 +76,9 @@ fn row(v: &Variant, p: &(&str, u64, u64, bool)) -> Row {
         plan_bytes: v.plan,
         arena_bytes: v.ram - 1_000,
         peak_ram_bytes: v.ram,
-        accuracy: v.acc,
+        accuracy: Some(v.acc),
         accuracy_images: 1_000,
+        accuracy_source: "measured on 1000 test images".into(),
         latency_ms: Some(latency),
         latency_source: if measured {
             "measured on this host".into()
@@ -91,6 +92,11 @@ fn row(v: &Variant, p: &(&str, u64, u64, bool)) -> Row {
             "estimated".into()
         },
         accuracy_per_watt: Some(v.acc / (energy / latency)),
+        accuracy_per_watt_source: if measured {
+            "measured (ina219)".into()
+        } else {
+            "estimated".into()
+        },
         profile: profile.into(),
         device: None,
         fits_ram: ram_limit >= v.ram,

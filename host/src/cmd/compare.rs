@@ -85,11 +85,13 @@ pub struct CompareCmd {
     json: bool,
 }
 
-/// A model's input shape, as edgefit imports it.
-fn input_shape_of(model: &Path) -> anyhow::Result<Vec<usize>> {
+/// A model's input shape, as edgefit imports it, and whether its weights
+/// have values (not a graph-only export).
+fn input_shape_of(model: &Path) -> anyhow::Result<(Vec<usize>, bool)> {
     let m = import_onnx(model, &ImportOptions::default())
         .with_context(|| format!("compare {}", model.display()))?;
-    Ok(m.graph.tensor(m.graph.input).shape.clone())
+    let shape = m.graph.tensor(m.graph.input).shape.clone();
+    Ok((shape, m.graph.has_weight_values()))
 }
 
 fn utc_now() -> String {
@@ -125,12 +127,31 @@ impl CompareCmd {
         let precisions: Vec<Precision> = self.precisions.iter().map(|p| p.precision()).collect();
         // Each model's recipe: its MODEL.preprocess.toml, else the flags.
         let mut recipes = Vec::with_capacity(models.len());
+        // Whether the test (and calibration) data suit each model: the
+        // bundled 28x28 images suit only 28x28 grayscale models; a model
+        // they do not suit, given no data of its own, gets its static figures
+        // and no accuracy.
+        let mut data_fits = Vec::with_capacity(models.len());
         for m in &models {
-            let shape = input_shape_of(m)?;
-            check_bundled(self.data.as_deref(), &shape, "--data")?;
-            if precisions.contains(&Precision::Int8) {
+            let (shape, weights) = input_shape_of(m)?;
+            let fits = self.data.is_some() || check_bundled(None, &shape, "--data").is_ok();
+            if !weights {
+                eprintln!(
+                    "{}: a graph-only export (no weight values): sizes and memory only, no \
+                     accuracy and no pruned variants",
+                    m.display()
+                );
+            } else if fits && precisions.contains(&Precision::Int8) {
                 check_bundled(self.calib.as_deref(), &shape, "--calib")?;
             }
+            if weights && !fits {
+                eprintln!(
+                    "{}: takes {shape:?}, the bundled images are 28x28 grayscale: sizes and \
+                     memory only, no accuracy (give test images with --data)",
+                    m.display()
+                );
+            }
+            data_fits.push(fits);
             let own = m.with_extension("preprocess.toml");
             let recipe = if own.is_file() {
                 // The model's own recipe file wins over the flags.
@@ -176,6 +197,7 @@ impl CompareCmd {
             recipes: &recipes,
             work_dir: &work,
             plans_dir: &plans_dir,
+            data_fits: &data_fits,
         };
         let bar = progress::bar("compare");
         let mut cb = |stage: &str, done: usize, total: usize| {
@@ -217,10 +239,15 @@ impl CompareCmd {
         for v in &r.verdicts {
             println!("{}", v.sentence);
         }
+        let measured = variants.iter().filter(|v| v.accuracy.is_ok()).count();
         println!(
-            "\naccuracy: measured on {} test images; latency and energy: \"measured\" where a \
-             device or this host ran the plan, else estimated from the profile (see each figure's source)",
-            test.len()
+            "\naccuracy: {}; latency and energy: \"measured\" where a device or this host ran \
+             the plan, else estimated from the profile (see each figure's source)",
+            if measured == 0 {
+                "not measured (see above)".to_owned()
+            } else {
+                format!("measured on {} test images", test.len())
+            }
         );
         println!(
             "wrote {} files into {} (open report.html)",
@@ -258,8 +285,12 @@ impl CompareCmd {
         .context("test data")?;
         let mut out = Vec::new();
         for v in variants {
-            let image = std::fs::read(&v.plan_path)
-                .with_context(|| format!("read {}", v.plan_path.display()))?;
+            let Some(plan_path) = &v.plan_path else {
+                // Laid out for its sizes only: nothing to run.
+                continue;
+            };
+            let image = std::fs::read(plan_path)
+                .with_context(|| format!("read {}", plan_path.display()))?;
             let dev = client.device().clone();
             if image.len() > dev.plan_slot_bytes as usize
                 || v.arena_bytes > u64::from(dev.arena_bytes)
