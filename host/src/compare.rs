@@ -638,12 +638,12 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                 )
             };
             let fitting: Vec<&(&str, Option<&Row>)> = bests.iter().filter(|(_, b)| b.is_some()).collect();
-            let sentence = match fitting.as_slice() {
+            let (sentence, winner) = match fitting.as_slice() {
                 [] => {
                     let smallest = on.iter().min_by_key(|r| {
                         (-r.ram_margin_bytes.min(0)) + (-r.flash_margin_bytes.min(0))
                     });
-                    match smallest {
+                    let sentence = match smallest {
                         Some(r) => format!(
                             "On {}, nothing fits: the closest, {} {}, needs {} more RAM and {} more flash.",
                             p,
@@ -653,19 +653,23 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                             kb((-r.flash_margin_bytes).max(0) as u64)
                         ),
                         None => format!("On {}, no variant was compared.", p),
-                    }
+                    };
+                    (sentence, None)
                 }
                 [(a, Some(r))] => {
                     let others: Vec<&str> = archs.iter().filter(|x| *x != a).copied().collect();
                     if others.is_empty() {
                         // One architecture compared: nothing to set it against.
-                        format!("On {}, the best {a} is {}.", p, describe(r))
+                        (format!("On {}, the best {a} is {}.", p, describe(r)), None)
                     } else {
-                        format!(
-                            "On {}, only {a} fits: {}; no {} variant fits.",
-                            p,
-                            describe(r),
-                            others.join(" or ")
+                        (
+                            format!(
+                                "On {}, only {a} fits: {}; no {} variant fits.",
+                                p,
+                                describe(r),
+                                others.join(" or ")
+                            ),
+                            Some((*a).to_owned()),
                         )
                     }
                 }
@@ -699,10 +703,13 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                             .iter()
                             .map(|(a, r)| format!("the largest {a} that fits is {}", describe(r)))
                             .collect();
-                        format!(
-                            "On {}, {}; accuracy is not measured for all of them, so no winner.",
-                            p,
-                            all.join("; ")
+                        (
+                            format!(
+                                "On {}, {}; accuracy is not measured for all of them, so no winner.",
+                                p,
+                                all.join("; ")
+                            ),
+                            None,
                         )
                     } else if tied {
                         // Level on accuracy: the smaller plan is the answer.
@@ -716,20 +723,26 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                             .filter(|(a, _)| *a != sa)
                             .map(|(a, r)| format!("the best {a} is {}", describe(r)))
                             .collect();
-                        format!(
-                            "On {}, the architectures are level on accuracy (within {:.2} points), so {sa} wins on size: {}; {}.",
-                            p,
-                            100.0 * ACCURACY_TIE,
-                            describe(sr),
-                            rest.join("; ")
+                        (
+                            format!(
+                                "On {}, the architectures are level on accuracy (within {:.2} points), so {sa} wins on size: {}; {}.",
+                                p,
+                                100.0 * ACCURACY_TIE,
+                                describe(sr),
+                                rest.join("; ")
+                            ),
+                            Some(sa.to_owned()),
                         )
                     } else {
-                        format!(
-                            "On {}, {wa} wins on {}: {}; {}.",
-                            p,
-                            c.name(),
-                            describe(wr),
-                            others.join("; ")
+                        (
+                            format!(
+                                "On {}, {wa} wins on {}: {}; {}.",
+                                p,
+                                c.name(),
+                                describe(wr),
+                                others.join("; ")
+                            ),
+                            Some(wa.to_owned()),
                         )
                     }
                 }
@@ -766,6 +779,7 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                     })
                     .collect(),
                 sentence,
+                winner,
             }
         })
         .collect()
@@ -937,6 +951,58 @@ mod tests {
             flash_limit_bytes: 1,
             plan_crc32: None,
         }
+    }
+
+    /// Two boards, hand-checked: on the small one only the ResNet fits (the
+    /// VGG needs 24 KiB more RAM); on the big one both fit and the VGG's
+    /// 2 points more accuracy win; a third board like the big one repeats
+    /// its verdict, so the matrix gives it no sentence.
+    #[test]
+    fn the_matrix_picks_the_hand_checked_cells() {
+        let mut rows = Vec::new();
+        for (profile, ram) in [("small", 64 * 1024u64), ("big", 1 << 20), ("big2", 1 << 20)] {
+            for (arch, model, peak, acc) in [
+                ("VGG", "vgg", 88 * 1024u64, 0.93),
+                ("ResNet", "resnet", 40 * 1024, 0.91),
+            ] {
+                let mut r = row("int8", "int8", 100_000, peak <= ram, Some(acc));
+                r.profile = profile.into();
+                r.architecture = arch.into();
+                r.model = model.into();
+                r.peak_ram_bytes = peak;
+                r.ram_margin_bytes = ram as i64 - peak as i64;
+                rows.push(r);
+            }
+        }
+        let profiles: Vec<String> = ["small", "big", "big2"].map(String::from).to_vec();
+        let verdicts = verdicts(&rows, &profiles, Criterion::Accuracy);
+        assert_eq!(verdicts[0].winner.as_deref(), Some("ResNet"));
+        assert_eq!(verdicts[1].winner.as_deref(), Some("VGG"));
+        let results = Results {
+            schema: RESULTS_SCHEMA.into(),
+            created: String::new(),
+            host: String::new(),
+            criterion: "accuracy".into(),
+            rows,
+            verdicts,
+            layers: Vec::new(),
+        };
+        let m = edgefit_report::verdict_matrix(&results);
+        assert_eq!(m.architectures, ["ResNet", "VGG"]);
+        let cells: Vec<Vec<String>> = m
+            .rows
+            .iter()
+            .map(|r| r.cells.iter().map(|c| c.text()).collect())
+            .collect();
+        assert_eq!(cells[0][1], "none fits: needs 24.0 KiB more RAM");
+        assert!(cells[0][0].starts_with("resnet int8") && cells[0][0].ends_with('★'));
+        assert!(
+            cells[1][1].starts_with("vgg int8") && cells[1][1].ends_with("93.00% ★"),
+            "{cells:?}"
+        );
+        assert!(!cells[1][0].ends_with('★'));
+        let sentences: Vec<bool> = m.rows.iter().map(|r| r.sentence.is_some()).collect();
+        assert_eq!(sentences, [true, true, false]);
     }
 
     #[test]

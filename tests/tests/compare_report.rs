@@ -95,10 +95,22 @@ fn chromium(html: &Path, png: &Path) -> String {
 fn compare_writes_every_output_and_chromium_renders_the_report() {
     let dir = out_dir("main");
     let text = compare(&dir);
-    // Terminal: the verdict for each board.
+    // Terminal: the verdict matrix at the top, a line per board, then a
+    // sentence where a board's verdict differs from the one before (the
+    // first board's at least).
+    let matrix = &text[..text.find("\n\n").expect("a blank line after the matrix")];
+    assert!(matrix.starts_with("verdicts"), "{text}");
     for p in ["nrf52840-dk", "rp2040-pico", "this-machine", "tiny-m4"] {
-        assert!(text.contains(&format!("On {p},")), "{p}: {text}");
+        assert!(
+            matrix.lines().any(|l| l.trim_start().starts_with(p)),
+            "{p}: {matrix}"
+        );
     }
+    assert!(matrix.contains("\nOn "), "{matrix}");
+    assert!(
+        matrix.contains('★') || matrix.contains("none fits"),
+        "{matrix}"
+    );
     for f in ["results.json", "results.csv", "report.html"] {
         assert!(dir.join(f).is_file(), "{f}");
     }

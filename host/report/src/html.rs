@@ -132,6 +132,10 @@ td.num { text-align: right; white-space: nowrap; }
 td.na { color: #999; text-align: center; }
 td.ok { color: #176117; background: #eef8ee; }
 td.bad { color: #8b1010; background: #fdeeee; font-weight: 600; }
+td.win { color: #0b4d0b; background: #d6f0d6; font-weight: 700; }
+table.matrix td, table.matrix th { padding: 0.4em 0.7em; }
+details { margin: 0.4em 0; }
+summary { cursor: pointer; }
 .est { color: #b35900; font-style: italic; font-size: 0.85em; }
 .src { color: #666; font-size: 0.8em; }
 figure { margin: 1.5em 0; }
@@ -166,31 +170,46 @@ pub fn render_html(r: &Results, svgs: &[(String, String)]) -> String {
         escape(&r.schema)
     );
 
-    // Verdicts first.
-    h.push_str("<section id=\"verdicts\">\n<h2>Verdicts</h2>\n<ul>\n");
-    if r.verdicts.is_empty() {
-        h.push_str("<li>No verdicts in these results.</li>\n");
-    }
-    for v in &r.verdicts {
-        let _ = write!(h, "<li class=\"sentence\">{}", escape(&v.sentence));
-        if !v.best.is_empty() {
-            h.push_str("\n<ul class=\"best\">\n");
-            for b in &v.best {
-                let _ = writeln!(
-                    h,
-                    "<li>{} on {}: {} {} &mdash; {}</li>",
-                    escape(&b.architecture),
-                    escape(&v.profile),
-                    escape(&b.model),
-                    escape(&b.variant),
-                    escape(&b.why)
-                );
-            }
-            h.push_str("</ul>\n");
+    // The verdict matrix first: boards as rows, architectures as columns.
+    h.push_str("<section id=\"verdicts\">\n<h2>Verdicts</h2>\n");
+    let m = crate::matrix::verdict_matrix(r);
+    if m.rows.is_empty() {
+        h.push_str("<p>No verdicts in these results.</p>\n");
+    } else {
+        h.push_str("<table class=\"matrix\">\n<thead><tr><th>board</th>");
+        for a in &m.architectures {
+            let _ = write!(h, "<th>{}</th>", escape(a));
         }
-        h.push_str("</li>\n");
+        h.push_str("</tr></thead>\n<tbody>\n");
+        for row in &m.rows {
+            let _ = write!(h, "<tr><th>{}</th>", escape(row.profile));
+            for c in &row.cells {
+                let class = match c {
+                    crate::matrix::Cell::Fits { winner: true, .. } => "win",
+                    crate::matrix::Cell::Fits { .. } => "ok",
+                    _ => "bad",
+                };
+                let _ = write!(h, "<td class=\"{class}\">{}</td>", escape(&c.text()));
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</tbody>\n</table>\n");
+        let _ = writeln!(
+            h,
+            "<p class=\"meta\">Each cell: the best variant of that architecture that fits the board \
+             (ranked by {}; &#9733; marks the board's winner), its flash and peak RAM and its \
+             accuracy; or, when none fits, what the closest variant lacks.</p>",
+            escape(&r.criterion)
+        );
+        h.push_str("<ul>\n");
+        for row in &m.rows {
+            if let Some(s) = row.sentence {
+                let _ = writeln!(h, "<li class=\"sentence\">{}</li>", escape(s));
+            }
+        }
+        h.push_str("</ul>\n");
     }
-    h.push_str("</ul>\n</section>\n");
+    h.push_str("</section>\n");
 
     // Legend of sources.
     h.push_str("<section id=\"sources\">\n<h2>Where the figures come from</h2>\n<ul>\n");
@@ -219,13 +238,13 @@ pub fn render_html(r: &Results, svgs: &[(String, String)]) -> String {
     }
     h.push_str("</ul>\n</section>\n");
 
-    // One table per profile (and device).
+    // One table per profile (and device), each collapsible.
     h.push_str("<section id=\"tables\">\n<h2>Variants per profile</h2>\n");
     for ((profile, device), rows) in groups(r) {
         let first = rows[0];
         let _ = writeln!(
             h,
-            "<h3>{}{}</h3>\n<p class=\"meta\">RAM limit {} B, flash limit {} B.</p>",
+            "<details>\n<summary><strong>{}{}</strong></summary>\n<p class=\"meta\">RAM limit {} B, flash limit {} B.</p>",
             escape(&profile),
             device
                 .map(|d| format!(" &mdash; device {}", escape(&d)))
@@ -237,7 +256,7 @@ pub fn render_html(r: &Results, svgs: &[(String, String)]) -> String {
         for row in rows {
             h.push_str(&table_row(row));
         }
-        h.push_str("</tbody>\n</table>\n");
+        h.push_str("</tbody>\n</table>\n</details>\n");
     }
     h.push_str("</section>\n");
 

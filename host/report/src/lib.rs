@@ -13,6 +13,7 @@ use std::path::PathBuf;
 mod csv;
 mod format;
 mod html;
+mod matrix;
 mod model;
 mod plots;
 mod terminal;
@@ -20,11 +21,12 @@ mod terminal;
 pub use crate::csv::{csv_table, render_csv, ROW_FIELDS};
 pub use crate::format::Source;
 pub use crate::html::render_html;
+pub use crate::matrix::{verdict_matrix, Cell, Matrix, MatrixRow};
 pub use crate::model::{
     load_results, BestVariant, LayerMemory, Results, Row, Verdict, RESULTS_SCHEMA,
 };
 pub use crate::plots::render_plots;
-pub use crate::terminal::render_terminal;
+pub use crate::terminal::{render_matrix, render_terminal};
 
 /// What can go wrong loading results or writing plots.
 #[derive(Debug, thiserror::Error)]

@@ -117,6 +117,11 @@ pub struct Verdict {
     pub profile: String,
     /// The best variant of each architecture that fits (none when nothing fits).
     pub best: Vec<BestVariant>,
+    /// The architecture that wins on this board, if one does (none when
+    /// nothing fits, when accuracy is not measured, or in files written
+    /// before this field existed).
+    #[serde(default)]
+    pub winner: Option<String>,
     /// The verdict in one sentence, e.g. `"On nrf52840-dk, ..."`.
     pub sentence: String,
 }

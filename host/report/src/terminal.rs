@@ -47,6 +47,55 @@ fn fits(row: &Row) -> String {
     }
 }
 
+/// The verdict matrix as text: one line per board, one column per
+/// architecture (the best variant that fits, `★` on the winner, or what the
+/// closest variant lacks), then the verdict sentences that differ from the
+/// board before.
+pub fn render_matrix(r: &Results) -> String {
+    let m = crate::matrix::verdict_matrix(r);
+    if m.rows.is_empty() {
+        return String::new();
+    }
+    let mut table: Vec<Vec<String>> = vec![std::iter::once("board".to_owned())
+        .chain(m.architectures.iter().map(|a| (*a).to_owned()))
+        .collect()];
+    for row in &m.rows {
+        table.push(
+            std::iter::once(row.profile.to_owned())
+                .chain(row.cells.iter().map(|c| c.text()))
+                .collect(),
+        );
+    }
+    let mut width = vec![0usize; table[0].len()];
+    for line in &table {
+        for (w, cell) in width.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = format!(
+        "verdicts (rank by {}; ★ = the board's winner)\n",
+        r.criterion
+    );
+    for line in &table {
+        let mut text = String::from(" ");
+        for (cell, w) in line.iter().zip(&width) {
+            text.push(' ');
+            text.push_str(cell);
+            text.push_str(&" ".repeat(w - cell.chars().count()));
+            text.push_str(" |");
+        }
+        out.push_str(text.trim_end_matches(" |").trim_end());
+        out.push('\n');
+    }
+    for row in &m.rows {
+        if let Some(s) = row.sentence {
+            out.push_str(s);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Renders a compact table per profile: variant, accuracy, plan size, peak
 /// RAM, latency and energy (each tagged with its source: `meas`, `host`,
 /// `est`) and whether it fits.

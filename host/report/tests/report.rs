@@ -133,6 +133,7 @@ fn results() -> Results {
                 },
             ],
             sentence: format!("On {p}, use resnet-fmnist int8 <best> & smallest."),
+            winner: Some("ResNet".into()),
         })
         .collect();
     let mut layers = Vec::new();

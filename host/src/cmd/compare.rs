@@ -234,11 +234,9 @@ impl CompareCmd {
             println!("{}", serde_json::to_string_pretty(&r)?);
             return Ok(());
         }
-        print!("{}", edgefit_report::render_terminal(&r));
+        print!("{}", edgefit_report::render_matrix(&r));
         println!();
-        for v in &r.verdicts {
-            println!("{}", v.sentence);
-        }
+        print!("{}", edgefit_report::render_terminal(&r));
         let measured = variants.iter().filter(|v| v.accuracy.is_ok()).count();
         println!(
             "\naccuracy: {}; latency and energy: \"measured\" where a device or this host ran \

@@ -63,10 +63,9 @@ impl ReportCmd {
             println!("{}", serde_json::to_string_pretty(&r)?);
             return Ok(());
         }
+        print!("{}", edgefit_report::render_matrix(&r));
+        println!();
         print!("{}", edgefit_report::render_terminal(&r));
-        for v in &r.verdicts {
-            println!("{}", v.sentence);
-        }
         println!(
             "wrote {} files into {} (open report.html)",
             written.len(),
