@@ -810,6 +810,7 @@ pub fn results(
         rows,
         verdicts,
         layers,
+        seed: Vec::new(),
     }
 }
 
@@ -986,6 +987,7 @@ mod tests {
             rows,
             verdicts,
             layers: Vec::new(),
+            seed: Vec::new(),
         };
         let m = edgefit_report::verdict_matrix(&results);
         assert_eq!(m.architectures, ["ResNet", "VGG"]);

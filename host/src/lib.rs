@@ -23,6 +23,7 @@ pub mod prune;
 pub mod quant;
 pub mod reference;
 pub mod runner;
+pub mod seed;
 pub mod speed;
 pub mod sweep;
 pub mod table;

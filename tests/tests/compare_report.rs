@@ -111,6 +111,29 @@ fn compare_writes_every_output_and_chromium_renders_the_report() {
         matrix.contains('★') || matrix.contains("none fits"),
         "{matrix}"
     );
+    // The seed's comparison: VGG16 and ResNet-50 at ImageNet size, from
+    // their graphs, with the boards they fit.
+    assert!(
+        text.contains("VGG against ResNet at ImageNet size")
+            && text.contains("computed from the graphs"),
+        "{text}"
+    );
+    let vgg16 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("vgg16 "))
+        .unwrap();
+    assert!(
+        vgg16.contains("138.4 M") && vgg16.contains("89%") && vgg16.contains("15.5"),
+        "{vgg16}"
+    );
+    let resnet50 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("resnet50 "))
+        .unwrap();
+    assert!(
+        resnet50.contains("25.6 M") && resnet50.contains("4.1"),
+        "{resnet50}"
+    );
     for f in ["results.json", "results.csv", "report.html"] {
         assert!(dir.join(f).is_file(), "{f}");
     }
@@ -206,6 +229,7 @@ fn compare_writes_every_output_and_chromium_renders_the_report() {
     let png = dir.join("report.png");
     let dom = chromium(&dir.join("report.html"), &png);
     assert!(dom.contains("id=\"verdicts\""), "no verdicts");
+    assert!(dom.contains("id=\"seed\""), "no seed comparison");
     assert!(dom.matches("<svg").count() >= 4, "plots missing");
     assert!(dom.contains("On nrf52840-dk,"));
     assert!(dom.contains("estimated"));

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::format::{margin, mj, ms, percent, thousands, Source};
+use crate::format::{human_bytes, margin, mj, ms, percent, thousands, Source};
 use crate::terminal::groups;
 use crate::{Results, Row};
 
@@ -210,6 +210,68 @@ pub fn render_html(r: &Results, svgs: &[(String, String)]) -> String {
         h.push_str("</ul>\n");
     }
     h.push_str("</section>\n");
+
+    // The seed's comparison at ImageNet size.
+    if !r.seed.is_empty() {
+        h.push_str("<section id=\"seed\">\n<h2>VGG against ResNet at ImageNet size</h2>\n");
+        let _ = writeln!(
+            h,
+            "<p class=\"meta\">224x224x3, 1000 classes. Every figure is <em>computed from the graph</em>, \
+             not measured: {}.</p>",
+            escape(&r.seed[0].source)
+        );
+        h.push_str("<table>\n<thead><tr><th>model</th><th>parameters</th><th>in dense layers</th><th>GMACs</th><th>int8 weights</th><th>f16 weights</th><th>f32 weights</th><th>int8 arena</th><th>f32 arena</th><th>memory peaks at</th></tr></thead>\n<tbody>\n");
+        for s in &r.seed {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}%</td><td class=\"num\">{:.1}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td>{}</td></tr>",
+                escape(&s.model),
+                thousands(s.params),
+                100.0 * s.dense_share,
+                s.macs as f64 / 1e9,
+                escape(&human_bytes(s.weight_bytes_int8 as f64)),
+                escape(&human_bytes(s.weight_bytes_f16 as f64)),
+                escape(&human_bytes(s.weight_bytes_f32 as f64)),
+                escape(&human_bytes(s.peak_ram_int8 as f64)),
+                escape(&human_bytes(s.peak_ram_f32 as f64)),
+                escape(&s.peak_layer)
+            );
+        }
+        h.push_str("</tbody>\n</table>\n");
+        let profiles: Vec<&str> = r.seed[0].fits.iter().map(|f| f.profile.as_str()).collect();
+        if !profiles.is_empty() {
+            h.push_str("<p>Precisions that fit each board (weights in flash, arena in RAM):</p>\n<table>\n<thead><tr><th>board</th>");
+            for s in &r.seed {
+                let _ = write!(h, "<th>{}</th>", escape(&s.model));
+            }
+            h.push_str("</tr></thead>\n<tbody>\n");
+            for p in profiles {
+                let _ = write!(h, "<tr><th>{}</th>", escape(p));
+                for s in &r.seed {
+                    match s
+                        .fits
+                        .iter()
+                        .find(|f| f.profile == p)
+                        .filter(|f| !f.precisions.is_empty())
+                    {
+                        Some(f) => {
+                            let _ = write!(
+                                h,
+                                "<td class=\"ok\">{}</td>",
+                                escape(&f.precisions.join(", "))
+                            );
+                        }
+                        None => h.push_str("<td class=\"bad\">none</td>"),
+                    }
+                }
+                h.push_str("</tr>\n");
+            }
+            h.push_str("</tbody>\n</table>\n");
+        }
+        h.push_str("</section>\n");
+    }
 
     // Legend of sources.
     h.push_str("<section id=\"sources\">\n<h2>Where the figures come from</h2>\n<ul>\n");

@@ -34,6 +34,51 @@ pub struct Results {
     /// Per-layer memory of each model, for the per-layer plot.
     #[serde(default)]
     pub layers: Vec<LayerMemory>,
+    /// The seed's comparison: VGG11/16/19 and ResNet-18/34/50 at ImageNet
+    /// size, computed from their graphs (empty where not computed).
+    #[serde(default)]
+    pub seed: Vec<SeedModel>,
+}
+
+/// One ImageNet-size network of the seed's comparison, every figure computed
+/// from its graph (no weights, no run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedModel {
+    /// e.g. `"vgg16"`.
+    pub model: String,
+    /// `"VGG"` or `"ResNet"`.
+    pub architecture: String,
+    /// Parameters as torchvision counts them (BatchNorm scale and shift included).
+    pub params: u64,
+    /// Of the deployed parameters (BatchNorm folded), the share in dense
+    /// (fully connected) layers, 0..1.
+    pub dense_share: f64,
+    /// Multiply-accumulates per 224x224 inference.
+    pub macs: u64,
+    /// Weight bytes per precision: int8 (biases int32), f16 (biases f32), f32.
+    pub weight_bytes_int8: u64,
+    pub weight_bytes_f16: u64,
+    pub weight_bytes_f32: u64,
+    /// Peak activation RAM of the layer-by-layer arena (residual additions
+    /// fused, as the compiler does) with int8 and with f32 activations (f16
+    /// plans keep f32 activations).
+    pub peak_ram_int8: u64,
+    pub peak_ram_f32: u64,
+    /// The layer where the most activation bytes are live (int8).
+    pub peak_layer: String,
+    /// Per profile, the precisions whose weights fit its flash and whose
+    /// arena fits its RAM.
+    pub fits: Vec<SeedFit>,
+    /// Where the figures come from.
+    pub source: String,
+}
+
+/// Which precisions of a seed network fit one profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedFit {
+    pub profile: String,
+    /// `"int8"`, `"f16"`, `"f32"`: those that fit (empty: none).
+    pub precisions: Vec<String>,
 }
 
 /// One variant of one model checked against one device profile.
@@ -229,6 +274,9 @@ pub fn load_results(paths: &[PathBuf]) -> Result<Results, ReportError> {
         }
         merge_unique(&mut m.rows, &mut rows, r.rows);
         merge_unique(&mut m.verdicts, &mut verdicts, r.verdicts);
+        if m.seed.is_empty() {
+            m.seed = r.seed;
+        }
         merge_unique(&mut m.layers, &mut layers, r.layers);
     }
     merged.map(|(m, _)| m).ok_or(ReportError::NoFiles)

@@ -164,3 +164,87 @@ pub fn render_terminal(r: &Results) -> String {
     }
     out
 }
+
+/// Left-aligned columns, two spaces apart.
+fn columns(table: &[Vec<String>]) -> String {
+    let mut width = vec![0usize; table.first().map_or(0, Vec::len)];
+    for line in table {
+        for (w, cell) in width.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in table {
+        let mut text = String::new();
+        for (cell, w) in line.iter().zip(&width) {
+            text.push_str("  ");
+            text.push_str(cell);
+            text.push_str(&" ".repeat(w - cell.chars().count()));
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The seed's comparison as text: VGG11/16/19 and ResNet-18/34/50 at
+/// ImageNet size, then which precisions of each fit each board.
+pub fn render_seed(r: &Results) -> String {
+    if r.seed.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "VGG against ResNet at ImageNet size (224x224x3, 1000 classes; computed from the graphs, not measured)\n",
+    );
+    let mut table = vec![[
+        "model",
+        "params",
+        "dense",
+        "GMACs",
+        "int8 weights",
+        "f16 weights",
+        "f32 weights",
+        "int8 arena",
+        "f32 arena",
+        "memory peaks at",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    for s in &r.seed {
+        table.push(vec![
+            s.model.clone(),
+            format!("{:.1} M", s.params as f64 / 1e6),
+            format!("{:.0}%", 100.0 * s.dense_share),
+            format!("{:.1}", s.macs as f64 / 1e9),
+            human_bytes(s.weight_bytes_int8 as f64),
+            human_bytes(s.weight_bytes_f16 as f64),
+            human_bytes(s.weight_bytes_f32 as f64),
+            human_bytes(s.peak_ram_int8 as f64),
+            human_bytes(s.peak_ram_f32 as f64),
+            s.peak_layer.clone(),
+        ]);
+    }
+    out.push_str(&columns(&table));
+    let profiles: Vec<&str> = r.seed[0].fits.iter().map(|f| f.profile.as_str()).collect();
+    if !profiles.is_empty() {
+        out.push_str("precisions that fit each board (weights in flash, arena in RAM):\n");
+        let mut table = vec![std::iter::once("board".to_owned())
+            .chain(r.seed.iter().map(|s| s.model.clone()))
+            .collect::<Vec<_>>()];
+        for p in profiles {
+            table.push(
+                std::iter::once(p.to_owned())
+                    .chain(r.seed.iter().map(|s| {
+                        s.fits
+                            .iter()
+                            .find(|f| f.profile == p)
+                            .filter(|f| !f.precisions.is_empty())
+                            .map_or_else(|| "-".to_owned(), |f| f.precisions.join(","))
+                    }))
+                    .collect(),
+            );
+        }
+        out.push_str(&columns(&table));
+    }
+    out
+}

@@ -165,6 +165,7 @@ fn results() -> Results {
         rows,
         verdicts,
         layers,
+        seed: Vec::new(),
     }
 }
 

@@ -220,7 +220,10 @@ impl CompareCmd {
             CriterionArg::Energy => Criterion::Energy,
         };
         let rows = rows(&variants, &profiles, &devices);
-        let r = results(
+        // The seed's comparison, from the bundled graph-only ImageNet exports.
+        let seed = edgefit::seed::seed_comparison(&data_dir.join("../imagenet"), &profiles)
+            .context("the VGG-against-ResNet networks at ImageNet size")?;
+        let mut r = results(
             utc_now(),
             host_name(),
             criterion,
@@ -228,6 +231,7 @@ impl CompareCmd {
             &profiles,
             &variants,
         );
+        r.seed = seed;
         let written = write_report(&r, &self.out)
             .with_context(|| format!("write the report into {}", self.out.display()))?;
         if self.json {
@@ -236,6 +240,10 @@ impl CompareCmd {
         }
         print!("{}", edgefit_report::render_matrix(&r));
         println!();
+        let seed = edgefit_report::render_seed(&r);
+        if !seed.is_empty() {
+            println!("{seed}");
+        }
         print!("{}", edgefit_report::render_terminal(&r));
         let measured = variants.iter().filter(|v| v.accuracy.is_ok()).count();
         println!(

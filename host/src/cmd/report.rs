@@ -65,6 +65,10 @@ impl ReportCmd {
         }
         print!("{}", edgefit_report::render_matrix(&r));
         println!();
+        let seed = edgefit_report::render_seed(&r);
+        if !seed.is_empty() {
+            println!("{seed}");
+        }
         print!("{}", edgefit_report::render_terminal(&r));
         println!(
             "wrote {} files into {} (open report.html)",

@@ -1,0 +1,137 @@
+//! The seed's comparison, reproduced: VGG11/16/19 against ResNet-18/34/50 at
+//! ImageNet size (224x224x3, 1000 classes), every figure computed from the
+//! graph-only torchvision exports in `models/imagenet/` — parameters and their
+//! share in dense layers, MACs, weight bytes per precision, the activation
+//! arena per precision and the layer where it peaks — and, per device
+//! profile, which precisions fit at all.
+
+use std::path::Path;
+
+use edgefit_profiles::Profile;
+use edgefit_report::{SeedFit, SeedModel};
+
+use crate::analysis::analyse;
+use crate::compare::ENGINE_STATE_BYTES;
+use crate::memory::plan_activations;
+use crate::variant::{self, VariantError};
+
+/// The networks of the seed's comparison, as named in `models/imagenet/`.
+pub const SEED_MODELS: [&str; 6] = [
+    "vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
+];
+
+/// The layer-by-layer arena of `graph` at `bytes` per activation, residual
+/// additions fused as the compiler fuses them, and the step where the most
+/// bytes are live.
+fn arena(graph: &crate::ir::Graph, bytes: usize) -> (u64, String) {
+    let fused = crate::fuse::fuse_residual_adds(graph);
+    let plan = plan_activations(&fused, bytes);
+    let peak = plan
+        .live_bytes
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, b)| (**b, std::cmp::Reverse(*i)))
+        .map(|(i, _)| fused.nodes[i].name.clone())
+        .unwrap_or_default();
+    (plan.plan.arena_size as u64, peak)
+}
+
+/// The seed's networks found in `dir` (those missing are left out), judged
+/// against `profiles`.
+pub fn seed_comparison(dir: &Path, profiles: &[Profile]) -> Result<Vec<SeedModel>, VariantError> {
+    let mut out = Vec::new();
+    for name in SEED_MODELS {
+        let path = dir.join(format!("{name}.onnx"));
+        if !path.is_file() {
+            continue;
+        }
+        let graph = variant::import(&path)?.graph;
+        let a = analyse(&graph);
+        let (peak_ram_int8, peak_layer) = arena(&graph, 1);
+        let (peak_ram_f32, _) = arena(&graph, 4);
+        let w = a.totals.weight_bytes;
+        let precisions = [
+            ("int8", w.int8 as u64, peak_ram_int8),
+            ("f16", w.f16 as u64, peak_ram_f32),
+            ("f32", w.f32 as u64, peak_ram_f32),
+        ];
+        let fits = profiles
+            .iter()
+            .map(|p| SeedFit {
+                profile: p.name.clone(),
+                precisions: precisions
+                    .iter()
+                    .filter(|(_, weights, ram)| p.fits(*weights, ram + ENGINE_STATE_BYTES).fits())
+                    .map(|(n, ..)| (*n).to_owned())
+                    .collect(),
+            })
+            .collect();
+        out.push(SeedModel {
+            model: name.to_owned(),
+            architecture: if name.starts_with("vgg") {
+                "VGG"
+            } else {
+                "ResNet"
+            }
+            .to_owned(),
+            params: a.totals.params_exported as u64,
+            dense_share: a.totals.params_dense as f64 / a.totals.params.max(1) as f64,
+            macs: a.totals.macs,
+            weight_bytes_int8: w.int8 as u64,
+            weight_bytes_f16: w.f16 as u64,
+            weight_bytes_f32: w.f32 as u64,
+            peak_ram_int8,
+            peak_ram_f32,
+            peak_layer,
+            fits,
+            source: format!(
+                "computed from the graph ({}): weights x bytes per precision (a plan adds its \
+                 requantisation tables), the layer-by-layer activation arena; fit = weights within \
+                 the profile's flash and arena plus {ENGINE_STATE_BYTES} B within its RAM",
+                path.file_name().map_or_else(String::new, |f| format!(
+                    "models/imagenet/{}",
+                    f.to_string_lossy()
+                ))
+            ),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// torchvision's own counts (`sum(p.numel())`, and the MACs every
+    /// reference table gives): the seed's 138 M / 15.5 GMAC VGG16 and
+    /// 25.6 M / 4.1 GMAC ResNet-50.
+    #[test]
+    fn the_seed_networks_have_torchvisions_counts() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/imagenet");
+        let seed = seed_comparison(&dir, &[]).unwrap();
+        let by = |n: &str| seed.iter().find(|s| s.model == n).unwrap();
+        for (name, params, gmacs) in [
+            ("vgg11", 132_863_336, 7.6),
+            ("vgg16", 138_357_544, 15.5),
+            ("vgg19", 143_667_240, 19.6),
+            ("resnet18", 11_689_512, 1.8),
+            ("resnet34", 21_797_672, 3.7),
+            ("resnet50", 25_557_032, 4.1),
+        ] {
+            let s = by(name);
+            assert_eq!(s.params, params, "{name}");
+            assert!(
+                ((s.macs as f64 / 1e9) - gmacs).abs() < 0.05,
+                "{name}: {}",
+                s.macs
+            );
+        }
+        // VGG16's three dense layers hold 89% of its parameters; ResNet-50's one, 8%.
+        assert!((by("vgg16").dense_share - 0.893).abs() < 0.005);
+        assert!((by("resnet50").dense_share - 0.080).abs() < 0.005);
+        assert_eq!(
+            by("vgg16").weight_bytes_f32,
+            4 * by("vgg16").weight_bytes_int8 - 3 * 4 * 13_416
+        );
+    }
+}
