@@ -811,6 +811,7 @@ pub fn results(
         verdicts,
         layers,
         seed: Vec::new(),
+        family: Vec::new(),
     }
 }
 
@@ -988,6 +989,7 @@ mod tests {
             verdicts,
             layers: Vec::new(),
             seed: Vec::new(),
+            family: Vec::new(),
         };
         let m = edgefit_report::verdict_matrix(&results);
         assert_eq!(m.architectures, ["ResNet", "VGG"]);

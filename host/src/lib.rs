@@ -10,6 +10,7 @@ pub mod compile;
 pub mod data;
 pub mod device;
 pub mod evaluate;
+pub mod family;
 pub mod fuse;
 pub mod import;
 pub mod inspect;

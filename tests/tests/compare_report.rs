@@ -383,3 +383,82 @@ fn graph_only_models_get_every_static_figure() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("not measured (no weights)"));
 }
+
+/// A family sweep: the generated graphs are ONNX files edgefit imports
+/// again, every member's figures are there, and per board the largest of
+/// each family that fits is named — on the nRF52840 DK a ResNet fits where
+/// no VGG does (10 classes, width 1/8, 32 to 224 pixels).
+#[test]
+fn a_family_sweep_names_the_largest_network_each_board_holds() {
+    let out = out_dir("family");
+    let o = edgefit(&[
+        "compare",
+        "--precision",
+        "int8",
+        "--sparsity",
+        "0",
+        "--limit",
+        "50",
+        "--calib-samples",
+        "20",
+        "--profiles",
+        "nrf52840-dk,raspberry-pi-5",
+        "--family",
+        "vgg,resnet",
+        "--depths",
+        "11,16,18,50",
+        "--widths",
+        "0.125,1",
+        "--resolutions",
+        "32,224",
+        "--classes",
+        "10",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let family = r["family"].as_array().unwrap();
+    assert_eq!(family.len(), 16, "4 depths x 2 widths x 2 resolutions");
+    let files = std::fs::read_dir(out.join("family")).unwrap().count();
+    assert_eq!(files, 16);
+    // Each file is ONNX that inspect reads.
+    let onnx = out.join("family/resnet18-w1-r224.onnx");
+    let i = edgefit(&["inspect", onnx.to_str().unwrap()]);
+    assert!(i.status.success(), "{}", stderr(&i));
+    let fits = |name: &str, board: &str| -> Vec<String> {
+        let m = family.iter().find(|m| m["name"] == name).unwrap();
+        m["fits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["profile"] == board)
+            .unwrap()["precisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Every VGG is too big for the nRF52840 DK, a slim ResNet-50 is not.
+    for m in family.iter().filter(|m| m["family"] == "VGG") {
+        assert!(
+            fits(m["name"].as_str().unwrap(), "nrf52840-dk").is_empty(),
+            "{m}"
+        );
+    }
+    assert_eq!(fits("resnet50-w0.125-r224", "nrf52840-dk"), ["int8"]);
+    assert_eq!(
+        fits("vgg16-w1-r224", "raspberry-pi-5"),
+        ["int8", "f16", "f32"]
+    );
+    // The report names them.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("id=\"family\""));
+    assert!(
+        html.contains("resnet50-w0.125-r224 int8"),
+        "largest ResNet on the nRF"
+    );
+    assert!(html.contains("vgg16-w1-r224 f32"), "largest VGG on the Pi");
+}

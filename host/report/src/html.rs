@@ -273,6 +273,37 @@ pub fn render_html(r: &Results, svgs: &[(String, String)]) -> String {
         h.push_str("</section>\n");
     }
 
+    // The family sweep: the largest of each family every board holds.
+    if !r.family.is_empty() {
+        h.push_str("<section id=\"family\">\n<h2>Which VGG and ResNet each board can hold</h2>\n");
+        let _ = writeln!(
+            h,
+            "<p class=\"meta\">{} generated networks (<code>family/*.onnx</code>: torchvision's definitions at the \
+             depths, width multipliers and resolutions asked for); every figure <em>computed from the graph</em>. \
+             Each cell: the member with the most MACs that fits the board at some precision, and the least \
+             compressed precision that fits it.</p>",
+            r.family.len()
+        );
+        h.push_str("<table>\n<thead><tr><th>board</th><th>largest VGG</th><th>largest ResNet</th></tr></thead>\n<tbody>\n");
+        for p in crate::terminal::family_profiles(r) {
+            let _ = write!(h, "<tr><th>{}</th>", escape(p));
+            for fam in ["VGG", "ResNet"] {
+                match crate::terminal::largest_fitting(r, p, fam) {
+                    Some((m, prec)) => {
+                        let _ = write!(
+                            h,
+                            "<td class=\"ok\">{}</td>",
+                            escape(&crate::terminal::family_cell(m, prec))
+                        );
+                    }
+                    None => h.push_str("<td class=\"bad\">none fits</td>"),
+                }
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</tbody>\n</table>\n</section>\n");
+    }
+
     // Legend of sources.
     h.push_str("<section id=\"sources\">\n<h2>Where the figures come from</h2>\n<ul>\n");
     h.push_str("<li><span class=\"est\">(estimated)</span>: computed from a model (e.g. MAC counts and the profile's clock or power figures), not measured. Treat as a guide.</li>\n");

@@ -38,6 +38,45 @@ pub struct Results {
     /// size, computed from their graphs (empty where not computed).
     #[serde(default)]
     pub seed: Vec<SeedModel>,
+    /// Generated family members (`compare --family`), computed from their
+    /// graphs (empty where none were asked for).
+    #[serde(default)]
+    pub family: Vec<FamilyMember>,
+}
+
+/// One generated VGG- or ResNet-style network (`compare --family`), every
+/// figure computed from its graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FamilyMember {
+    /// e.g. `"vgg16-w0.5-r96"` (its ONNX file is `family/<name>.onnx`).
+    pub name: String,
+    /// `"VGG"` or `"ResNet"`.
+    pub family: String,
+    pub depth: u32,
+    /// Channel multiplier (1 = torchvision's widths).
+    pub width: f64,
+    /// Input height and width.
+    pub resolution: u32,
+    /// Parameters as torchvision counts them.
+    pub params: u64,
+    /// Multiply-accumulates per inference.
+    pub macs: u64,
+    pub weight_bytes_int8: u64,
+    pub weight_bytes_f16: u64,
+    pub weight_bytes_f32: u64,
+    /// Layer-by-layer activation arena, int8 and f32 activations.
+    pub peak_ram_int8: u64,
+    pub peak_ram_f32: u64,
+    /// Per profile, the precisions that fit.
+    pub fits: Vec<FamilyFit>,
+}
+
+/// Which precisions of a generated network fit one profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FamilyFit {
+    pub profile: String,
+    /// `"int8"`, `"f16"`, `"f32"`: those that fit (empty: none).
+    pub precisions: Vec<String>,
 }
 
 /// One ImageNet-size network of the seed's comparison, every figure computed
@@ -274,6 +313,9 @@ pub fn load_results(paths: &[PathBuf]) -> Result<Results, ReportError> {
         }
         merge_unique(&mut m.rows, &mut rows, r.rows);
         merge_unique(&mut m.verdicts, &mut verdicts, r.verdicts);
+        if m.family.is_empty() {
+            m.family = r.family;
+        }
         if m.seed.is_empty() {
             m.seed = r.seed;
         }

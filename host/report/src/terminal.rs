@@ -248,3 +248,73 @@ pub fn render_seed(r: &Results) -> String {
     }
     out
 }
+
+/// Per board and family, the generated member with the most MACs that fits
+/// at some precision, and the least compressed precision that fits it.
+pub(crate) fn largest_fitting<'r>(
+    r: &'r Results,
+    profile: &str,
+    family: &str,
+) -> Option<(&'r crate::FamilyMember, &'r str)> {
+    r.family
+        .iter()
+        .filter(|m| m.family == family)
+        .filter_map(|m| {
+            let fit = m.fits.iter().find(|f| f.profile == profile)?;
+            // Listed int8, f16, f32: the last is the least compressed.
+            fit.precisions.last().map(|p| (m, p.as_str()))
+        })
+        .max_by_key(|(m, _)| m.macs)
+}
+
+/// A generated member as a cell: `"vgg11-w0.25-r96 f32 · 0.24 GMACs · 31 MiB
+/// weights · 1.1 MiB arena"`.
+pub(crate) fn family_cell(m: &crate::FamilyMember, precision: &str) -> String {
+    let (weights, arena) = match precision {
+        "int8" => (m.weight_bytes_int8, m.peak_ram_int8),
+        "f16" => (m.weight_bytes_f16, m.peak_ram_f32),
+        _ => (m.weight_bytes_f32, m.peak_ram_f32),
+    };
+    format!(
+        "{} {precision} · {:.2} GMACs · {} weights · {} arena",
+        m.name,
+        m.macs as f64 / 1e9,
+        human_bytes(weights as f64),
+        human_bytes(arena as f64)
+    )
+}
+
+/// The boards in a family sweep, in the order of the first member's fits.
+pub(crate) fn family_profiles(r: &Results) -> Vec<&str> {
+    r.family
+        .first()
+        .map(|m| m.fits.iter().map(|f| f.profile.as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// The family sweep as text: per board, the largest VGG and the largest
+/// ResNet that fit.
+pub fn render_family(r: &Results) -> String {
+    if r.family.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "Which VGG and ResNet each board can hold ({} generated networks, computed from the graphs; the most MACs that fit at any precision)\n",
+        r.family.len()
+    );
+    let mut table = vec![["board", "largest VGG", "largest ResNet"]
+        .map(str::to_owned)
+        .to_vec()];
+    for p in family_profiles(r) {
+        let mut line = vec![p.to_owned()];
+        for fam in ["VGG", "ResNet"] {
+            line.push(
+                largest_fitting(r, p, fam)
+                    .map_or_else(|| "none fits".to_owned(), |(m, prec)| family_cell(m, prec)),
+            );
+        }
+        table.push(line);
+    }
+    out.push_str(&columns(&table));
+    out
+}

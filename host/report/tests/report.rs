@@ -166,6 +166,7 @@ fn results() -> Results {
         verdicts,
         layers,
         seed: Vec::new(),
+        family: Vec::new(),
     }
 }
 

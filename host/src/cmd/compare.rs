@@ -19,6 +19,12 @@ use super::data_args::{check_bundled, open_source, RecipeArgs};
 use super::device::PortArgs;
 use super::progress;
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FamilyArg {
+    Vgg,
+    Resnet,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum CriterionArg {
     Accuracy,
@@ -83,6 +89,22 @@ pub struct CompareCmd {
     /// Print the results (schema of results.json) as JSON instead of the table
     #[arg(long)]
     json: bool,
+    /// Also generate these architecture families (torchvision's definitions, written as
+    /// ONNX into OUT/family/) and say which of each every board can hold
+    #[arg(long, value_enum, value_delimiter = ',')]
+    family: Vec<FamilyArg>,
+    /// Family depths (VGG 11, 13, 16, 19; ResNet 18, 34, 50, 101, 152; default: all of each family)
+    #[arg(long, value_delimiter = ',', requires = "family")]
+    depths: Vec<u32>,
+    /// Family width multipliers
+    #[arg(long, value_delimiter = ',', default_values = ["0.25", "0.5", "1"], requires = "family")]
+    widths: Vec<f64>,
+    /// Family input resolutions (multiples of 32)
+    #[arg(long, value_delimiter = ',', default_values = ["32", "64", "96", "128", "224"], requires = "family")]
+    resolutions: Vec<u32>,
+    /// Family classifier outputs
+    #[arg(long, default_value_t = 1000, requires = "family")]
+    classes: u32,
 }
 
 /// A model's input shape, as edgefit imports it, and whether its weights
@@ -232,6 +254,31 @@ impl CompareCmd {
             &variants,
         );
         r.seed = seed;
+        if !self.family.is_empty() {
+            use edgefit::family::{family_figures, members, Family};
+            let families: Vec<Family> = self
+                .family
+                .iter()
+                .map(|f| match f {
+                    FamilyArg::Vgg => Family::Vgg,
+                    FamilyArg::Resnet => Family::Resnet,
+                })
+                .collect();
+            let all = members(
+                &families,
+                &self.depths,
+                &self.widths,
+                &self.resolutions,
+                self.classes,
+            )?;
+            eprintln!(
+                "generating {} networks into {}",
+                all.len(),
+                self.out.join("family").display()
+            );
+            r.family = family_figures(&all, &self.out.join("family"), &profiles)
+                .context("the architecture families")?;
+        }
         let written = write_report(&r, &self.out)
             .with_context(|| format!("write the report into {}", self.out.display()))?;
         if self.json {
@@ -240,9 +287,13 @@ impl CompareCmd {
         }
         print!("{}", edgefit_report::render_matrix(&r));
         println!();
-        let seed = edgefit_report::render_seed(&r);
-        if !seed.is_empty() {
-            println!("{seed}");
+        for section in [
+            edgefit_report::render_seed(&r),
+            edgefit_report::render_family(&r),
+        ] {
+            if !section.is_empty() {
+                println!("{section}");
+            }
         }
         print!("{}", edgefit_report::render_terminal(&r));
         let measured = variants.iter().filter(|v| v.accuracy.is_ok()).count();

@@ -65,9 +65,13 @@ impl ReportCmd {
         }
         print!("{}", edgefit_report::render_matrix(&r));
         println!();
-        let seed = edgefit_report::render_seed(&r);
-        if !seed.is_empty() {
-            println!("{seed}");
+        for section in [
+            edgefit_report::render_seed(&r),
+            edgefit_report::render_family(&r),
+        ] {
+            if !section.is_empty() {
+                println!("{section}");
+            }
         }
         print!("{}", edgefit_report::render_terminal(&r));
         println!(
