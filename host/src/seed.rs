@@ -85,13 +85,10 @@ pub fn seed_comparison(dir: &Path, profiles: &[Profile]) -> Result<Vec<SeedModel
             peak_layer,
             fits,
             source: format!(
-                "computed from the graph ({}): weights x bytes per precision (a plan adds its \
-                 requantisation tables), the layer-by-layer activation arena; fit = weights within \
-                 the profile's flash and arena plus {ENGINE_STATE_BYTES} B within its RAM",
-                path.file_name().map_or_else(String::new, |f| format!(
-                    "models/imagenet/{}",
-                    f.to_string_lossy()
-                ))
+                "computed from the graph-only torchvision export models/imagenet/{name}.onnx: \
+                 weights x bytes per precision (a plan adds its requantisation tables), the \
+                 layer-by-layer activation arena; fit = weights within the profile's flash and \
+                 arena plus {ENGINE_STATE_BYTES} B within its RAM"
             ),
         });
     }

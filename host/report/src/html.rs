@@ -45,6 +45,7 @@ fn caption(slug: &str) -> Option<&'static str> {
     Some(match slug {
         "accuracy-size" => "Accuracy against plan size (flash needed, log scale); vertical lines are each profile's flash limit.",
         "accuracy-ram" => "Accuracy against peak RAM (log scale); vertical lines are each profile's RAM limit.",
+        "family-frontier" => "Every generated network (circles VGG, triangles ResNet): its int8 weights against its int8 activation arena. Each profile's dashed corner is its flash limit (horizontal) and RAM limit (vertical): a network below and left of a corner fits that board.",
         "accuracy-energy" => "Accuracy against energy per inference (log scale) for every variant on every profile; the step line is the Pareto front (less energy, more accuracy). Hollow markers are estimated energy.",
         "layer-memory" => "Activation output bytes of each layer (log scale), one line per model.",
         _ => return None,
@@ -218,7 +219,7 @@ pub fn render_html(r: &Results, svgs: &[(String, String)]) -> String {
             h,
             "<p class=\"meta\">224x224x3, 1000 classes. Every figure is <em>computed from the graph</em>, \
              not measured: {}.</p>",
-            escape(&r.seed[0].source)
+            escape(&r.seed[0].source.replace(&format!("/{}.onnx", r.seed[0].model), "/*.onnx"))
         );
         h.push_str("<table>\n<thead><tr><th>model</th><th>parameters</th><th>in dense layers</th><th>GMACs</th><th>int8 weights</th><th>f16 weights</th><th>f32 weights</th><th>int8 arena</th><th>f32 arena</th><th>memory peaks at</th></tr></thead>\n<tbody>\n");
         for s in &r.seed {

@@ -64,10 +64,17 @@ enum Plot {
     Ram,
     Energy,
     Layers,
+    Family,
 }
 
 impl Plot {
-    const ALL: [Plot; 4] = [Plot::Size, Plot::Ram, Plot::Energy, Plot::Layers];
+    const ALL: [Plot; 5] = [
+        Plot::Size,
+        Plot::Ram,
+        Plot::Energy,
+        Plot::Layers,
+        Plot::Family,
+    ];
 
     fn stem(self) -> &'static str {
         match self {
@@ -75,6 +82,7 @@ impl Plot {
             Plot::Ram => "accuracy-ram",
             Plot::Energy => "accuracy-energy",
             Plot::Layers => "layer-memory",
+            Plot::Family => "family-frontier",
         }
     }
 
@@ -105,6 +113,7 @@ impl Plot {
             ),
             Plot::Energy => energy(root, r),
             Plot::Layers => layers(root, r),
+            Plot::Family => family(root, r),
         }?;
         root.present().map_err(err)
     }
@@ -562,6 +571,126 @@ fn layers<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Res
     Ok(())
 }
 
+/// Generated family members: int8 weights against the int8 arena, with each
+/// profile's flash limit (horizontal) and RAM limit (vertical) where the
+/// results have rows for it: a member fits a board below and left of both.
+fn family<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Result<(), String> {
+    let points = |fam: &str| -> Vec<(f64, f64)> {
+        r.family
+            .iter()
+            .filter(|m| m.family == fam)
+            .map(|m| (m.peak_ram_int8 as f64, m.weight_bytes_int8 as f64))
+            .collect()
+    };
+    // Profiles with the same limits share a corner and a label.
+    let mut limits: Vec<(String, u64, u64)> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for row in &r.rows {
+        let swept = r
+            .family
+            .first()
+            .is_some_and(|m| m.fits.iter().any(|f| f.profile == row.profile));
+        if !swept || seen.contains(&row.profile.as_str()) {
+            continue;
+        }
+        seen.push(&row.profile);
+        match limits
+            .iter_mut()
+            .find(|l| l.1 == row.ram_limit_bytes && l.2 == row.flash_limit_bytes)
+        {
+            Some(l) => {
+                l.0.push_str(", ");
+                l.0.push_str(&row.profile);
+            }
+            None => limits.push((
+                row.profile.clone(),
+                row.ram_limit_bytes,
+                row.flash_limit_bytes,
+            )),
+        }
+    }
+    let (xlo, xhi) = log_range(
+        r.family
+            .iter()
+            .map(|m| m.peak_ram_int8 as f64)
+            .chain(limits.iter().map(|l| l.1 as f64)),
+        (1e3, 1e8),
+    );
+    let (ylo, yhi) = log_range(
+        r.family
+            .iter()
+            .map(|m| m.weight_bytes_int8 as f64)
+            .chain(limits.iter().map(|l| l.2 as f64)),
+        (1e3, 1e9),
+    );
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "Generated VGG and ResNet networks: int8 weights vs activation arena",
+            (FAMILY, 22),
+        )
+        .margin(16)
+        .x_label_area_size(52)
+        .y_label_area_size(80)
+        .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("int8 activation arena: RAM needed (bytes, log scale)")
+        .y_desc("int8 weights: flash needed (bytes, log scale)")
+        .x_label_formatter(&|v| si_bytes(*v))
+        .y_label_formatter(&|v| si_bytes(*v))
+        .label_style((FAMILY, 13))
+        .axis_desc_style((FAMILY, 15))
+        .light_line_style(RGBColor(244, 244, 244))
+        .draw()
+        .map_err(err)?;
+    for (i, (name, ram, flash)) in limits.iter().enumerate() {
+        let c = colour(2 + i);
+        let (x, y) = (*ram as f64, *flash as f64);
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x, ylo), (x, y), (xlo, y)],
+                8,
+                5,
+                c.stroke_width(2),
+            ))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(label!(
+                name.clone(),
+                (x, y),
+                (4, 4),
+                text_style(12, c),
+            )))
+            .map_err(err)?;
+    }
+    // VGG as circles, ResNet as triangles, as in the other plots.
+    let (vgg, resnet) = (colour(0).filled(), colour(1).filled());
+    chart
+        .draw_series(points("VGG").into_iter().map(|p| Circle::new(p, 4, vgg)))
+        .map_err(err)?
+        .label("VGG")
+        .legend(move |p| Circle::new(p, 4, vgg));
+    chart
+        .draw_series(
+            points("ResNet")
+                .into_iter()
+                .map(|p| TriangleMarker::new(p, 6, resnet)),
+        )
+        .map_err(err)?
+        .label("ResNet")
+        .legend(move |p| TriangleMarker::new(p, 6, resnet));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FAMILY, 13))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
 /// Draws the plots into `dir` (created if missing), each as SVG and PNG:
 ///
 /// - `accuracy-size`: accuracy vs plan size (log x), each profile's flash
@@ -594,6 +723,9 @@ pub fn render_plots(r: &Results, dir: &Path) -> Result<Vec<PathBuf>, ReportError
     let r = &measured;
     let mut written = Vec::new();
     for plot in Plot::ALL {
+        if matches!(plot, Plot::Family) && r.family.is_empty() {
+            continue;
+        }
         let svg_path = dir.join(format!("{}.svg", plot.stem()));
         let mut svg = String::new();
         {
