@@ -305,6 +305,10 @@ fn scatter<DB: DrawingBackend>(
         (1e3, 1e7),
     );
     let (ylo, yhi) = accuracy_range(r);
+    // The plot on the left, the key to its numbered points on the right.
+    let (w, _) = root.dim_in_pixel();
+    let (plot_area, key_area) = root.split_horizontally(w * 74 / 100);
+    let root = &plot_area;
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FAMILY, 22))
         .margin(16)
@@ -325,9 +329,10 @@ fn scatter<DB: DrawingBackend>(
         .map_err(err)?;
 
     let archs = architectures(r);
-    let (lxlo, lxhi) = (xlo.ln(), xhi.ln());
+    // Limits as dashed lines named in the legend (text on the plot would
+    // sit on the lines and on each other).
     for (i, (l, names)) in limits.iter().enumerate() {
-        let c = colour(archs.len() + i);
+        let c = *colour(archs.len() + i);
         let x = *l as f64;
         chart
             .draw_series(DashedLineSeries::new(
@@ -336,48 +341,55 @@ fn scatter<DB: DrawingBackend>(
                 5,
                 c.stroke_width(2),
             ))
-            .map_err(err)?;
-        // Labels near the right edge hang to the left of their line.
-        let right = (x.ln() - lxlo) / (lxhi - lxlo) > 0.7;
-        let style = text_style(13, c).pos(Pos::new(
-            if right { HPos::Right } else { HPos::Left },
-            VPos::Top,
-        ));
-        let text = format!("{} {}: {}", names.join(", "), limit_kind, human_bytes(x));
-        let dy = 6 + 17 * (i as i32 % 6);
-        chart
-            .draw_series(std::iter::once(label!(
-                text,
-                (x, yhi),
-                (if right { -5 } else { 5 }, dy),
-                style,
-            )))
-            .map_err(err)?;
+            .map_err(err)?
+            .label(format!(
+                "{} {}: {}",
+                names.join(", "),
+                limit_kind,
+                human_bytes(x)
+            ))
+            .legend(move |(x, y)| PathElement::new([(x - 8, y), (x + 8, y)], c.stroke_width(2)));
     }
-
+    // Points numbered, the numbers keyed in the upper left: names next to
+    // the markers stacked on each other where variants share a size.
     for (a, arch) in archs.iter().enumerate() {
         let (c, s) = (colour(a), shape(a));
-        let mine: Vec<&(&Row, f64)> = points
+        let mine: Vec<(f64, f64)> = points
             .iter()
             .filter(|(row, _)| row.architecture == *arch)
+            .map(|(row, v)| (*v, acc(row)))
             .collect();
-        markers(
-            &mut chart,
-            s,
-            mine.iter().map(|(row, v)| (*v, acc(row))).collect(),
-            *c,
-            false,
-            arch.to_string(),
-        )?;
-        chart
-            .draw_series(mine.iter().map(|(row, v)| {
-                label!(
-                    format!("{} {}", row.model, row.variant),
-                    (*v, acc(row)),
-                    (8, -16),
-                    text_style(11, &LABEL),
-                )
-            }))
+        markers(&mut chart, s, mine, *c, false, arch.to_string())?;
+    }
+    // One label per position: variants at the same size and accuracy share it.
+    let mut spots: Vec<((f64, f64), String)> = Vec::new();
+    for (i, (row, v)) in points.iter().enumerate() {
+        let at = (*v, acc(row));
+        match spots.iter_mut().find(|(p, _)| *p == at) {
+            Some((_, text)) => text.push_str(&format!(",{}", i + 1)),
+            None => spots.push((at, format!("{}", i + 1))),
+        }
+    }
+    chart
+        .draw_series(spots.iter().enumerate().map(|(k, (at, text))| {
+            label!(
+                text.clone(),
+                *at,
+                (6, -16 - 12 * (k as i32 % 2)),
+                text_style(11, &LABEL),
+            )
+        }))
+        .map_err(err)?;
+    key_area
+        .draw_text("points", &text_style(13, &BLACK), (6, 40))
+        .map_err(err)?;
+    for (i, (row, _)) in points.iter().enumerate() {
+        key_area
+            .draw_text(
+                &format!("{:>2}  {} {}", i + 1, row.model, row.variant),
+                &text_style(11, &LABEL),
+                (6, 60 + 14 * i as i32),
+            )
             .map_err(err)?;
     }
     if points.is_empty() {
