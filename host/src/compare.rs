@@ -16,8 +16,9 @@ use crate::data::{DataSource, OnBadImage, Recipe};
 use crate::device::bench::BenchReport;
 use crate::evaluate::EvalData;
 use crate::inspect_plan::inspect_plan;
-use crate::prune::{load_model, prune_magnitude, save_model, MagnitudeOptions, Scope};
+use crate::prune::{load_model, save_model, ChannelOptions, ChannelScope, MagnitudeOptions, Scope};
 use crate::variant;
+use crate::variant::Pruning;
 
 /// RAM the engine needs besides the arena: the `Engine` value and the
 /// per-op state it keeps on the stack (measured as part of the firmware's
@@ -33,6 +34,8 @@ pub struct CompareSpec<'a> {
     pub precisions: &'a [Precision],
     /// Magnitude sparsities (LAMP scope); 0 = the model as it is.
     pub sparsities: &'a [f64],
+    /// Structured channel-pruning fractions (layer scope); 0 = none.
+    pub channel_sparsities: &'a [f64],
     /// The test samples every variant is evaluated on.
     pub test: &'a DataSource,
     /// Calibration samples for int8 (never the test split).
@@ -49,6 +52,9 @@ pub struct CompareSpec<'a> {
     /// suit it. A model they do not suit, like a graph-only export, gets
     /// every static figure and no accuracy.
     pub data_fits: &'a [bool],
+    /// Per model: whether `calib` suits it, so pruned variants get bias
+    /// correction.
+    pub calib_fits: &'a [bool],
 }
 
 /// Why a variant's accuracy is not measured.
@@ -154,46 +160,80 @@ pub fn measure_variants(
         } else {
             None
         };
+        // The model as it is, LAMP magnitude pruning, structured channel
+        // pruning: (how, sparsity, label suffix).
+        let mut prunings: Vec<(Option<Pruning>, f64, String)> = Vec::new();
         for &sparsity in spec.sparsities {
-            if sparsity > 0.0 && unmeasured == Some(NotMeasured::NoWeights) {
-                // Magnitude pruning needs the weights' values.
-                progress(&format!("{name}: no weights, no pruned variants"), 1, 1);
-                continue;
-            }
-            // The pruned model (or the original at sparsity 0) and its
-            // non-zero conv/dense weights.
-            let (source, nonzero) = if sparsity > 0.0 {
-                progress(&format!("{name}: prune {sparsity}"), 0, 1);
-                let mut m = original.clone();
-                prune_magnitude(
-                    &mut m,
-                    &MagnitudeOptions {
+            prunings.push(if sparsity > 0.0 {
+                (
+                    Some(Pruning::Magnitude(MagnitudeOptions {
                         sparsity,
                         scope: Scope::Lamp,
                         exclude_first: false,
                         exclude_last: false,
-                    },
-                )?;
-                let p = spec.work_dir.join(format!("{name}-lamp{sparsity}.onnx"));
-                save_model(&m, &p)?;
-                (p, crate::prune::nonzero_weights(&m)? as u64)
+                    })),
+                    sparsity,
+                    format!(" LAMP {:.0}%", sparsity * 100.0),
+                )
             } else {
-                (model_path.clone(), weights_total)
+                (None, 0.0, String::new())
+            });
+        }
+        for &sparsity in spec.channel_sparsities.iter().filter(|s| **s > 0.0) {
+            prunings.push((
+                Some(Pruning::Channels(ChannelOptions {
+                    sparsity,
+                    scope: ChannelScope::Layer,
+                    exclude_first: false,
+                    exclude_last: false,
+                })),
+                sparsity,
+                format!(" channels {:.0}%", sparsity * 100.0),
+            ));
+        }
+        for (how, sparsity, suffix) in prunings {
+            if how.is_some() && unmeasured == Some(NotMeasured::NoWeights) {
+                // Pruning needs the weights' values.
+                progress(&format!("{name}: no weights, no pruned variants"), 1, 1);
+                continue;
+            }
+            // The pruned model (or the original) and its non-zero conv/dense
+            // weights. Bias correction wherever calibration data suit the
+            // model: the loss LAMP with correction leaves is the smallest
+            // this project measured.
+            let (source, nonzero) = match &how {
+                Some(how) => {
+                    let shape = model_input_shape(model_path)?;
+                    let corrects = unmeasured.is_none()
+                        && spec.calib.is_some()
+                        && spec.calib_fits.get(m).copied().unwrap_or(false);
+                    if corrects && calib.is_none() {
+                        calib = Some(calibration(spec, model_path, recipe, &shape)?);
+                    }
+                    let mut cb = |d, t| progress(&format!("{name}{suffix}: bias correction"), d, t);
+                    let samples = if corrects { calib.as_deref() } else { None };
+                    let (pruned, _) = variant::prune(model_path, &shape, how, samples, &mut cb)?;
+                    let tag = suffix.trim().replace([' ', '%'], "");
+                    let p = spec.work_dir.join(format!("{name}-{tag}.onnx"));
+                    save_model(&pruned, &p)?;
+                    (p, crate::prune::nonzero_weights(&pruned)? as u64)
+                }
+                None => (model_path.clone(), weights_total),
             };
             let imported = variant::import(&source)?;
             let graph = &imported.graph;
             let arch = architecture(model_path, graph);
             let analysis = crate::analysis::analyse(graph);
-            // Parameters as deployed: zeros pruned away do not count.
-            let params = (analysis.totals.params as u64)
-                .saturating_sub(weights_total.saturating_sub(nonzero));
+            // Parameters as deployed: zeros pruned away do not count
+            // (channel pruning leaves none; its graph is smaller).
+            let params = match how {
+                Some(Pruning::Channels(_)) => analysis.totals.params as u64,
+                _ => (analysis.totals.params as u64)
+                    .saturating_sub(weights_total.saturating_sub(nonzero)),
+            };
             for &precision in spec.precisions {
                 let pname = precision_name(precision);
-                let label = if sparsity > 0.0 {
-                    format!("{pname} LAMP {:.0}%", sparsity * 100.0)
-                } else {
-                    pname.to_owned()
-                };
+                let label = format!("{pname}{suffix}");
                 let what = format!("{name} {label}");
                 let input_shape = graph.tensor(graph.input).shape.clone();
                 let unmeasured = if graph.has_weight_values() {
@@ -219,16 +259,7 @@ pub fn measure_variants(
                     continue;
                 }
                 if precision == Precision::Int8 && calib.is_none() {
-                    let data = spec.calib.ok_or_else(|| {
-                        CompareError::Plan("int8 variants need calibration data".into())
-                    })?;
-                    let (tensors, _) = data
-                        .tensors(0..data.len(), recipe, &input_shape, OnBadImage::Fail)
-                        .map_err(|e| CompareError::Data {
-                            path: model_path.clone(),
-                            source: e,
-                        })?;
-                    calib = Some(tensors.into_iter().map(|(_, t, _)| t).collect());
+                    calib = Some(calibration(spec, model_path, recipe, &input_shape)?);
                 }
                 let mut cb = |d, t| progress(&format!("{what}: calibrate"), d, t);
                 let ranges = variant::ranges(
@@ -302,6 +333,31 @@ pub fn measure_variants(
         }
     }
     Ok(out)
+}
+
+/// A model's input shape, as edgefit imports it.
+fn model_input_shape(path: &Path) -> Result<Vec<usize>, CompareError> {
+    let g = variant::import(path)?.graph;
+    Ok(g.tensor(g.input).shape.clone())
+}
+
+/// The calibration samples, preprocessed for a model.
+fn calibration(
+    spec: &CompareSpec<'_>,
+    model_path: &Path,
+    recipe: &Recipe,
+    input_shape: &[usize],
+) -> Result<Vec<Vec<f32>>, CompareError> {
+    let data = spec
+        .calib
+        .ok_or_else(|| CompareError::Plan("int8 variants need calibration data".into()))?;
+    let (tensors, _) = data
+        .tensors(0..data.len(), recipe, input_shape, OnBadImage::Fail)
+        .map_err(|e| CompareError::Data {
+            path: model_path.to_owned(),
+            source: e,
+        })?;
+    Ok(tensors.into_iter().map(|(_, t, _)| t).collect())
 }
 
 /// Each op's output and weight bytes in a plan.

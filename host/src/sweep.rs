@@ -9,11 +9,7 @@ use serde::Serialize;
 use crate::compile::CompileOptions;
 use crate::evaluate::evaluate_data;
 use crate::evaluate::EvalData;
-use crate::prune::channels::activation_means;
-use crate::prune::{
-    correction_inputs, load_model, magnitude_correction_inputs, prune_channels,
-    prune_magnitude_corrected, save_model, ActivationMeans, ChannelOptions, MagnitudeOptions,
-};
+use crate::prune::{save_model, ChannelOptions, MagnitudeOptions};
 use crate::reference::TractReference;
 use crate::runner::Runner;
 use crate::variant;
@@ -75,60 +71,38 @@ pub struct SweepSpec<'a> {
 /// Progress of [`sweep_point`]: which stage, done and total images.
 pub use crate::variant::Progress;
 
-/// Mean activations of `names` in the unpruned model over the calibration
-/// images, for bias correction.
-fn means_for(
-    spec: &SweepSpec<'_>,
-    names: &[String],
-    progress: Progress<'_>,
-) -> Result<ActivationMeans, SweepError> {
-    progress("bias correction", 0, 1);
-    activation_means(spec.model, spec.test.input_shape, names, spec.calib).map_err(|source| {
-        SweepError::Correction {
-            path: spec.model.to_owned(),
-            source,
-        }
-    })
-}
-
 /// Prunes, compiles and evaluates one sparsity.
 pub fn sweep_point(
     spec: &SweepSpec<'_>,
     sparsity: f64,
     progress: Progress<'_>,
 ) -> Result<SweepPoint, SweepError> {
-    let mut model = load_model(spec.model)?;
-    let correct_bias = match &spec.prune {
-        SweepPrune::Magnitude { correct_bias, .. } | SweepPrune::Channels { correct_bias, .. } => {
-            *correct_bias && sparsity > 0.0
-        }
-    };
-    let means = if correct_bias {
-        let names = match &spec.prune {
-            SweepPrune::Magnitude { .. } => magnitude_correction_inputs(&model)?,
-            SweepPrune::Channels { .. } => correction_inputs(&model)?,
-        };
-        Some(means_for(spec, &names, &mut *progress)?)
-    } else {
-        None
-    };
-    let achieved = match &spec.prune {
-        SweepPrune::Magnitude { options, .. } => {
-            let opts = MagnitudeOptions {
+    let (how, correct_bias) = match &spec.prune {
+        SweepPrune::Magnitude {
+            options,
+            correct_bias,
+        } => (
+            variant::Pruning::Magnitude(MagnitudeOptions {
                 sparsity,
                 ..options.clone()
-            };
-            prune_magnitude_corrected(&mut model, &opts, means.as_ref())?.pruned_sparsity()
-        }
-        SweepPrune::Channels { options, .. } => {
-            let opts = ChannelOptions {
+            }),
+            *correct_bias,
+        ),
+        SweepPrune::Channels {
+            options,
+            correct_bias,
+        } => (
+            variant::Pruning::Channels(ChannelOptions {
                 sparsity,
                 ..options.clone()
-            };
-            let (n, removed) = prune_channels(&mut model, &opts, means.as_ref())?.channels();
-            removed as f64 / n.max(1) as f64
-        }
+            }),
+            *correct_bias,
+        ),
     };
+    let calib = (correct_bias && sparsity > 0.0).then_some(spec.calib);
+    let mut cb = |d, t| progress("bias correction", d, t);
+    let (model, achieved) =
+        variant::prune(spec.model, spec.test.input_shape, &how, calib, &mut cb)?;
     let nonzero = crate::prune::nonzero_weights(&model)?;
     let stem = spec
         .model

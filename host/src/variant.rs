@@ -58,6 +58,62 @@ pub enum VariantError {
 /// Progress callback: stage, done, total.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
+/// How a variant is pruned (its `sparsity` set).
+#[derive(Debug, Clone)]
+pub enum Pruning {
+    /// Unstructured: the smallest-magnitude weights become zero.
+    Magnitude(crate::prune::MagnitudeOptions),
+    /// Structured: whole conv output channels go.
+    Channels(crate::prune::ChannelOptions),
+}
+
+/// Prunes the model at `path` as `how` says, with bias correction at the
+/// unpruned model's mean activations over `calib` (preprocessed inputs of
+/// `input_shape`) when it is given; returns the pruned model and the
+/// sparsity achieved (magnitude: zero weights over the pruned layers';
+/// channels: removed over prunable channels).
+pub fn prune(
+    path: &Path,
+    input_shape: &[usize],
+    how: &Pruning,
+    calib: Option<&[Vec<f32>]>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(tract_onnx::pb::ModelProto, f64), VariantError> {
+    use crate::prune::{
+        correction_inputs, load_model, magnitude_correction_inputs, prune_channels,
+        prune_magnitude_corrected,
+    };
+    let mut model = load_model(path)?;
+    let means = match calib.filter(|c| !c.is_empty()) {
+        Some(samples) => {
+            let names = match how {
+                Pruning::Magnitude(_) => magnitude_correction_inputs(&model)?,
+                Pruning::Channels(_) => correction_inputs(&model)?,
+            };
+            progress(0, 1);
+            let means =
+                crate::prune::channels::activation_means(path, input_shape, &names, samples)
+                    .map_err(|source| VariantError::Correction {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+            progress(1, 1);
+            Some(means)
+        }
+        None => None,
+    };
+    let achieved = match how {
+        Pruning::Magnitude(o) => {
+            prune_magnitude_corrected(&mut model, o, means.as_ref())?.pruned_sparsity()
+        }
+        Pruning::Channels(o) => {
+            let (n, removed) = prune_channels(&mut model, o, means.as_ref())?.channels();
+            removed as f64 / n.max(1) as f64
+        }
+    };
+    Ok((model, achieved))
+}
+
 /// Imports `path` as edgefit's IR.
 pub fn import(path: &Path) -> Result<ImportedModel, VariantError> {
     import_onnx(path, &ImportOptions::default()).map_err(|source| VariantError::Import {

@@ -680,6 +680,8 @@ fn compare_measures_this_machine_through_the_agent() {
         "int8",
         "--sparsity",
         "0",
+        "--prune-channels",
+        "0",
         "--limit",
         "100",
         "--calib-samples",

@@ -1,5 +1,5 @@
 //! `edgefit compare`, `edgefit report` and `edgefit devices` end to end: a
-//! small comparison (both bundled models, int8 dense and LAMP-50%, 300 test
+//! small comparison (both bundled models, int8 dense, LAMP-50% and channels-10%, 300 test
 //! images, three boards) writes the table, JSON, CSV, plots and an HTML
 //! report that headless Chromium renders; merged device results keep every
 //! row; bad profiles are clear errors.
@@ -163,7 +163,22 @@ fn compare_writes_every_output_and_chromium_renders_the_report() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     let rows = json["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 16);
+    // ... and the default channel-pruned variant: 2 models x 3 variants x 4
+    // profiles. Removing channels lowers the arena; LAMP's zeros do not.
+    assert_eq!(rows.len(), 24);
+    let ram = |model: &str, variant: &str| {
+        rows.iter()
+            .find(|r| {
+                r["profile"] == "nrf52840-dk" && r["model"] == model && r["variant"] == variant
+            })
+            .unwrap()["arena_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    for m in ["vgg-fmnist", "resnet-fmnist"] {
+        assert!(ram(m, "int8 channels 10%") < ram(m, "int8"), "{m}");
+        assert_eq!(ram(m, "int8 LAMP 50%"), ram(m, "int8"), "{m}");
+    }
     let on = |p: &'static str| rows.iter().filter(move |r| r["profile"] == p);
     // Estimated figures name what estimated them.
     assert!(on("nrf52840-dk").all(|r| r["energy_source"]
@@ -204,7 +219,7 @@ fn compare_writes_every_output_and_chromium_renders_the_report() {
     assert_eq!(vgg["fits_flash"], false);
     assert_eq!(vgg["flash_margin_bytes"].as_i64().unwrap(), -shortfall);
     let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 17, "{csv}");
+    assert_eq!(csv.lines().count(), 25, "{csv}");
     assert!(csv.contains(&format!(",{},", -shortfall)), "{csv}");
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     let grouped = |n: i64| {
@@ -260,7 +275,7 @@ fn compare_writes_every_output_and_chromium_renders_the_report() {
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(merged.join("results.json")).unwrap())
             .unwrap();
-    assert_eq!(m["rows"].as_array().unwrap().len(), 32);
+    assert_eq!(m["rows"].as_array().unwrap().len(), 48);
     assert!(merged.join("report.html").is_file());
 }
 

@@ -67,6 +67,10 @@ fn bad_requests_fail_cleanly_and_write_nothing() {
             model_path.to_str().unwrap(),
             "--sparsity",
             sparsity,
+            // The same fraction of every layer (LAMP, the default, would
+            // spare the stem).
+            "--scope",
+            "layer",
             "-o",
             out.to_str().unwrap(),
         ]);
@@ -227,4 +231,46 @@ fn channel_pruning_shrinks_the_model_and_refuses_what_it_cannot_do() {
     assert_eq!(macs.len(), 2, "{text}");
     assert_eq!(macs[0], 5_032_704);
     assert!(macs[1] * 3 < macs[0] * 2, "{text}");
+}
+
+/// `edgefit prune` defaults to what loses least in this project's
+/// measurements: LAMP scope with bias correction wherever calibration data
+/// suit the model (the bundled images for the bundled models).
+#[test]
+fn defaults_are_lamp_with_bias_correction() {
+    let dir = out_dir("defaults");
+    let out = dir.join("p.onnx");
+    let src = model("resnet-fmnist.onnx");
+    let o = edgefit(&[
+        "prune",
+        src.to_str().unwrap(),
+        "--sparsity",
+        "0.5",
+        "--calib-samples",
+        "20",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("biases      corrected"), "{text}");
+    // LAMP spreads the sparsity unevenly; layer scope would give each 50.0%.
+    let table: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert!(table.len() > 3, "{text}");
+    assert!(table.iter().any(|l| !l.contains("50.0%")), "{text}");
+    let o = edgefit(&[
+        "prune",
+        src.to_str().unwrap(),
+        "--sparsity",
+        "0.5",
+        "--no-correct-bias",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("biases"));
 }

@@ -50,9 +50,15 @@ pub struct CompareCmd {
     /// Precisions of the compiled variants
     #[arg(long = "precision", alias = "precisions", value_enum, value_delimiter = ',', default_values = ["int8", "f16", "f32"])]
     precisions: Vec<PrecisionArg>,
-    /// Magnitude sparsities (LAMP scope) of the variants; 0 = not pruned
+    /// Magnitude sparsities (LAMP scope, bias-corrected where calibration data suit
+    /// the model) of the variants; 0 = not pruned
     #[arg(long, value_delimiter = ',', default_value = "0,0.5")]
     sparsity: Vec<f64>,
+    /// Structured channel-pruning fractions (layer scope, bias-corrected likewise): the
+    /// only pruning that lowers RAM and latency on a microcontroller, and without
+    /// retraining the costliest in accuracy (docs/benchmarks.md); 0 = none
+    #[arg(long, value_delimiter = ',', default_value = "0.1")]
+    prune_channels: Vec<f64>,
     /// A device to measure on (flash and bench each variant that fits it)
     #[command(flatten)]
     port: PortArgs,
@@ -127,7 +133,12 @@ fn host_name() -> String {
 
 impl CompareCmd {
     pub fn run(self) -> anyhow::Result<()> {
-        if let Some(bad) = self.sparsity.iter().find(|s| !(0.0..1.0).contains(*s)) {
+        if let Some(bad) = self
+            .sparsity
+            .iter()
+            .chain(&self.prune_channels)
+            .find(|s| !(0.0..1.0).contains(*s))
+        {
             bail!("sparsity {bad} is outside [0, 1)");
         }
         let all = load_profiles(&self.profile_files).context("device profiles")?;
@@ -154,6 +165,7 @@ impl CompareCmd {
         // they do not suit, given no data of its own, gets its static figures
         // and no accuracy.
         let mut data_fits = Vec::with_capacity(models.len());
+        let mut calib_fits = Vec::with_capacity(models.len());
         for m in &models {
             let (shape, weights) = input_shape_of(m)?;
             let fits = self.data.is_some() || check_bundled(None, &shape, "--data").is_ok();
@@ -174,6 +186,11 @@ impl CompareCmd {
                 );
             }
             data_fits.push(fits);
+            calib_fits.push(
+                weights
+                    && fits
+                    && (self.calib.is_some() || check_bundled(None, &shape, "--calib").is_ok()),
+            );
             let own = m.with_extension("preprocess.toml");
             let recipe = if own.is_file() {
                 // The model's own recipe file wins over the flags.
@@ -187,7 +204,14 @@ impl CompareCmd {
         }
         let test = open_source(self.data.as_deref(), Role::Test, self.limit, None, None)
             .context("test data")?;
-        let calib = if precisions.contains(&Precision::Int8) {
+        let pruning = self
+            .sparsity
+            .iter()
+            .chain(&self.prune_channels)
+            .any(|s| *s > 0.0);
+        let calib = if precisions.contains(&Precision::Int8)
+            || (pruning && calib_fits.iter().any(|f| *f))
+        {
             Some(
                 open_source(
                     self.calib.as_deref(),
@@ -214,12 +238,14 @@ impl CompareCmd {
             models: &models,
             precisions: &precisions,
             sparsities: &self.sparsity,
+            channel_sparsities: &self.prune_channels,
             test: &test,
             calib: calib.as_ref(),
             recipes: &recipes,
             work_dir: &work,
             plans_dir: &plans_dir,
             data_fits: &data_fits,
+            calib_fits: &calib_fits,
         };
         let bar = progress::bar("compare");
         let mut cb = |stage: &str, done: usize, total: usize| {

@@ -33,7 +33,7 @@ pub fn count_at_least_one(s: &str) -> Result<usize, String> {
 #[derive(Subcommand)]
 pub enum Command {
     /// VGG against ResNet on every device profile: accuracy, size, RAM, latency, energy, fit; table, JSON, CSV, plots, HTML report
-    Compare(compare::CompareCmd),
+    Compare(Box<compare::CompareCmd>),
     /// List the device profiles (RAM, flash, core, power) compare judges against
     Devices(devices::DevicesCmd),
     /// Regenerate the report (HTML, plots, CSV) from saved results, merging several devices
