@@ -390,6 +390,8 @@ fn compare_runs_on_your_own_models_and_images() {
         "int8,f32",
         "--sparsity",
         "0",
+        "--prune-channels",
+        "0",
         "--profiles",
         "this-machine",
         "--out",
