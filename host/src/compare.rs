@@ -676,22 +676,27 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                     (*a, best(&of, c))
                 })
                 .collect();
-            let describe = |r: &Row| {
-                let lat = r.latency_ms.map_or("no latency".into(), |l| {
-                    let tag = if Source::of(&r.latency_source, r.latency_ms) == Source::Estimated { " est." } else { "" };
-                    format!("{l:.2} ms{tag}")
-                });
-                let acc = r.accuracy.map_or_else(
-                    || format!("accuracy {}", r.accuracy_source),
-                    |a| format!("{:.1}%", 100.0 * a),
-                );
-                format!(
-                    "{} {} ({acc}, {} flash, {} RAM, {lat})",
-                    r.model,
-                    r.variant,
-                    kb(r.plan_bytes),
-                    kb(r.peak_ram_bytes)
-                )
+            // The matrix shows each choice's figures: the sentence names it
+            // and says why it wins.
+            let describe = |r: &Row| format!("{} {}", r.model, r.variant);
+            let figure = |r: &Row| match c {
+                Criterion::Accuracy => r
+                    .accuracy
+                    .map_or_else(|| "accuracy not measured".to_owned(), |a| format!("{:.1}%", 100.0 * a)),
+                Criterion::Latency => r.latency_ms.map_or_else(
+                    || "no latency".to_owned(),
+                    |l| {
+                        let est = Source::of(&r.latency_source, r.latency_ms) == Source::Estimated;
+                        format!("{l:.2} ms{}", if est { " (estimated)" } else { "" })
+                    },
+                ),
+                Criterion::Energy => r.energy_mj.map_or_else(
+                    || "no energy".to_owned(),
+                    |e| {
+                        let est = Source::of(&r.energy_source, r.energy_mj) == Source::Estimated;
+                        format!("{e:.3} mJ{}", if est { " (estimated)" } else { "" })
+                    },
+                ),
             };
             let fitting: Vec<&(&str, Option<&Row>)> = bests.iter().filter(|(_, b)| b.is_some()).collect();
             let (sentence, winner) = match fitting.as_slice() {
@@ -720,7 +725,7 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                     } else {
                         (
                             format!(
-                                "On {}, only {a} fits: {}; no {} variant fits.",
+                                "On {}, only {a} fits ({}); no {} variant does.",
                                 p,
                                 describe(r),
                                 others.join(" or ")
@@ -743,7 +748,7 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                     let (wa, wr) = ranked[0];
                     let others: Vec<String> = ranked[1..]
                         .iter()
-                        .map(|(a, r)| format!("the best {a} is {}", describe(r)))
+                        .map(|(_, r)| format!("{} at {}", describe(r), figure(r)))
                         .collect();
                     let unmeasured = c == Criterion::Accuracy
                         && ranked.iter().any(|(_, r)| r.accuracy.is_none());
@@ -753,17 +758,12 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                             _ => false,
                         });
                     if unmeasured {
-                        // Without accuracy there is no winner on it: say
-                        // what fits.
-                        let all: Vec<String> = ranked
-                            .iter()
-                            .map(|(a, r)| format!("the largest {a} that fits is {}", describe(r)))
-                            .collect();
+                        // Without accuracy there is no winner on it (the
+                        // matrix shows what fits).
                         (
                             format!(
-                                "On {}, {}; accuracy is not measured for all of them, so no winner.",
-                                p,
-                                all.join("; ")
+                                "On {}, each architecture fits but accuracy is not measured for all of them, so no winner.",
+                                p
                             ),
                             None,
                         )
@@ -777,26 +777,28 @@ pub fn verdicts(rows: &[Row], profiles: &[String], c: Criterion) -> Vec<Verdict>
                         let rest: Vec<String> = ranked
                             .iter()
                             .filter(|(a, _)| *a != sa)
-                            .map(|(a, r)| format!("the best {a} is {}", describe(r)))
+                            .map(|(_, r)| format!("{} for {}", kb(r.plan_bytes), describe(r)))
                             .collect();
                         (
                             format!(
-                                "On {}, the architectures are level on accuracy (within {:.2} points), so {sa} wins on size: {}; {}.",
+                                "On {}, the architectures are level on accuracy (within {:.2} points), so {sa} wins on size: {} for {} against {}.",
                                 p,
                                 100.0 * ACCURACY_TIE,
+                                kb(sr.plan_bytes),
                                 describe(sr),
-                                rest.join("; ")
+                                rest.join(", ")
                             ),
                             Some(sa.to_owned()),
                         )
                     } else {
                         (
                             format!(
-                                "On {}, {wa} wins on {}: {}; {}.",
+                                "On {}, {wa} wins on {}: {} at {} against {}.",
                                 p,
                                 c.name(),
                                 describe(wr),
-                                others.join("; ")
+                                figure(wr),
+                                others.join(", ")
                             ),
                             Some(wa.to_owned()),
                         )
