@@ -191,6 +191,8 @@ pub fn measure_variants(
                 format!(" channels {:.0}%", sparsity * 100.0),
             ));
         }
+        // The model's input shape, for pruning's bias correction (read once).
+        let mut shape: Option<Vec<usize>> = None;
         for (how, sparsity, suffix) in prunings {
             if how.is_some() && unmeasured == Some(NotMeasured::NoWeights) {
                 // Pruning needs the weights' values.
@@ -203,7 +205,10 @@ pub fn measure_variants(
             // this project measured.
             let (source, nonzero) = match &how {
                 Some(how) => {
-                    let shape = model_input_shape(model_path)?;
+                    let shape = match &shape {
+                        Some(s) => s.clone(),
+                        None => shape.insert(model_input_shape(model_path)?).clone(),
+                    };
                     let corrects = unmeasured.is_none()
                         && spec.calib.is_some()
                         && spec.calib_fits.get(m).copied().unwrap_or(false);

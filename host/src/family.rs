@@ -21,13 +21,10 @@
 use std::path::{Path, PathBuf};
 
 use edgefit_profiles::Profile;
-use edgefit_report::{FamilyFit, FamilyMember as FamilyFigures};
+use edgefit_report::FamilyMember as FamilyFigures;
 use prost::Message;
 use tract_onnx::pb;
 
-use crate::analysis::analyse;
-use crate::compare::ENGINE_STATE_BYTES;
-use crate::memory::plan_activations;
 use crate::variant::{self, VariantError};
 
 /// VGG or ResNet.
@@ -481,42 +478,22 @@ pub fn family_figures(
     for m in members {
         let path = m.write(dir)?;
         let graph = variant::import(&path)?.graph;
-        let a = analyse(&graph);
-        let fused = crate::fuse::fuse_residual_adds(&graph);
-        let arena = |bytes| plan_activations(&fused, bytes).plan.arena_size as u64;
-        let (ram_int8, ram_f32) = (arena(1), arena(4));
-        let w = a.totals.weight_bytes;
-        let precisions = [
-            ("int8", w.int8 as u64, ram_int8),
-            ("f16", w.f16 as u64, ram_f32),
-            ("f32", w.f32 as u64, ram_f32),
-        ];
+        let f = crate::seed::graph_figures(&graph, profiles);
+        let w = f.analysis.totals.weight_bytes;
         out.push(FamilyFigures {
             name: m.name(),
             family: m.family.name().to_owned(),
             depth: m.depth,
             width: m.width,
             resolution: m.resolution,
-            params: a.totals.params_exported as u64,
-            macs: a.totals.macs,
+            params: f.analysis.totals.params_exported as u64,
+            macs: f.analysis.totals.macs,
             weight_bytes_int8: w.int8 as u64,
             weight_bytes_f16: w.f16 as u64,
             weight_bytes_f32: w.f32 as u64,
-            peak_ram_int8: ram_int8,
-            peak_ram_f32: ram_f32,
-            fits: profiles
-                .iter()
-                .map(|p| FamilyFit {
-                    profile: p.name.clone(),
-                    precisions: precisions
-                        .iter()
-                        .filter(|(_, weights, ram)| {
-                            p.fits(*weights, ram + ENGINE_STATE_BYTES).fits()
-                        })
-                        .map(|(n, ..)| (*n).to_owned())
-                        .collect(),
-                })
-                .collect(),
+            peak_ram_int8: f.ram_int8,
+            peak_ram_f32: f.ram_f32,
+            fits: f.fits,
         });
     }
     Ok(out)
@@ -525,6 +502,7 @@ pub fn family_figures(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::analyse;
 
     fn member(family: Family, depth: u32) -> Member {
         Member {

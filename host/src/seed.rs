@@ -8,9 +8,9 @@
 use std::path::Path;
 
 use edgefit_profiles::Profile;
-use edgefit_report::{SeedFit, SeedModel};
+use edgefit_report::{PrecisionFit, SeedModel};
 
-use crate::analysis::analyse;
+use crate::analysis::{analyse, Analysis};
 use crate::compare::ENGINE_STATE_BYTES;
 use crate::memory::plan_activations;
 use crate::variant::{self, VariantError};
@@ -36,6 +36,49 @@ fn arena(graph: &crate::ir::Graph, bytes: usize) -> (u64, String) {
     (plan.plan.arena_size as u64, peak)
 }
 
+/// What the seed's comparison and the family sweep compute from a graph:
+/// its analysis, the arena with int8 and with f32 activations, the layer
+/// where the int8 arena peaks, and per profile the precisions that fit
+/// (weights within its flash, arena plus engine state within its RAM; f16
+/// plans keep f32 activations).
+pub(crate) struct GraphFigures {
+    pub analysis: Analysis,
+    pub ram_int8: u64,
+    pub ram_f32: u64,
+    pub peak_layer: String,
+    pub fits: Vec<PrecisionFit>,
+}
+
+pub(crate) fn graph_figures(graph: &crate::ir::Graph, profiles: &[Profile]) -> GraphFigures {
+    let analysis = analyse(graph);
+    let (ram_int8, peak_layer) = arena(graph, 1);
+    let (ram_f32, _) = arena(graph, 4);
+    let w = analysis.totals.weight_bytes;
+    let precisions = [
+        ("int8", w.int8 as u64, ram_int8),
+        ("f16", w.f16 as u64, ram_f32),
+        ("f32", w.f32 as u64, ram_f32),
+    ];
+    let fits = profiles
+        .iter()
+        .map(|p| PrecisionFit {
+            profile: p.name.clone(),
+            precisions: precisions
+                .iter()
+                .filter(|(_, weights, ram)| p.fits(*weights, ram + ENGINE_STATE_BYTES).fits())
+                .map(|(n, ..)| (*n).to_owned())
+                .collect(),
+        })
+        .collect();
+    GraphFigures {
+        analysis,
+        ram_int8,
+        ram_f32,
+        peak_layer,
+        fits,
+    }
+}
+
 /// The seed's networks found in `dir` (those missing are left out), judged
 /// against `profiles`.
 pub fn seed_comparison(dir: &Path, profiles: &[Profile]) -> Result<Vec<SeedModel>, VariantError> {
@@ -46,26 +89,14 @@ pub fn seed_comparison(dir: &Path, profiles: &[Profile]) -> Result<Vec<SeedModel
             continue;
         }
         let graph = variant::import(&path)?.graph;
-        let a = analyse(&graph);
-        let (peak_ram_int8, peak_layer) = arena(&graph, 1);
-        let (peak_ram_f32, _) = arena(&graph, 4);
+        let GraphFigures {
+            analysis: a,
+            ram_int8: peak_ram_int8,
+            ram_f32: peak_ram_f32,
+            peak_layer,
+            fits,
+        } = graph_figures(&graph, profiles);
         let w = a.totals.weight_bytes;
-        let precisions = [
-            ("int8", w.int8 as u64, peak_ram_int8),
-            ("f16", w.f16 as u64, peak_ram_f32),
-            ("f32", w.f32 as u64, peak_ram_f32),
-        ];
-        let fits = profiles
-            .iter()
-            .map(|p| SeedFit {
-                profile: p.name.clone(),
-                precisions: precisions
-                    .iter()
-                    .filter(|(_, weights, ram)| p.fits(*weights, ram + ENGINE_STATE_BYTES).fits())
-                    .map(|(n, ..)| (*n).to_owned())
-                    .collect(),
-            })
-            .collect();
         out.push(SeedModel {
             model: name.to_owned(),
             architecture: if name.starts_with("vgg") {

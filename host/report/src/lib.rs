@@ -23,11 +23,13 @@ pub use crate::format::Source;
 pub use crate::html::render_html;
 pub use crate::matrix::{verdict_matrix, Cell, Matrix, MatrixRow};
 pub use crate::model::{
-    load_results, BestVariant, FamilyFit, FamilyMember, LayerMemory, Results, Row, SeedFit,
-    SeedModel, Verdict, RESULTS_SCHEMA,
+    load_results, BestVariant, FamilyMember, LayerMemory, PrecisionFit, Results, Row, SeedModel,
+    Verdict, RESULTS_SCHEMA,
 };
 pub use crate::plots::render_plots;
-pub use crate::terminal::{render_family, render_matrix, render_seed, render_terminal};
+pub use crate::terminal::{
+    render_family, render_matrix, render_seed, render_terminal, render_text,
+};
 
 /// What can go wrong loading results or writing plots.
 #[derive(Debug, thiserror::Error)]

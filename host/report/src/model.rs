@@ -68,15 +68,7 @@ pub struct FamilyMember {
     pub peak_ram_int8: u64,
     pub peak_ram_f32: u64,
     /// Per profile, the precisions that fit.
-    pub fits: Vec<FamilyFit>,
-}
-
-/// Which precisions of a generated network fit one profile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FamilyFit {
-    pub profile: String,
-    /// `"int8"`, `"f16"`, `"f32"`: those that fit (empty: none).
-    pub precisions: Vec<String>,
+    pub fits: Vec<PrecisionFit>,
 }
 
 /// One ImageNet-size network of the seed's comparison, every figure computed
@@ -107,14 +99,15 @@ pub struct SeedModel {
     pub peak_layer: String,
     /// Per profile, the precisions whose weights fit its flash and whose
     /// arena fits its RAM.
-    pub fits: Vec<SeedFit>,
+    pub fits: Vec<PrecisionFit>,
     /// Where the figures come from.
     pub source: String,
 }
 
-/// Which precisions of a seed network fit one profile.
+/// Which precisions of a network fit one profile (the seed's comparison
+/// and the family sweep).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SeedFit {
+pub struct PrecisionFit {
     pub profile: String,
     /// `"int8"`, `"f16"`, `"f32"`: those that fit (empty: none).
     pub precisions: Vec<String>,

@@ -123,6 +123,21 @@ fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
+/// The series legend every plot draws, at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FAMILY, 13))
+        .position(position)
+        .draw()
+        .map_err(err)
+}
+
 /// Marker shapes, by architecture.
 #[derive(Debug, Clone, Copy)]
 enum Shape {
@@ -395,15 +410,7 @@ fn scatter<DB: DrawingBackend>(
     if points.is_empty() {
         no_data(root, "no rows in these results")?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FAMILY, 13))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
 
 fn no_data<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: &str) -> Result<(), String> {
@@ -509,15 +516,7 @@ fn energy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Res
     if points.is_empty() {
         no_data(root, "no energy figures in these results")?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FAMILY, 13))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
 
 /// Activation bytes per layer, a line per model.
@@ -572,15 +571,7 @@ fn layers<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Res
     if models.is_empty() {
         no_data(root, "no per-layer memory in these results")?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FAMILY, 13))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// Generated family members: int8 weights against the int8 arena, with each
@@ -692,15 +683,7 @@ fn family<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Results) -> Res
         .map_err(err)?
         .label("ResNet")
         .legend(move |p| TriangleMarker::new(p, 6, resnet));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FAMILY, 13))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
 
 /// Draws the plots into `dir` (created if missing), each as SVG and PNG:

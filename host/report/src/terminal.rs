@@ -66,27 +66,11 @@ pub fn render_matrix(r: &Results) -> String {
                 .collect(),
         );
     }
-    let mut width = vec![0usize; table[0].len()];
-    for line in &table {
-        for (w, cell) in width.iter_mut().zip(line) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     let mut out = format!(
         "verdicts (rank by {}; ★ = the board's winner)\n",
         r.criterion
     );
-    for line in &table {
-        let mut text = String::from(" ");
-        for (cell, w) in line.iter().zip(&width) {
-            text.push(' ');
-            text.push_str(cell);
-            text.push_str(&" ".repeat(w - cell.chars().count()));
-            text.push_str(" |");
-        }
-        out.push_str(text.trim_end_matches(" |").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&columns(&table, " | ", |_| false));
     for row in &m.rows {
         if let Some(s) = row.sentence {
             out.push_str(s);
@@ -122,32 +106,9 @@ pub fn render_terminal(r: &Results) -> String {
                 fits(row),
             ]);
         }
-        let mut width = [0usize; 7];
-        for line in &table {
-            for (w, cell) in width.iter_mut().zip(line) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        for line in &table {
-            let mut text = String::from(" ");
-            for (i, (cell, w)) in line.iter().zip(width).enumerate() {
-                let pad = w - cell.chars().count();
-                text.push(' ');
-                // Numbers right-aligned, text left-aligned.
-                if (1..=5).contains(&i) {
-                    text.push_str(&" ".repeat(pad));
-                    text.push_str(cell);
-                } else {
-                    text.push_str(cell);
-                    if i + 1 < line.len() {
-                        text.push_str(&" ".repeat(pad));
-                    }
-                }
-                text.push(' ');
-            }
-            out.push_str(text.trim_end());
-            out.push('\n');
-        }
+        // Numbers right-aligned, text left-aligned.
+        let table: Vec<Vec<String>> = table.into_iter().map(Vec::from).collect();
+        out.push_str(&columns(&table, "  ", |i| (1..=5).contains(&i)));
     }
     if !r.rows.is_empty() {
         out.push_str("sources: meas = measured on a device or sensor, host = measured on this host, est = estimated, - = not measured\n");
@@ -165,8 +126,9 @@ pub fn render_terminal(r: &Results) -> String {
     out
 }
 
-/// Left-aligned columns, two spaces apart.
-fn columns(table: &[Vec<String>]) -> String {
+/// A table as text: a two-space indent, columns `sep` apart, the columns
+/// `right` names right-aligned, trailing blanks trimmed.
+fn columns(table: &[Vec<String>], sep: &str, right: impl Fn(usize) -> bool) -> String {
     let mut width = vec![0usize; table.first().map_or(0, Vec::len)];
     for line in table {
         for (w, cell) in width.iter_mut().zip(line) {
@@ -175,15 +137,39 @@ fn columns(table: &[Vec<String>]) -> String {
     }
     let mut out = String::new();
     for line in table {
-        let mut text = String::new();
-        for (cell, w) in line.iter().zip(&width) {
-            text.push_str("  ");
-            text.push_str(cell);
-            text.push_str(&" ".repeat(w - cell.chars().count()));
-        }
-        out.push_str(text.trim_end());
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&width)
+            .enumerate()
+            .map(|(i, (cell, w))| {
+                let pad = " ".repeat(w - cell.chars().count());
+                if right(i) {
+                    format!("{pad}{cell}")
+                } else {
+                    format!("{cell}{pad}")
+                }
+            })
+            .collect();
+        out.push_str("  ");
+        out.push_str(cells.join(sep).trim_end());
         out.push('\n');
     }
+    out
+}
+
+/// Everything the terminal shows of a result set: the verdict matrix, the
+/// seed's comparison and the family sweep where present, then a table per
+/// profile.
+pub fn render_text(r: &Results) -> String {
+    let mut out = render_matrix(r);
+    out.push('\n');
+    for section in [render_seed(r), render_family(r)] {
+        if !section.is_empty() {
+            out.push_str(&section);
+            out.push('\n');
+        }
+    }
+    out.push_str(&render_terminal(r));
     out
 }
 
@@ -224,7 +210,7 @@ pub fn render_seed(r: &Results) -> String {
             s.peak_layer.clone(),
         ]);
     }
-    out.push_str(&columns(&table));
+    out.push_str(&columns(&table, "  ", |_| false));
     let profiles: Vec<&str> = r.seed[0].fits.iter().map(|f| f.profile.as_str()).collect();
     if !profiles.is_empty() {
         out.push_str("precisions that fit each board (weights in flash, arena in RAM):\n");
@@ -244,7 +230,7 @@ pub fn render_seed(r: &Results) -> String {
                     .collect(),
             );
         }
-        out.push_str(&columns(&table));
+        out.push_str(&columns(&table, "  ", |_| false));
     }
     out
 }
@@ -315,6 +301,6 @@ pub fn render_family(r: &Results) -> String {
         }
         table.push(line);
     }
-    out.push_str(&columns(&table));
+    out.push_str(&columns(&table, "  ", |_| false));
     out
 }

@@ -34,7 +34,7 @@ enum CriterionArg {
 
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  edgefit compare                                         # the bundled VGG and ResNet, every profile\n  edgefit compare vgg.onnx resnet.onnx --data val/ --preprocess imagenet --precision int8,f32 -o out\n  edgefit compare --port tcp:127.0.0.1:4545 --profiles qemu-mps2-an386 --precision int8 --json"
+    after_help = "Examples:\n  edgefit compare                                         # the bundled VGG and ResNet, every profile\n  edgefit compare vgg.onnx resnet.onnx --data val/ --preprocess imagenet --precision int8,f32 -o out\n  edgefit compare models/imagenet/vgg16.onnx models/imagenet/resnet50.onnx --precision int8   # graph-only: sizes, memory, fit\n  edgefit compare --family vgg,resnet --widths 0.125,0.25,0.5,1 --classes 10   # which VGG / ResNet each board holds\n  edgefit compare --port tcp:127.0.0.1:4545 --profiles qemu-mps2-an386 --precision int8 --json"
 )]
 #[command(mut_arg("port", |a| a.required(false)))]
 pub struct CompareCmd {
@@ -311,17 +311,7 @@ impl CompareCmd {
             println!("{}", serde_json::to_string_pretty(&r)?);
             return Ok(());
         }
-        print!("{}", edgefit_report::render_matrix(&r));
-        println!();
-        for section in [
-            edgefit_report::render_seed(&r),
-            edgefit_report::render_family(&r),
-        ] {
-            if !section.is_empty() {
-                println!("{section}");
-            }
-        }
-        print!("{}", edgefit_report::render_terminal(&r));
+        print!("{}", edgefit_report::render_text(&r));
         let measured = variants.iter().filter(|v| v.accuracy.is_ok()).count();
         println!(
             "\naccuracy: {}; latency and energy: \"measured\" where a device or this host ran \

@@ -43,7 +43,7 @@ pub(super) enum Exclude {
 
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  edgefit prune models/vgg-fmnist.onnx --sparsity 0.5 -o vgg-50.onnx\n  edgefit prune mynet.onnx --method channels --sparsity 0.3 --calib val/ -o mynet-ch30.onnx --json"
+    after_help = "Examples:\n  edgefit prune models/vgg-fmnist.onnx --sparsity 0.5 -o vgg-50.onnx   # LAMP, bias-corrected on the bundled images\n  edgefit prune mynet.onnx --sparsity 0.5 --scope layer --no-correct-bias -o mynet-50.onnx\n  edgefit prune mynet.onnx --method channels --sparsity 0.3 --calib val/ -o mynet-ch30.onnx --json"
 )]
 pub struct PruneCmd {
     /// ONNX model with its weights

@@ -63,17 +63,7 @@ impl ReportCmd {
             println!("{}", serde_json::to_string_pretty(&r)?);
             return Ok(());
         }
-        print!("{}", edgefit_report::render_matrix(&r));
-        println!();
-        for section in [
-            edgefit_report::render_seed(&r),
-            edgefit_report::render_family(&r),
-        ] {
-            if !section.is_empty() {
-                println!("{section}");
-            }
-        }
-        print!("{}", edgefit_report::render_terminal(&r));
+        print!("{}", edgefit_report::render_text(&r));
         println!(
             "wrote {} files into {} (open report.html)",
             written.len(),
