@@ -148,6 +148,21 @@ pub enum PlanError {
         tensor: u32,
         element: u64,
     },
+    /// A [`crate::Encoding::RowBuffer`] tensor is malformed or used outside
+    /// the tiled segment that computes it.
+    BadRowBuffer {
+        tensor: u32,
+        reason: &'static str,
+    },
+    /// A tiled segment ([`crate::OpKind::Tiled`] at op `op`) cannot run as
+    /// written; `row` is the output row of the segment's op `at` where its
+    /// schedule failed (0 when the shape itself is wrong).
+    BadSegment {
+        op: u32,
+        at: u32,
+        row: u32,
+        reason: &'static str,
+    },
 }
 
 impl PlanError {
@@ -181,6 +196,8 @@ impl PlanError {
             Self::Unsupported { .. } => 24,
             Self::BadSparse { .. } => 25,
             Self::NonFiniteWeight { .. } => 26,
+            Self::BadRowBuffer { .. } => 27,
+            Self::BadSegment { .. } => 28,
         }
     }
 }
@@ -200,7 +217,7 @@ impl fmt::Display for PlanError {
             ),
             UnsupportedVersion { found, supported } => write!(
                 f,
-                "plan format version {found} is not supported (this engine reads version {supported})"
+                "plan format version {found} is not supported (this engine reads versions 1 to {supported})"
             ),
             UnknownFlags { flags } => write!(f, "unknown header flags {flags:#06x}"),
             BadHeaderSize { found, expected } => {
@@ -310,6 +327,18 @@ impl fmt::Display for PlanError {
                 f,
                 "tensor {tensor}: element {element} is NaN or infinite (float weights and biases \
                  must be finite)"
+            ),
+            BadRowBuffer { tensor, reason } => {
+                write!(f, "tensor {tensor}: bad row buffer: {reason}")
+            }
+            BadSegment {
+                op,
+                at,
+                row,
+                reason,
+            } => write!(
+                f,
+                "tiled segment at op {op}: {reason} (its op {at}, output row {row})"
             ),
         }
     }

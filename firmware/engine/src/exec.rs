@@ -14,7 +14,8 @@ use crate::kernels::{
     add, conv, dense, pool, scratch, softmax, sparse, transpose, FloatAct, FuseI8, Geom, I32s,
     KernelPath, Kx, Out8, OutF, QuantParams, Residual, ShapeError, F16W, F32W,
 };
-use crate::plan::Plan;
+use crate::plan::{segment, Plan, TiledSegment};
+use crate::tiling::{Rows, ScheduleError, Source, Steps};
 
 /// Runs one plan. Holds no state besides the plan and the kernel choice, so
 /// it is cheap to create and can be shared; all mutable state is in the
@@ -154,14 +155,26 @@ impl<'a> Engine<'a> {
     /// Runs every op in order.
     pub fn run(&self, arena: &mut [u8]) -> Result<(), ExecError> {
         self.check_arena(arena.len())?;
-        for i in 0..self.op_count() {
+        let mut i = 0;
+        while i < self.op_count() {
             self.run_op(arena, i)?;
+            i += 1 + self.segment_len(i);
         }
         Ok(())
     }
 
+    /// The number of ops after op `index` that its tiled segment runs (0
+    /// unless op `index` is [`OpKind::Tiled`]).
+    fn segment_len(&self, index: usize) -> usize {
+        match self.plan.op(index as u32) {
+            Ok(op) if op.kind == OpKind::Tiled => op.segment_ops() as usize,
+            _ => 0,
+        }
+    }
+
     /// Runs op `index` alone (for per-layer timing). Ops must run in order
-    /// for the results to mean anything.
+    /// for the results to mean anything. A [`OpKind::Tiled`] op runs its
+    /// whole segment; the ops inside a segment then do nothing alone.
     pub fn run_op(&self, arena: &mut [u8], index: usize) -> Result<(), ExecError> {
         self.check_arena(arena.len())?;
         let count = self.op_count();
@@ -178,13 +191,154 @@ impl<'a> Engine<'a> {
             use_scratch: self.kernels.uses_scratch(),
             scratch,
         };
+        if op.kind == OpKind::Tiled {
+            return self.run_segment(acts, index as u32, &mut kx);
+        }
+        if self.plan.segment_holding(index as u32).is_some() {
+            return Ok(());
+        }
         let cx = OpCx {
             plan: &self.plan,
             op,
             x: self.plan.tensor(op.input).map_err(|_| internal.clone())?,
             y: self.plan.tensor(op.output).map_err(|_| internal.clone())?,
+            band: None,
         };
         cx.run(acts, &mut kx).ok_or(internal)
+    }
+
+    /// Runs the tiled segment of the [`OpKind::Tiled`] op at `at`.
+    fn run_segment(&self, acts: &mut [u8], at: u32, kx: &mut Kx<'_>) -> Result<(), ExecError> {
+        let seg = self
+            .plan
+            .tiled_segment(at)
+            .map_err(|_| ExecError::Internal { op: at as usize })?;
+        let mut bands = Bands {
+            plan: &self.plan,
+            seg: &seg,
+            acts,
+            kx,
+        };
+        seg.segment
+            .run(&mut bands)
+            .map(|_| ())
+            .map_err(|e| match e {
+                ScheduleError::Step(e) => e,
+                ScheduleError::Shape(_) => ExecError::Internal { op: at as usize },
+            })
+    }
+}
+
+/// A tiled segment's schedule carried out over the arena.
+struct Bands<'e, 'p, 'a, 'k, 's> {
+    plan: &'e Plan<'p>,
+    seg: &'e TiledSegment,
+    acts: &'a mut [u8],
+    kx: &'k mut Kx<'s>,
+}
+
+impl Bands<'_, '_, '_, '_, '_> {
+    /// Arena bytes of rows `rows` of the tensor op `source` reads: a whole
+    /// tensor, or a segment op's row buffer.
+    fn rows_of(
+        &self,
+        t: &TensorDesc,
+        source: Source,
+        rows: &Range<u32>,
+        state: &Rows,
+    ) -> Range<usize> {
+        let rb = segment::row_bytes(t);
+        let first = match source {
+            Source::Outside(_) => rows.start,
+            Source::Inside(k) => state.slot(k, rows.start),
+        } as usize;
+        let start = t.offset as usize + first * rb;
+        start..start + rows.len() * rb
+    }
+}
+
+impl Steps for Bands<'_, '_, '_, '_, '_> {
+    type Error = ExecError;
+
+    fn shift(&mut self, j: usize, base: u32, keep: u32, done: u32) -> Result<(), ExecError> {
+        let index = self.seg.op_index(j);
+        let internal = ExecError::Internal { op: index as usize };
+        let op = self.plan.op(index).map_err(|_| internal.clone())?;
+        let t = self.plan.tensor(op.output).map_err(|_| internal.clone())?;
+        let rb = segment::row_bytes(&t);
+        let start = t.offset as usize;
+        let from = start + (keep - base) as usize * rb..start + (done - base) as usize * rb;
+        if from.end > self.acts.len() || from.start > from.end {
+            return Err(internal);
+        }
+        self.acts.copy_within(from, start);
+        Ok(())
+    }
+
+    fn compute(&mut self, j: usize, rows: Range<u32>, state: &Rows) -> Result<(), ExecError> {
+        let index = self.seg.op_index(j);
+        let internal = ExecError::Internal { op: index as usize };
+        let op = self.plan.op(index).map_err(|_| internal.clone())?;
+        let sop = self
+            .seg
+            .segment
+            .ops()
+            .get(j)
+            .copied()
+            .ok_or(internal.clone())?;
+        let x = self.plan.tensor(op.input).map_err(|_| internal.clone())?;
+        let y = self.plan.tensor(op.output).map_err(|_| internal.clone())?;
+        let last = j + 1 == self.seg.len as usize;
+        let out = self.rows_of(
+            &y,
+            if last {
+                Source::Outside(op.output)
+            } else {
+                Source::Inside(j)
+            },
+            &rows,
+            state,
+        );
+        let [main, second] = sop.inputs;
+        let main = main.ok_or(internal.clone())?;
+        let in_rows = main.dep.input_rows(&rows, main.rows);
+        let x_bytes = self.rows_of(&x, main.source, &in_rows, state);
+        let second = match second {
+            Some(input) => {
+                let t = self
+                    .plan
+                    .tensor(segment::arena_inputs(&op)[1])
+                    .map_err(|_| internal.clone())?;
+                Some((t, self.rows_of(&t, input.source, &rows, state)))
+            }
+            None => None,
+        };
+        let mut g = Geom::of_op(&op, &x.dims, &y.dims);
+        g.in_h = in_rows.len();
+        g.out_h = rows.len();
+        g.pad_top = main.dep.band_pad_top(rows.start, in_rows.start) as usize;
+        let cx = OpCx {
+            plan: self.plan,
+            op,
+            x,
+            y,
+            band: Some(g),
+        };
+        let io = Io::split(self.acts, out).ok_or(internal.clone())?;
+        let xs = io.input(x_bytes).ok_or(internal.clone())?;
+        let done = match (op.kind, second) {
+            (OpKind::Add, Some((b, r))) => {
+                let bs = io.input(r).ok_or(internal.clone())?;
+                cx.add_separate(xs, &b, bs, io.out)
+            }
+            (OpKind::Add, None) => None,
+            (_, Some((r, range))) => {
+                let rs = io.input(range).ok_or(internal.clone())?;
+                cx.unary(xs, Some((r, Residual::Separate(rs))), io.out, self.kx)
+            }
+            (_, None) => cx.unary(xs, None, io.out, self.kx),
+        };
+        done.ok_or(internal)
     }
 }
 
@@ -194,6 +348,9 @@ struct OpCx<'p, 'a> {
     op: OpDesc,
     x: TensorDesc,
     y: TensorDesc,
+    /// In a tiled segment: the geometry of one band of rows (the input
+    /// rows it reads, the padding above them, the output rows).
+    band: Option<Geom>,
 }
 
 /// Turns a kernel result into the `Option` the dispatcher works with.
@@ -271,7 +428,7 @@ impl<'a> OpCx<'_, 'a> {
                     out,
                 ))
             }
-            OpKind::Add | OpKind::Reshape => None,
+            OpKind::Add | OpKind::Reshape | OpKind::Tiled => None,
         }
     }
 
@@ -318,7 +475,8 @@ impl<'a> OpCx<'_, 'a> {
     }
 
     fn geom(&self) -> Geom {
-        Geom::of_op(&self.op, &self.x.dims, &self.y.dims)
+        self.band
+            .unwrap_or_else(|| Geom::of_op(&self.op, &self.x.dims, &self.y.dims))
     }
 
     fn pool_geom(&self) -> Option<Geom> {
@@ -494,13 +652,7 @@ impl<'a> OpCx<'_, 'a> {
         let io = Io::split(arena, ry.clone())?;
         if ra != ry && rb != ry {
             let (a, b) = (io.input(ra)?, io.input(rb)?);
-            return ok(match self.plan.precision() {
-                Precision::Int8 => {
-                    let q = self.add_quant(&bt)?;
-                    add::binary(a, b, io.out, add::add_i8(&q))
-                }
-                _ => add::binary(a, b, io.out, add::add_f32(self.float_act())),
-            });
+            return self.add_separate(a, &bt, b, io.out);
         }
         // In place: the output is (at least) one of the inputs.
         let acc_first = ra == ry;
@@ -516,6 +668,17 @@ impl<'a> OpCx<'_, 'a> {
                 add::binary_in_place(io.out, other, acc_first, add::add_i8(&q))
             }
             _ => add::binary_in_place(io.out, other, acc_first, add::add_f32(self.float_act())),
+        })
+    }
+
+    /// An Add into an output apart from both operands (`bt` describes `b`).
+    fn add_separate(&self, a: &[u8], bt: &TensorDesc, b: &[u8], out: &mut [u8]) -> Option<()> {
+        ok(match self.plan.precision() {
+            Precision::Int8 => {
+                let q = self.add_quant(bt)?;
+                add::binary(a, b, out, add::add_i8(&q))
+            }
+            _ => add::binary(a, b, out, add::add_f32(self.float_act())),
         })
     }
 

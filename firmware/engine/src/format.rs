@@ -9,8 +9,15 @@ use crate::error::PlanError;
 
 /// `b"EFPL"`: the first four bytes of every plan.
 pub const MAGIC: [u8; 4] = *b"EFPL";
-/// The only format version this engine reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest format version this engine reads: version 2 adds tiled
+/// segments ([`OpKind::Tiled`], [`Encoding::RowBuffer`]). The reference
+/// writer writes version 1 unless a plan uses them, so devices with an
+/// older engine keep reading every untiled plan.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this engine reads.
+pub const MIN_FORMAT_VERSION: u16 = 1;
+/// The first version with tiled segments.
+pub const TILED_FORMAT_VERSION: u16 = 2;
 /// Size of the version-1 header in bytes.
 pub const HEADER_SIZE: usize = 64;
 /// Size of one tensor-table record in bytes.
@@ -114,6 +121,11 @@ pub enum Encoding {
     /// non-zero values ([`crate::kernels::sparse::BitmapRows`]); `length` is
     /// the encoded size. Written when it is smaller than dense.
     BitmapRows = 1,
+    /// An activation of a tiled segment held a band of rows at a time
+    /// (format version 2): `dims` are the whole tensor's, `length` is the
+    /// buffer's, a whole number of rows (`W·C·element` bytes each), at most
+    /// the tensor's height. See [`crate::tiling`].
+    RowBuffer = 2,
 }
 
 impl Encoding {
@@ -121,6 +133,7 @@ impl Encoding {
         match v {
             0 => Some(Self::Dense),
             1 => Some(Self::BitmapRows),
+            2 => Some(Self::RowBuffer),
             _ => None,
         }
     }
@@ -192,6 +205,12 @@ pub enum OpKind {
     /// output axis `i` taken from input axis [`OpDesc::transpose_perm`]`[i]`,
     /// written contiguously.
     Transpose = 8,
+    /// A tiled segment (format version 2): the next [`OpDesc::segment_ops`]
+    /// ops run in bands of rows, [`OpDesc::rows_per_step`] output rows of
+    /// each op per kernel call, their intermediate tensors held in
+    /// [`Encoding::RowBuffer`]s (see [`crate::tiling`]). `output` is the
+    /// segment's last op's output.
+    Tiled = 9,
 }
 
 impl OpKind {
@@ -206,6 +225,7 @@ impl OpKind {
             6 => Some(Self::Reshape),
             7 => Some(Self::Softmax),
             8 => Some(Self::Transpose),
+            9 => Some(Self::Tiled),
             _ => None,
         }
     }
@@ -298,7 +318,7 @@ impl Header {
             });
         }
         let version = rd_u16(b, H_VERSION).ok_or(truncated.clone())?;
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(PlanError::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -612,6 +632,27 @@ impl OpDesc {
     /// Whether this is a Conv2d with a fused residual Add.
     pub fn has_residual(&self) -> bool {
         self.kind == OpKind::Conv2d && self.residual != NONE
+    }
+
+    /// A [`OpKind::Tiled`] op: how many of the ops after it form the
+    /// segment (stored in the `weights` slot).
+    pub fn segment_ops(&self) -> u32 {
+        self.weights
+    }
+
+    /// A [`OpKind::Tiled`] op: output rows each op of the segment computes
+    /// per kernel call (stored in the `kernel_h` slot).
+    pub fn rows_per_step(&self) -> u16 {
+        self.kernel_h
+    }
+
+    /// A [`OpKind::Tiled`] op over the `ops` ops that follow it, ending with
+    /// the one writing `output`, stepping `rows_per_step` rows.
+    pub fn tiled(ops: u32, rows_per_step: u16, output: u32) -> Self {
+        let mut op = Self::new(OpKind::Tiled, NONE, output);
+        op.weights = ops;
+        op.kernel_h = rows_per_step;
+        op
     }
 
     /// Whether the record stores `conv_out` in bytes 52..60 instead of the

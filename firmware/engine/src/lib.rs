@@ -39,6 +39,7 @@ pub mod format;
 pub mod input;
 pub mod kernels;
 pub mod plan;
+pub mod tiling;
 #[cfg(feature = "std")]
 pub mod writer;
 
@@ -47,7 +48,7 @@ pub use error::{ExecError, PlanError};
 pub use exec::Engine;
 pub use format::{
     Activation, AddParams, DType, Encoding, Header, Location, OpDesc, OpKind, Precision, Quant,
-    TensorDesc, FORMAT_VERSION, MAGIC, NONE,
+    TensorDesc, FORMAT_VERSION, MAGIC, MIN_FORMAT_VERSION, NONE, TILED_FORMAT_VERSION,
 };
 pub use kernels::{requant, KernelPath};
 pub use plan::Plan;

@@ -10,6 +10,9 @@ use crate::kernels::sparse::{BadSparse, BitmapRows};
 use crate::kernels::I32s;
 
 mod ops;
+pub(crate) mod segment;
+
+pub use segment::TiledSegment;
 
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
@@ -289,15 +292,22 @@ impl<'a> Plan<'a> {
                 });
             }
         }
+        let mut segment_end = 0u64;
         for i in 0..self.header.op_count {
+            let op = self.op(i)?;
+            let in_segment = (i as u64) <= segment_end && segment_end > 0;
+            if op.kind == crate::format::OpKind::Tiled && !in_segment {
+                segment_end = i as u64 + op.segment_ops() as u64;
+            }
             ops::OpCheck {
                 plan: self,
                 index: i,
-                op: self.op(i)?,
+                op,
+                in_segment: in_segment && op.kind != crate::format::OpKind::Tiled,
             }
             .run()?;
         }
-        Ok(())
+        segment::check_all(self)
     }
 }
 
@@ -419,6 +429,20 @@ fn validate_tensor(t: &TensorDesc, i: u32, arena: u64, blob: u64) -> Result<(), 
             let head = rows * k.div_ceil(8);
             if (t.length as u64) < head || t.length as u64 > head + dense {
                 return Err(bad("length outside its bitmap plus at most every element"));
+            }
+            t.length as u64
+        }
+        Encoding::RowBuffer => {
+            let bad = |reason| PlanError::BadRowBuffer { tensor: i, reason };
+            if t.location != Location::Arena || rank != 4 || t.dims[0] != 1 {
+                return Err(bad("only rank-4 activations (N = 1) can be row buffers"));
+            }
+            let row = t.dims[2] as u64 * t.dims[3] as u64 * t.dtype.size() as u64;
+            let rows = (t.length as u64).checked_div(row).unwrap_or(0);
+            if rows * row != t.length as u64 || rows == 0 || rows > t.dims[1] as u64 {
+                return Err(bad(
+                    "length is not a whole number of rows between one and the height",
+                ));
             }
             t.length as u64
         }

@@ -20,9 +20,9 @@
 //! exactly the error a device would report.
 
 use crate::format::{
-    DType, Encoding, Header, Location, OpDesc, OpKind, Precision, Quant, TensorDesc,
-    FORMAT_VERSION, HEADER_SIZE, MAX_RANK, MAX_SCRATCH_BYTES, METADATA_MAGIC, METADATA_TRAILER,
-    OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE,
+    DType, Encoding, Header, Location, OpDesc, OpKind, Precision, Quant, TensorDesc, HEADER_SIZE,
+    MAX_RANK, MAX_SCRATCH_BYTES, METADATA_MAGIC, METADATA_TRAILER, MIN_FORMAT_VERSION,
+    OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE, TILED_FORMAT_VERSION,
 };
 use crate::kernels::{scratch, Geom};
 use crate::plan::{crc32, Plan};
@@ -190,6 +190,49 @@ impl PlanBuilder {
         })
     }
 
+    /// Makes activation `tensor` a tiled segment's row buffer holding `rows`
+    /// rows at a time (its dims stay the whole tensor's; the plan becomes
+    /// format version 2). Returns false if `tensor` is not a rank-4
+    /// activation.
+    pub fn set_row_buffer(&mut self, tensor: u32, rows: u32) -> bool {
+        let Some(t) = self.tensors.get_mut(tensor as usize) else {
+            return false;
+        };
+        if t.location != Location::Arena || t.rank != 4 {
+            return false;
+        }
+        let row = (t.dims[2] as usize)
+            .saturating_mul(t.dims[3] as usize)
+            .saturating_mul(t.dtype.size());
+        t.encoding = Encoding::RowBuffer;
+        t.length = u32_sat(row.saturating_mul(rows as usize));
+        true
+    }
+
+    /// Sets activation `tensor`'s arena offset.
+    pub fn set_offset(&mut self, tensor: u32, arena_offset: u32) -> &mut Self {
+        if let Some(t) = self.tensors.get_mut(tensor as usize) {
+            t.offset = arena_offset;
+        }
+        self
+    }
+
+    /// The format version [`PlanBuilder::finish`] writes: 1 unless the plan
+    /// uses a tiled segment (version 2), so older engines read every
+    /// untiled plan.
+    pub fn format_version(&self) -> u16 {
+        let tiled = self.ops.iter().any(|o| o.kind == OpKind::Tiled)
+            || self
+                .tensors
+                .iter()
+                .any(|t| t.encoding == Encoding::RowBuffer);
+        if tiled {
+            TILED_FORMAT_VERSION
+        } else {
+            MIN_FORMAT_VERSION
+        }
+    }
+
     /// Adds a tensor whose little-endian `bytes` go into the weight blob
     /// (16-byte aligned). Returns its index.
     pub fn add_weights(&mut self, dtype: DType, dims: &[u32], bytes: &[u8], quant: Quant) -> u32 {
@@ -330,7 +373,7 @@ impl PlanBuilder {
         }
         out[weights_off..weights_end].copy_from_slice(&self.blob);
         let header = Header {
-            version: FORMAT_VERSION,
+            version: self.format_version(),
             flags: 0,
             header_size: HEADER_SIZE as u32,
             total_size: u32_sat(total),

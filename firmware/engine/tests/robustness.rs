@@ -170,17 +170,25 @@ fn single_byte_corruption_never_panics() {
 #[test]
 fn wrong_version_and_magic() {
     let plan = &sample_plans()[0];
-    let mut v2 = plan.clone();
-    v2[4] = 2;
-    let err = Plan::parse(&v2).unwrap_err();
+    let mut v3 = plan.clone();
+    v3[4] = 3;
+    let err = Plan::parse(&v3).unwrap_err();
     assert_eq!(
         err,
         PlanError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
-    assert!(err.to_string().contains("version 2"));
+    assert!(err.to_string().contains("version 3"));
+    // Version 0 is not a version either; 1 (untiled) and 2 are read.
+    let mut v0 = plan.clone();
+    v0[4] = 0;
+    assert!(matches!(
+        Plan::parse(&v0),
+        Err(PlanError::UnsupportedVersion { found: 0, .. })
+    ));
+    assert_eq!(Plan::parse(plan).unwrap().header().version, 1);
     let mut bad = plan.clone();
     bad[0] = b'X';
     assert!(matches!(Plan::parse(&bad), Err(PlanError::BadMagic { .. })));

@@ -38,8 +38,8 @@ pub enum FlashError {
         board: String,
     },
     #[error(
-        "the plan has format version {plan}, the device's engine runs version {device}: \
-         update the firmware or recompile the plan"
+        "the plan has format version {plan}, the device's engine reads versions up to {device}: \
+         update the firmware, or recompile the plan without tiling (version 2 adds tiled segments)"
     )]
     EngineVersion { plan: u16, device: u16 },
     #[error("{source}; {sent} of {total} bytes had been sent, the device keeps its previous plan")]
@@ -73,7 +73,9 @@ pub fn flash_plan(
         edgefit_artifact::identify(image).map_err(|e| FlashError::BadPlan(e.to_string()))?;
     if kind == ArtifactKind::Plan {
         let plan = Plan::parse(image).map_err(|e| FlashError::BadPlan(e.to_string()))?;
-        if plan.header().version != device.engine_version {
+        // A device reads every format version up to its engine's (version 2
+        // added tiled segments; untiled plans are still written as 1).
+        if plan.header().version > device.engine_version {
             return Err(FlashError::EngineVersion {
                 plan: plan.header().version,
                 device: device.engine_version,

@@ -12,6 +12,9 @@ pub(super) struct OpCheck<'p, 'a> {
     pub plan: &'p Plan<'a>,
     pub index: u32,
     pub op: OpDesc,
+    /// The op runs inside a tiled segment, whose check covers the overlaps
+    /// of all its tensors at once (`segment::check_all`).
+    pub in_segment: bool,
 }
 
 impl OpCheck<'_, '_> {
@@ -27,10 +30,12 @@ impl OpCheck<'_, '_> {
             OpKind::Reshape => self.reshape()?,
             OpKind::Softmax => self.softmax()?,
             OpKind::Transpose => self.transpose()?,
+            // Checked as a whole by `segment::check_all`, after every op.
+            OpKind::Tiled => {}
         }
         let clamps = !matches!(
             op.kind,
-            OpKind::Reshape | OpKind::Softmax | OpKind::Transpose
+            OpKind::Reshape | OpKind::Softmax | OpKind::Transpose | OpKind::Tiled
         );
         if !clamps && op.activation != Activation::None {
             return Err(self.param("activation (must be none)", op.activation as i64));
@@ -131,6 +136,9 @@ impl OpCheck<'_, '_> {
     }
 
     fn no_overlap(&self, input: &TensorDesc, in_index: u32) -> Result<(), PlanError> {
+        if self.in_segment {
+            return Ok(());
+        }
         let out = self.tensor(self.op.output)?;
         if overlaps(input, &out) {
             return Err(PlanError::Overlap {
@@ -321,7 +329,7 @@ impl OpCheck<'_, '_> {
                 b: op.residual,
             });
         }
-        if overlaps(&r, y) && r.offset != y.offset {
+        if !self.in_segment && overlaps(&r, y) && r.offset != y.offset {
             return Err(PlanError::Overlap {
                 op: self.index,
                 input: op.residual,
@@ -465,7 +473,7 @@ impl OpCheck<'_, '_> {
         // In place is fine for an element-wise op: the output may be exactly
         // an input's region, but must not partly overlap one.
         for (t, index) in [(&a, op.input), (&b, op.input2)] {
-            if overlaps(t, &y) && t.offset != y.offset {
+            if !self.in_segment && overlaps(t, &y) && t.offset != y.offset {
                 return Err(PlanError::Overlap {
                     op: self.index,
                     input: index,
