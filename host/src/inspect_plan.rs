@@ -43,6 +43,8 @@ pub struct PlanReport {
     pub macs: u64,
     /// The preprocessing recipe the plan records (one line), if any.
     pub preprocess: Option<String>,
+    /// Its tiled segments (format version 2).
+    pub tiled: Vec<PlanSegment>,
 }
 
 fn op_name(kind: OpKind, groups: u32) -> &'static str {
@@ -57,7 +59,118 @@ fn op_name(kind: OpKind, groups: u32) -> &'static str {
         OpKind::Reshape => "Reshape",
         OpKind::Softmax => "Softmax",
         OpKind::Transpose => "Transpose",
+        OpKind::Tiled => "Tiled",
     }
+}
+
+/// A tiled segment of the plan (format version 2), as `inspect` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanSegment {
+    /// The `Tiled` op; its segment is ops `first_op ..= last_op`.
+    pub tiled_op: usize,
+    pub first_op: usize,
+    pub last_op: usize,
+    pub rows_per_step: u32,
+    /// Steps of the last op (its height over `rows_per_step`).
+    pub bands: u32,
+    pub kernel_calls: u32,
+    pub row_buffers: Vec<PlanRowBuffer>,
+    /// The segment's MACs beyond the untiled plan's: rows are computed
+    /// once, so 0 (negative where rows go unread).
+    pub extra_macs: i64,
+    pub extra_macs_percent: f64,
+    /// From the plan's metadata, where `compile` recorded them.
+    pub untiled_arena_bytes: Option<usize>,
+    pub budget_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRowBuffer {
+    pub op: usize,
+    /// Rows held at once, of `height`; the rows beyond a step's are the
+    /// halo a following window reads again.
+    pub rows: u32,
+    pub height: u32,
+    pub bytes: u32,
+}
+
+/// What `compile` records about a tiled plan in its metadata (`[tiling]`).
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+struct TilingMetadata {
+    untiled_arena_bytes: Option<usize>,
+    budget_bytes: Option<usize>,
+}
+
+fn tiling_metadata(data: &[u8]) -> TilingMetadata {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        tiling: Option<TilingMetadata>,
+    }
+    edgefit_engine::plan::metadata(data)
+        .and_then(|m| std::str::from_utf8(m).ok())
+        .and_then(|t| toml::from_str::<Meta>(t).ok())
+        .and_then(|m| m.tiling)
+        .unwrap_or_default()
+}
+
+/// The `[tiling]` metadata table `compile` writes into a tiled plan.
+pub fn tiling_metadata_toml(untiled_arena_bytes: usize, budget_bytes: usize) -> String {
+    format!(
+        "[tiling]\nuntiled_arena_bytes = {untiled_arena_bytes}\nbudget_bytes = {budget_bytes}\n"
+    )
+}
+
+fn segments(
+    plan: &Plan<'_>,
+    ops: &[PlanOpRow],
+    total_macs: u64,
+    data: &[u8],
+) -> Result<Vec<PlanSegment>, PlanError> {
+    let meta = tiling_metadata(data);
+    let mut out = vec![];
+    for i in 0..plan.op_count() as u32 {
+        if plan.op(i)?.kind != OpKind::Tiled {
+            continue;
+        }
+        let seg = plan.tiled_segment(i)?;
+        let schedule = seg.segment.plan().map_err(|e| PlanError::BadSegment {
+            op: i,
+            at: 0,
+            row: 0,
+            reason: e.reason(),
+        })?;
+        let mut row_buffers = vec![];
+        let mut extra = 0i64;
+        for (j, sop) in seg.segment.ops().iter().enumerate() {
+            let index = seg.op_index(j) as usize;
+            let per_row = ops[index].macs / sop.rows.max(1) as u64;
+            extra += (schedule.computed_rows[j] as i64 - sop.rows as i64) * per_row as i64;
+            let t = plan.tensor(plan.op(index as u32)?.output)?;
+            if t.encoding == edgefit_engine::Encoding::RowBuffer {
+                row_buffers.push(PlanRowBuffer {
+                    op: index,
+                    rows: schedule.buffer_rows[j],
+                    height: sop.rows,
+                    bytes: t.length,
+                });
+            }
+        }
+        let last = seg.segment.ops().last().map_or(1, |o| o.rows);
+        out.push(PlanSegment {
+            tiled_op: i as usize,
+            first_op: seg.ops().start as usize,
+            last_op: seg.ops().end as usize - 1,
+            rows_per_step: seg.segment.rows_per_step(),
+            bands: last.div_ceil(seg.segment.rows_per_step().max(1)),
+            kernel_calls: schedule.calls,
+            row_buffers,
+            extra_macs: extra,
+            extra_macs_percent: 100.0 * extra as f64 / total_macs.max(1) as f64,
+            untiled_arena_bytes: meta.untiled_arena_bytes,
+            budget_bytes: meta.budget_bytes,
+        });
+    }
+    Ok(out)
 }
 
 /// Parses (validating everything, CRC included) and summarises a plan.
@@ -107,6 +220,7 @@ pub fn inspect_plan(path: &str, data: &[u8]) -> Result<PlanReport, PlanError> {
     }
     let plan_bytes = plan.total_size();
     let overhead = plan_bytes.saturating_sub(weight_bytes);
+    let tiled = segments(&plan, &ops, total_macs, data)?;
     Ok(PlanReport {
         schema: PLAN_SCHEMA,
         source: "read from the plan file (static), not measured",
@@ -130,6 +244,7 @@ pub fn inspect_plan(path: &str, data: &[u8]) -> Result<PlanReport, PlanError> {
             Ok(r) => r.map(|r| r.describe()),
             Err(e) => Some(format!("unreadable ({e})")),
         },
+        tiled,
     })
 }
 
@@ -177,6 +292,46 @@ pub fn render_plan_text(r: &PlanReport) -> String {
         bytes(r.arena_bytes)
     ));
     out.push_str(&format!("MACs        {}\n", count(r.macs)));
+    for s in &r.tiled {
+        out.push_str(&format!(
+            "tiled       ops {}-{} in {} bands of {} row{} ({} kernel calls), {:+} MACs ({:+.2}%: rows are computed once, the halo rows kept)\n",
+            s.first_op,
+            s.last_op,
+            s.bands,
+            s.rows_per_step,
+            if s.rows_per_step == 1 { "" } else { "s" },
+            s.kernel_calls,
+            s.extra_macs,
+            s.extra_macs_percent
+        ));
+        let buffers: Vec<String> = s
+            .row_buffers
+            .iter()
+            .map(|b| {
+                format!(
+                    "op {}: {} of {} rows, {}",
+                    b.op,
+                    b.rows,
+                    b.height,
+                    bytes(b.bytes as usize)
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "            row buffers: {}\n",
+            buffers.join("; ")
+        ));
+        if let Some(u) = s.untiled_arena_bytes {
+            out.push_str(&format!(
+                "            arena {} tiled against {} layer by layer{}\n",
+                bytes(r.arena_bytes),
+                bytes(u),
+                s.budget_bytes
+                    .map(|b| format!(" (budget {})", bytes(b)))
+                    .unwrap_or_default()
+            ));
+        }
+    }
     out.push_str(&format!("\nAll figures: {}.\n", r.source));
     out
 }

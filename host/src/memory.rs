@@ -141,13 +141,36 @@ pub struct ActivationPlan {
     pub plan: MemoryPlan,
     /// The planner buffer holding each tensor (views share their source's buffer).
     pub tensor_buffer: Vec<usize>,
+    /// Each tensor's offset inside its buffer (0 but for a tiled segment's
+    /// input placed inside its output's buffer).
+    pub tensor_delta: Vec<usize>,
     /// Per step: bytes of all buffers live at that step (for per-layer memory views).
     pub live_bytes: Vec<usize>,
 }
 
 impl ActivationPlan {
     pub fn offset_of(&self, tensor: TensorId) -> usize {
-        self.plan.offsets[self.tensor_buffer[tensor]]
+        self.plan.offsets[self.tensor_buffer[tensor]] + self.tensor_delta[tensor]
+    }
+}
+
+/// A tiled segment as the memory planner sees it: nodes `first..=last` run
+/// together, so every tensor they touch lives through all of them; the
+/// tensors in `rows` (all but the last node's outputs) take only that many
+/// rows; a fused residual writes apart from its skip (a row buffer cannot be
+/// written in place); and `reuse` places an input inside the last node's
+/// output buffer, `delta` bytes in, where the schedule consumes it first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowBuffers {
+    pub first: usize,
+    pub last: usize,
+    pub rows: Vec<(TensorId, usize)>,
+    pub reuse: Option<(TensorId, usize)>,
+}
+
+impl RowBuffers {
+    fn holds(&self, node: usize) -> bool {
+        (self.first..=self.last).contains(&node)
     }
 }
 
@@ -156,13 +179,32 @@ impl ActivationPlan {
 /// from step 0, the output to the last step. Reshape outputs alias their input; a
 /// fused residual conv writes over its skip input.
 pub fn plan_activations(graph: &Graph, bytes_per_element: usize) -> ActivationPlan {
+    plan_activations_with(graph, bytes_per_element, None)
+}
+
+/// [`plan_activations`], with a tiled segment's row buffers.
+pub fn plan_activations_with(
+    graph: &Graph,
+    bytes_per_element: usize,
+    tiled: Option<&RowBuffers>,
+) -> ActivationPlan {
     let steps = graph.nodes.len();
     // Each tensor's storage root: views resolve to the tensor they look at.
     let mut root: Vec<TensorId> = (0..graph.tensors.len()).collect();
     for (n, node) in graph.nodes.iter().enumerate() {
+        let in_place = !graph.is_view(n);
+        if in_place && tiled.is_some_and(|t| t.holds(n)) {
+            continue;
+        }
         if let Some(i) = graph.output_aliases_input(n) {
             root[node.output] = root[node.inputs[i]];
         }
+    }
+    let mut delta = vec![0usize; graph.tensors.len()];
+    if let Some((input, at)) = tiled.and_then(|t| t.reuse.map(|r| (r, t))) {
+        let out = graph.nodes[at.last].output;
+        root[input.0] = root[out];
+        delta[input.0] = input.1;
     }
     let mut first = vec![usize::MAX; graph.tensors.len()];
     let mut last = vec![0usize; graph.tensors.len()];
@@ -179,13 +221,34 @@ pub fn plan_activations(graph: &Graph, bytes_per_element: usize) -> ActivationPl
         touch(node.output, step, &mut first, &mut last);
     }
     touch(graph.output, steps.saturating_sub(1), &mut first, &mut last);
+    let mut size: Vec<usize> = graph
+        .tensors
+        .iter()
+        .map(|t| t.elements() * bytes_per_element)
+        .collect();
+    if let Some(t) = tiled {
+        // Everything a segment touches lives through the whole segment.
+        for node in &graph.nodes[t.first..=t.last] {
+            for &x in node.inputs.iter().chain([&node.output]) {
+                touch(x, t.first, &mut first, &mut last);
+                touch(x, t.last, &mut first, &mut last);
+            }
+        }
+        for &(x, rows) in &t.rows {
+            let shape = &graph.tensors[x].shape; // NCHW
+            size[x] = rows * shape[1] * shape[3] * bytes_per_element;
+        }
+        if let Some((input, at)) = t.reuse {
+            let out = root[graph.nodes[t.last].output];
+            size[out] = size[out].max(at + size[input]);
+        }
+    }
 
     let mut planner = MemoryPlanner::new();
     let mut buffer_of_root = vec![usize::MAX; graph.tensors.len()];
     for t in 0..graph.tensors.len() {
         if root[t] == t && first[t] != usize::MAX {
-            let size = graph.tensors[t].elements() * bytes_per_element;
-            buffer_of_root[t] = planner.add_buffer(size, first[t], last[t]);
+            buffer_of_root[t] = planner.add_buffer(size[t], first[t], last[t]);
         }
     }
     let tensor_buffer: Vec<usize> = (0..graph.tensors.len())
@@ -201,6 +264,7 @@ pub fn plan_activations(graph: &Graph, bytes_per_element: usize) -> ActivationPl
         bytes_per_element,
         plan: planner.plan(),
         tensor_buffer,
+        tensor_delta: delta,
         live_bytes,
     }
 }

@@ -17,6 +17,7 @@
 //! | `ram_bytes` | integer > 0 | RAM available to the plan's arena and engine state |
 //! | `flash_bytes` | integer > 0 | MCU: flash for the plan; Linux: storage for the model file |
 //! | `plan_flash_bytes` | optional, 0 < integer <= `flash_bytes` | the largest plan edgefit's firmware for the board stores (one A/B slot); fits use it when set |
+//! | `firmware_ram_bytes` | optional, integer < `ram_bytes` | RAM edgefit's firmware keeps for itself besides the plan's arena; the RAM budget a compile for the board gets is `ram_bytes` less this (default: 16,384 on a microcontroller — about 5 KiB of firmware state and 11 KiB of stack, measured on the QEMU Cortex-M4 — and 0 on Linux) |
 //! | `fpu` | bool | hardware floating point |
 //! | `dsp` | bool | packed-integer SIMD: Arm DSP extension, NEON, Xtensa PIE, AVX2... |
 //! | `simd` | string | which, e.g. `"none"`, `"armv7e-m dsp"`, `"neon"`, `"avx2"` |
@@ -54,6 +55,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
+
+/// RAM edgefit's Cortex-M firmware needs besides the arena, where a profile
+/// does not say: about 5 KiB of state and 11 KiB of stack (the stack
+/// high-water mark measured on the QEMU Cortex-M4, docs/benchmarks.md).
+pub const MCU_FIRMWARE_RAM_BYTES: u64 = 16 << 10;
 use toml::Spanned;
 
 /// One device, as described by its profile file.
@@ -73,6 +79,10 @@ pub struct Profile {
     /// against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_flash_bytes: Option<u64>,
+    /// RAM edgefit's firmware keeps besides the arena (see
+    /// [`Profile::arena_budget_bytes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_ram_bytes: Option<u64>,
     pub fpu: bool,
     /// Packed-integer SIMD (Arm DSP extension, NEON, Xtensa PIE, AVX2...).
     pub dsp: bool,
@@ -212,6 +222,17 @@ impl Profile {
         }
     }
 
+    /// RAM a plan's arena (activations and scratch) may take on this board:
+    /// `ram_bytes` less what the firmware keeps (`firmware_ram_bytes`, by
+    /// default [`MCU_FIRMWARE_RAM_BYTES`] on a microcontroller, 0 on Linux).
+    pub fn arena_budget_bytes(&self) -> u64 {
+        let firmware = self.firmware_ram_bytes.unwrap_or(match self.kind {
+            Kind::Mcu => MCU_FIRMWARE_RAM_BYTES,
+            Kind::Linux => 0,
+        });
+        self.ram_bytes.saturating_sub(firmware)
+    }
+
     /// Flash a plan may use: `plan_flash_bytes` if set, else `flash_bytes`.
     pub fn plan_limit_bytes(&self) -> u64 {
         self.plan_flash_bytes.unwrap_or(self.flash_bytes)
@@ -259,6 +280,17 @@ impl Profile {
                 return Err((
                     "plan_flash_bytes",
                     format!("{v} is more than flash_bytes ({})", self.flash_bytes),
+                ));
+            }
+        }
+        if let Some(v) = self.firmware_ram_bytes {
+            if v >= self.ram_bytes {
+                return Err((
+                    "firmware_ram_bytes",
+                    format!(
+                        "{v} leaves no RAM of ram_bytes ({}) for a plan",
+                        self.ram_bytes
+                    ),
                 ));
             }
         }

@@ -91,6 +91,20 @@ pub struct CompileCmd {
     /// a pruned layer would be smaller (the results are the same bytes)
     #[arg(long)]
     dense_weights: bool,
+    /// The most RAM the plan's arena (activations and scratch) may take, in
+    /// bytes or with a KiB/MiB suffix (16KiB): over it, the leading layers run in
+    /// bands of rows (a tiled segment, plan format version 2; the same results,
+    /// no recomputed rows); a plan that cannot fit is refused with the smallest
+    /// arena tiling reaches
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, conflicts_with = "profile")]
+    ram_budget: Option<usize>,
+    /// Budget the arena for this device profile: its RAM less what the
+    /// firmware keeps (`edgefit devices`; implies --no-scratch on a microcontroller)
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Extra device profile files for --profile
+    #[arg(long = "profile-file", value_name = "FILE.toml")]
+    profile_files: Vec<PathBuf>,
     /// What to compile for: a plan (.efp) or a tract model artifact (.eftm)
     #[arg(long, value_enum, default_value = "plan")]
     target: TargetArg,
@@ -107,6 +121,24 @@ pub struct CompileCmd {
     json: bool,
 }
 
+/// A byte count: digits, optionally with a `KiB`/`K` or `MiB`/`M` suffix.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a byte count (e.g. 16384, 16KiB, 1MiB)"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        _ => return Err(format!("`{s}`: unknown unit (B, KiB or MiB)")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
 /// FNV-1a: a stable plan id from the model bytes and `recipe`, everything
 /// else that shapes the plan (precision, calibration data, samples and
 /// method, compile options), so two different plans of one model do not
@@ -120,6 +152,21 @@ fn plan_id(model: &[u8], recipe: &str) -> u32 {
 }
 
 impl CompileCmd {
+    /// The RAM budget (`--ram-budget`, or `--profile`'s RAM less the
+    /// firmware's), and whether it is a microcontroller's (no scratch).
+    fn budget(&self) -> anyhow::Result<(Option<usize>, bool)> {
+        let Some(name) = &self.profile else {
+            return Ok((self.ram_budget, false));
+        };
+        let all =
+            edgefit::profiles::load_profiles(&self.profile_files).context("device profiles")?;
+        let p = edgefit_profiles::find_profile(&all, name)?;
+        let budget = p
+            .arena_budget_bytes()
+            .saturating_sub(edgefit::compare::ENGINE_STATE_BYTES);
+        Ok((Some(budget as usize), p.kind == edgefit_profiles::Kind::Mcu))
+    }
+
     /// Wraps the ONNX model for the agent's tract engines.
     fn tract_artifact(&self, input_shape: Vec<usize>) -> anyhow::Result<()> {
         let precision = match self.precision {
@@ -185,10 +232,18 @@ impl CompileCmd {
             return self.tract_artifact(graph.tensor(graph.input).shape.clone());
         }
         // What shapes the plan besides the model, for its id.
+        let (ram_budget, mcu) = self.budget()?;
         let mut recipe = format!(
             "precision={};fuse={};scratch={};sparse={};shape={:?}",
-            precision as u8, !self.no_fuse, !self.no_scratch, !self.dense_weights, input_shape
+            precision as u8,
+            !self.no_fuse,
+            !self.no_scratch && !mcu,
+            !self.dense_weights,
+            input_shape
         );
+        if let Some(b) = ram_budget {
+            recipe.push_str(&format!(";ram_budget={b}"));
+        }
         // The recipe the plan records: the one calibration used, or the flags given.
         let mut recorded: Option<Recipe> = None;
         let ranges = if precision == Precision::Int8 {
@@ -277,8 +332,9 @@ impl CompileCmd {
             std::fs::read(&self.model).with_context(|| format!("read {}", self.model.display()))?;
         let options = CompileOptions {
             fuse_residuals: !self.no_fuse,
-            scratch: !self.no_scratch,
+            scratch: !self.no_scratch && !mcu,
             sparse_weights: !self.dense_weights,
+            ram_budget,
         };
         let plan = compile_with(
             graph,
@@ -290,10 +346,25 @@ impl CompileCmd {
         .with_context(|| format!("compile {}", self.model.display()))?;
         // The recipe travels in the plan: evaluate, bench and the devices' hosts
         // preprocess with it, no flags needed.
-        let out = match &recorded {
-            Some(r) => append_metadata(&plan.bytes, &r.to_plan_metadata())
-                .map_err(|e| anyhow::anyhow!("record the recipe in the plan: {e}"))?,
-            None => plan.bytes.clone(),
+        // A tiled plan records the arena it replaced, for `inspect`.
+        let mut metadata = recorded
+            .as_ref()
+            .map(|r| r.to_plan_metadata())
+            .unwrap_or_default();
+        if let Some(t) = &plan.summary.tiling {
+            metadata.extend(
+                edgefit::inspect_plan::tiling_metadata_toml(
+                    t.arena_untiled_bytes + plan.summary.scratch_bytes,
+                    t.budget_bytes,
+                )
+                .bytes(),
+            );
+        }
+        let out = if metadata.is_empty() {
+            plan.bytes.clone()
+        } else {
+            append_metadata(&plan.bytes, &metadata)
+                .map_err(|e| anyhow::anyhow!("record the recipe in the plan: {e}"))?
         };
         std::fs::write(&self.output, &out)
             .with_context(|| format!("write {}", self.output.display()))?;
@@ -314,6 +385,8 @@ impl CompileCmd {
                 "sparse_weight_tensors": s.sparse_tensors,
                 "weight_tensors": s.weight_tensors,
                 "notes": s.notes,
+                "ram_budget_bytes": ram_budget,
+                "tiling": s.tiling,
                 "preprocess": recorded.as_ref().map(|r| r.describe()),
                 "calibration": if self.calib.as_deref() == Some("synthetic") { Some("synthetic") } else { None },
             });
@@ -339,6 +412,50 @@ impl CompileCmd {
         }
         for note in &s.notes {
             println!("note: {note}");
+        }
+        match (&s.tiling, ram_budget) {
+            (Some(t), _) => {
+                println!(
+                    "tiled: layers `{}` to `{}` ({} ops) run in {} bands of {} row{} ({} kernel calls): arena {} against {} layer by layer (lower bound {} against {}), budget {}; {:+} MACs ({:+.2}%: each row is computed once, the halo rows kept in row buffers){}",
+                    t.first_layer,
+                    t.last_layer,
+                    t.ops,
+                    t.bands,
+                    t.rows_per_step,
+                    if t.rows_per_step == 1 { "" } else { "s" },
+                    t.kernel_calls,
+                    bytes(t.arena_bytes + s.scratch_bytes),
+                    bytes(t.arena_untiled_bytes + s.scratch_bytes),
+                    bytes(t.lower_bound_bytes),
+                    bytes(t.lower_bound_untiled_bytes),
+                    bytes(t.budget_bytes),
+                    t.extra_macs,
+                    t.extra_macs_percent,
+                    if t.input_in_output {
+                        "; the input shares the segment output's buffer"
+                    } else {
+                        ""
+                    }
+                );
+                let buffers: Vec<String> = t
+                    .row_buffers
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "{} {} of {} rows ({})",
+                            b.layer,
+                            b.rows,
+                            b.height,
+                            bytes(b.bytes)
+                        )
+                    })
+                    .collect();
+                println!("row buffers: {}", buffers.join(", "));
+            }
+            (None, Some(b)) => {
+                println!("fits the RAM budget {} layer by layer: not tiled", bytes(b))
+            }
+            (None, None) => {}
         }
         if let Some(r) = &recorded {
             println!("preprocessing recorded in the plan: {}", r.describe());

@@ -24,6 +24,8 @@ pub struct Decided<'a> {
     pub storage: &'a [Storage],
     pub memory: &'a ActivationPlan,
     pub quant: &'a [Option<QuantParams>],
+    /// The tiled segment, if the RAM budget called for one.
+    pub tiling: Option<&'a super::tiling::Tiling>,
 }
 
 /// A tensor's int8 parameters (identity for float plans).
@@ -117,8 +119,26 @@ pub fn emit_plan(graph: &Graph, d: &Decided<'_>) -> Result<CompiledPlan, Compile
     }
     e.b.set_input(e.engine_tensor[graph.input])
         .set_output(e.engine_tensor[graph.output]);
+    if let Some(t) = d.tiling {
+        for &(tensor, rows) in &t.buffers.rows {
+            if !e.b.set_row_buffer(e.engine_tensor[tensor], rows as u32) {
+                return Err(CompileError::Invalid(format!(
+                    "tensor {tensor} cannot be a row buffer"
+                )));
+            }
+        }
+    }
 
     for (index, node) in graph.nodes.iter().enumerate() {
+        if let Some(t) = d.tiling.filter(|t| t.buffers.first == index) {
+            let b = &t.buffers;
+            let rows = u16::try_from(t.rows_per_step).unwrap_or(u16::MAX);
+            e.b.add_op(OpDesc::tiled(
+                (b.last - b.first + 1) as u32,
+                rows,
+                e.engine_tensor[graph.nodes[b.last].output],
+            ));
+        }
         let op = match &node.op {
             Op::Conv(c) => e.conv(node, c)?,
             Op::Dense(dense) => e.dense(node, dense)?,
@@ -144,10 +164,11 @@ pub fn emit_plan(graph: &Graph, d: &Decided<'_>) -> Result<CompiledPlan, Compile
         arena_bytes: d.memory.plan.arena_size,
         arena_lower_bound_bytes: d.memory.plan.lower_bound,
         scratch_bytes: scratch,
-        ops: graph.nodes.len(),
+        ops: e.b.ops().len(),
         input_quant: d.quant[graph.input],
         output_quant: d.quant[graph.output],
         notes: vec![],
+        tiling: None,
     };
     Ok(CompiledPlan { bytes, summary })
 }

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 mod emit;
 mod quantise;
+pub mod tiling;
 
 use crate::fuse::fuse_residual_adds;
 use crate::ir::{Activation, Graph, Param};
@@ -46,6 +47,20 @@ pub enum CompileError {
     NonFinite { layer: String, value: f32 },
     #[error("the compiled plan does not validate: {0}")]
     Invalid(String),
+    #[error(
+        "RAM budget {budget} bytes: the plan needs {untiled} bytes layer by layer ({scratch} of them kernel scratch){}",
+        match (smallest, layers) {
+            (Some(s), Some((a, b))) => format!(", and {} bytes at the least with layers `{a}` to `{b}` in bands of one row (no tiling reaches the budget)", s + scratch),
+            _ => ", and its first layers cannot run in bands (tiling needs convolutions or pools at the start)".to_string(),
+        }
+    )]
+    OverBudget {
+        budget: usize,
+        untiled: usize,
+        scratch: usize,
+        smallest: Option<usize>,
+        layers: Option<(String, String)>,
+    },
 }
 
 /// Figures about a compiled plan.
@@ -67,6 +82,8 @@ pub struct PlanSummary {
     pub output_quant: Option<QuantParams>,
     /// Notes on what the compiler changed (dropped softmax, ...).
     pub notes: Vec<String>,
+    /// The tiled segment the RAM budget called for, if any.
+    pub tiling: Option<tiling::TilingSummary>,
 }
 
 pub struct CompiledPlan {
@@ -174,6 +191,9 @@ pub struct CompileOptions {
     /// Store int8 conv/dense weights bitmap-sparse where that is smaller
     /// than dense (pruned models); the engine's results are the same bytes.
     pub sparse_weights: bool,
+    /// The most bytes the plan's arena (activations and scratch) may take:
+    /// over it, the leading layers run tiled ([`tiling`]); `None`, no limit.
+    pub ram_budget: Option<usize>,
 }
 
 impl Default for CompileOptions {
@@ -182,6 +202,7 @@ impl Default for CompileOptions {
             fuse_residuals: true,
             scratch: true,
             sparse_weights: true,
+            ram_budget: None,
         }
     }
 }
@@ -221,7 +242,7 @@ pub fn compile_with(
     // Pass 4, quantise: each activation's int8 parameters.
     let quant = quantise::activation_quant(graph, precision, ranges)?;
     // Pass 5, emit: tensors, weights and ops into the plan.
-    emit::emit_plan(
+    let untiled = emit::emit_plan(
         graph,
         &emit::Decided {
             precision,
@@ -230,8 +251,45 @@ pub fn compile_with(
             storage: &storage,
             memory: &memory,
             quant: &quant,
+            tiling: None,
         },
+    )?;
+    // Pass 6, tile: over the RAM budget, the leading layers run in bands
+    // and the plan is emitted again with their row buffers.
+    let Some(budget) = options.ram_budget else {
+        return Ok(untiled);
+    };
+    let scratch = untiled.summary.scratch_bytes;
+    if memory.plan.arena_size + scratch <= budget {
+        return Ok(untiled);
+    }
+    let tiled = tiling::choose(
+        graph,
+        memory.bytes_per_element,
+        budget.saturating_sub(scratch),
     )
+    .map_err(|over| CompileError::OverBudget {
+        budget,
+        untiled: memory.plan.arena_size + scratch,
+        scratch,
+        smallest: over.smallest,
+        layers: over.layers,
+    })?;
+    let summary = tiled.summary(graph, &memory, budget);
+    let mut plan = emit::emit_plan(
+        graph,
+        &emit::Decided {
+            precision,
+            plan_id,
+            options,
+            storage: &storage,
+            memory: &tiled.memory,
+            quant: &quant,
+            tiling: Some(&tiled),
+        },
+    )?;
+    plan.summary.tiling = Some(summary);
+    Ok(plan)
 }
 
 /// The layout pass: each tensor's storage, after checking every reshape,
