@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 
 use edgefit_engine::Precision;
 use edgefit_profiles::Profile;
-use edgefit_report::{BestVariant, LayerMemory, Results, Row, Source, Verdict, RESULTS_SCHEMA};
+use edgefit_report::{
+    BestVariant, LayerMemory, Results, Row, RowTiling, Source, Verdict, RESULTS_SCHEMA,
+};
+
+use crate::compile::tiling::TilingSummary;
 
 use crate::compile::{precision_name, CompileOptions};
 use crate::data::{DataSource, OnBadImage, Recipe};
@@ -55,6 +59,25 @@ pub struct CompareSpec<'a> {
     /// Per model: whether `calib` suits it, so pruned variants get bias
     /// correction.
     pub calib_fits: &'a [bool],
+    /// Microcontroller profiles and the arena each allows
+    /// ([`tile_budgets`]): a variant whose arena exceeds one is tried tiled
+    /// for it.
+    pub tile_budgets: &'a [(String, u64)],
+}
+
+/// The arena budget of every microcontroller profile: its RAM less the
+/// firmware's and the engine's own ([`Profile::arena_budget_bytes`]).
+pub fn tile_budgets(profiles: &[Profile]) -> Vec<(String, u64)> {
+    profiles
+        .iter()
+        .filter(|p| p.kind == edgefit_profiles::Kind::Mcu)
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.arena_budget_bytes().saturating_sub(ENGINE_STATE_BYTES),
+            )
+        })
+        .collect()
 }
 
 /// Why a variant's accuracy is not measured.
@@ -103,6 +126,90 @@ pub struct Variant {
     /// Its CRC-32, as `edgefit bench` reports it.
     pub plan_crc32: Option<String>,
     pub layers: Vec<LayerMemory>,
+    /// The profiles this variant was made for (a tiled variant, for the
+    /// boards whose RAM the untiled one exceeds); empty: every profile.
+    pub profiles: Vec<String>,
+    /// How its leading layers run in bands, for a tiled variant.
+    pub tiling: Option<TilingSummary>,
+}
+
+/// The tiled variants of `base` (whose microcontroller plan is `plan`):
+/// one per distinct arena budget of `spec.tile_budgets` that the plan
+/// exceeds and tiling reaches, compiled by `compile(budget)`; written next to
+/// the untiled plan when `base` has a plan file. Tiled plans compute the
+/// untiled plan's bytes, so they share its accuracy.
+fn tiled_variants(
+    spec: &CompareSpec<'_>,
+    base: &Variant,
+    recipe: &Recipe,
+    compile: impl Fn(usize) -> Result<crate::compile::CompiledPlan, CompareError>,
+) -> Result<Vec<Variant>, CompareError> {
+    let mut budgets: Vec<u64> = spec
+        .tile_budgets
+        .iter()
+        .map(|(_, b)| *b)
+        .filter(|&b| base.arena_bytes > b)
+        .collect();
+    budgets.sort_unstable();
+    budgets.dedup();
+    let mut out = vec![];
+    for budget in budgets {
+        let plan = match compile(budget as usize) {
+            Ok(p) => p,
+            Err(CompareError::Compile {
+                source: crate::compile::CompileError::OverBudget { .. },
+                ..
+            }) => continue,
+            Err(e) => return Err(e),
+        };
+        let Some(t) = plan.summary.tiling.clone() else {
+            continue;
+        };
+        let bytes =
+            edgefit_engine::writer::append_metadata(&plan.bytes, &recipe.to_plan_metadata())
+                .map_err(|e| CompareError::Plan(e.to_string()))?;
+        let label = format!(
+            "{}, tiled, {} bands, {:+.1}% MACs",
+            base.variant, t.bands, t.extra_macs_percent
+        );
+        let what = format!("{} {label}", base.model);
+        let plan_path = match &base.plan_path {
+            Some(p) => {
+                let path = p.with_file_name(format!(
+                    "{}-tiled-{}.efp",
+                    p.file_stem()
+                        .map_or(String::new(), |s| s.to_string_lossy().into_owned()),
+                    budget
+                ));
+                std::fs::write(&path, &bytes)
+                    .map_err(|e| CompareError::Plan(format!("write {}: {e}", path.display())))?;
+                Some(path)
+            }
+            None => None,
+        };
+        out.push(Variant {
+            variant: label,
+            // The MACs the tiled plan does: latency estimates follow them.
+            macs: base.macs.saturating_add_signed(t.extra_macs),
+            plan_bytes: bytes.len() as u64,
+            arena_bytes: plan.summary.arena_bytes as u64,
+            host_latency_ms: None,
+            plan_crc32: plan_path
+                .as_ref()
+                .map(|_| format!("{:08x}", edgefit_proto::crc32(&bytes))),
+            layers: layer_memory(&what, &bytes, &what)?,
+            profiles: spec
+                .tile_budgets
+                .iter()
+                .filter(|(_, b)| *b == budget)
+                .map(|(n, _)| n.clone())
+                .collect(),
+            tiling: Some(t),
+            plan_path,
+            ..base.clone()
+        });
+    }
+    Ok(out)
 }
 
 /// Progress: stage description, done, total.
@@ -248,7 +355,7 @@ pub fn measure_variants(
                 };
                 if let Some(why) = unmeasured {
                     progress(&format!("{what}: lay out"), 0, 1);
-                    out.push(static_variant(
+                    let base = static_variant(
                         &source,
                         graph,
                         precision,
@@ -260,7 +367,21 @@ pub fn measure_variants(
                         params,
                         analysis.totals.macs,
                         why,
-                    )?);
+                    )?;
+                    let tiled = tiled_variants(spec, &base, recipe, |budget| {
+                        variant::layout_only(
+                            &source,
+                            graph,
+                            precision,
+                            CompileOptions {
+                                scratch: false,
+                                ram_budget: Some(budget),
+                                ..CompileOptions::default()
+                            },
+                        )
+                    })?;
+                    out.push(base);
+                    out.extend(tiled);
                     continue;
                 }
                 if precision == Precision::Int8 && calib.is_none() {
@@ -333,7 +454,23 @@ pub fn measure_variants(
                     plan_crc32: Some(format!("{:08x}", edgefit_proto::crc32(&mcu_bytes))),
                     plan_path: Some(plan_path),
                     layers,
+                    profiles: vec![],
+                    tiling: None,
                 });
+                let tiled = tiled_variants(spec, &out[out.len() - 1], recipe, |budget| {
+                    variant::compile(
+                        &source,
+                        graph,
+                        precision,
+                        ranges.as_deref(),
+                        CompileOptions {
+                            scratch: false,
+                            ram_budget: Some(budget),
+                            ..CompileOptions::default()
+                        },
+                    )
+                })?;
+                out.extend(tiled);
             }
         }
     }
@@ -432,6 +569,8 @@ fn static_variant(
         plan_path: None,
         plan_crc32: None,
         layers: layer_memory(&what, &mcu_bytes, &what)?,
+        profiles: vec![],
+        tiling: None,
     })
 }
 
@@ -458,6 +597,9 @@ pub fn rows(variants: &[Variant], profiles: &[Profile], devices: &[DeviceMeasure
     for p in profiles {
         let linux = p.kind == "linux";
         for v in variants {
+            if !v.profiles.is_empty() && !v.profiles.contains(&p.name) {
+                continue;
+            }
             let ram = v.arena_bytes + if linux { v.scratch_bytes } else { 0 } + ENGINE_STATE_BYTES;
             let fit = p.fits(v.plan_bytes, ram);
             let device = devices
@@ -548,9 +690,17 @@ pub fn rows(variants: &[Variant], profiles: &[Profile], devices: &[DeviceMeasure
                 ram_margin_bytes: fit.ram_margin,
                 fits_flash: fit.fits_flash(),
                 flash_margin_bytes: fit.flash_margin,
-                ram_limit_bytes: p.ram_bytes,
+                ram_limit_bytes: p.arena_budget_bytes(),
                 flash_limit_bytes: p.plan_limit_bytes(),
                 plan_crc32: v.plan_crc32.clone(),
+                tiling: v.tiling.as_ref().map(|t| RowTiling {
+                    first_layer: t.first_layer.clone(),
+                    last_layer: t.last_layer.clone(),
+                    bands: t.bands,
+                    rows_per_step: t.rows_per_step,
+                    extra_macs_percent: t.extra_macs_percent,
+                    untiled_arena_bytes: t.arena_untiled_bytes as u64,
+                }),
             });
         }
     }
@@ -1015,6 +1165,7 @@ mod tests {
             ram_limit_bytes: 1,
             flash_limit_bytes: 1,
             plan_crc32: None,
+            tiling: None,
         }
     }
 

@@ -493,6 +493,8 @@ pub fn family_figures(
             weight_bytes_f32: w.f32 as u64,
             peak_ram_int8: f.ram_int8,
             peak_ram_f32: f.ram_f32,
+            peak_ram_int8_tiled: f.ram_int8_tiled,
+            peak_ram_f32_tiled: f.ram_f32_tiled,
             fits: f.fits,
         });
     }

@@ -294,6 +294,58 @@ impl Segment {
         first
     }
 
+    /// Whether the last op's output (`out_row` bytes a row) may share a
+    /// buffer with outside input `input` (`in_row` bytes a row) placed `at`
+    /// bytes after the output's start: every output row is written only
+    /// over input rows no op reads any more.
+    pub fn output_may_cover(&self, input: u32, in_row: usize, out_row: usize, at: usize) -> bool {
+        struct Cover<'s> {
+            seg: &'s Segment,
+            input: u32,
+            in_row: usize,
+            out_row: usize,
+            at: usize,
+        }
+        impl Steps for Cover<'_> {
+            type Error = ();
+            fn shift(&mut self, _: usize, _: u32, _: u32, _: u32) -> Result<(), ()> {
+                Ok(())
+            }
+            fn compute(&mut self, op: usize, rows: Range<u32>, state: &Rows) -> Result<(), ()> {
+                if op + 1 != self.seg.len {
+                    return Ok(());
+                }
+                let Some(first) = self.seg.first_needed_outside(self.input, state) else {
+                    return Ok(());
+                };
+                let height = self
+                    .seg
+                    .ops()
+                    .iter()
+                    .flat_map(|o| o.inputs.iter().flatten())
+                    .find(|i| i.source == Source::Outside(self.input))
+                    .map_or(0, |i| i.rows);
+                // Written bytes against the input rows still to be read.
+                let written = rows.start as usize * self.out_row..rows.end as usize * self.out_row;
+                let live =
+                    self.at + first as usize * self.in_row..self.at + height as usize * self.in_row;
+                if written.start < live.end && live.start < written.end {
+                    Err(())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+        let mut cover = Cover {
+            seg: self,
+            input,
+            in_row,
+            out_row,
+            at,
+        };
+        self.run(&mut cover).is_ok()
+    }
+
     /// Rows each op's buffer must hold, and the output rows each op
     /// computes, for this schedule.
     pub fn plan(&self) -> Result<SegmentPlan, ShapeIssue> {

@@ -17,7 +17,7 @@
 //! | `ram_bytes` | integer > 0 | RAM available to the plan's arena and engine state |
 //! | `flash_bytes` | integer > 0 | MCU: flash for the plan; Linux: storage for the model file |
 //! | `plan_flash_bytes` | optional, 0 < integer <= `flash_bytes` | the largest plan edgefit's firmware for the board stores (one A/B slot); fits use it when set |
-//! | `firmware_ram_bytes` | optional, integer < `ram_bytes` | RAM edgefit's firmware keeps for itself besides the plan's arena; the RAM budget a compile for the board gets is `ram_bytes` less this (default: 16,384 on a microcontroller — about 5 KiB of firmware state and 11 KiB of stack, measured on the QEMU Cortex-M4 — and 0 on Linux) |
+//! | `firmware_ram_bytes` | optional, integer < `ram_bytes` | RAM edgefit's firmware keeps for itself besides the plan's arena (state, buffers, stack; default 0): fits and `compile --profile` budget the plan's arena and engine state against `ram_bytes` less this |
 //! | `fpu` | bool | hardware floating point |
 //! | `dsp` | bool | packed-integer SIMD: Arm DSP extension, NEON, Xtensa PIE, AVX2... |
 //! | `simd` | string | which, e.g. `"none"`, `"armv7e-m dsp"`, `"neon"`, `"avx2"` |
@@ -55,11 +55,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
-
-/// RAM edgefit's Cortex-M firmware needs besides the arena, where a profile
-/// does not say: about 5 KiB of state and 11 KiB of stack (the stack
-/// high-water mark measured on the QEMU Cortex-M4, docs/benchmarks.md).
-pub const MCU_FIRMWARE_RAM_BYTES: u64 = 16 << 10;
 use toml::Spanned;
 
 /// One device, as described by its profile file.
@@ -217,20 +212,17 @@ impl Profile {
     /// (or storage) and `ram_needed` bytes of RAM.
     pub fn fits(&self, flash_needed: u64, ram_needed: u64) -> Fit {
         Fit {
-            ram_margin: margin(self.ram_bytes, ram_needed),
+            ram_margin: margin(self.arena_budget_bytes(), ram_needed),
             flash_margin: margin(self.plan_limit_bytes(), flash_needed),
         }
     }
 
-    /// RAM a plan's arena (activations and scratch) may take on this board:
-    /// `ram_bytes` less what the firmware keeps (`firmware_ram_bytes`, by
-    /// default [`MCU_FIRMWARE_RAM_BYTES`] on a microcontroller, 0 on Linux).
+    /// RAM a plan's arena (activations and scratch) and the engine's state
+    /// may take on this board: `ram_bytes` less what the firmware keeps
+    /// (`firmware_ram_bytes`, 0 when unset). Fits are judged against it.
     pub fn arena_budget_bytes(&self) -> u64 {
-        let firmware = self.firmware_ram_bytes.unwrap_or(match self.kind {
-            Kind::Mcu => MCU_FIRMWARE_RAM_BYTES,
-            Kind::Linux => 0,
-        });
-        self.ram_bytes.saturating_sub(firmware)
+        self.ram_bytes
+            .saturating_sub(self.firmware_ram_bytes.unwrap_or(0))
     }
 
     /// Flash a plan may use: `plan_flash_bytes` if set, else `flash_bytes`.

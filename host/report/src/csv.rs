@@ -2,10 +2,10 @@
 
 use std::fmt::Display;
 
-use crate::{Results, Row};
+use crate::{Results, Row, RowTiling};
 
 /// The [`Row`] field names in declaration (and JSON) order: the CSV header.
-pub const ROW_FIELDS: [&str; 28] = [
+pub const ROW_FIELDS: [&str; 29] = [
     "model",
     "architecture",
     "variant",
@@ -34,6 +34,7 @@ pub const ROW_FIELDS: [&str; 28] = [
     "ram_limit_bytes",
     "flash_limit_bytes",
     "plan_crc32",
+    "tiling",
 ];
 
 fn opt<T: Display>(v: &Option<T>) -> String {
@@ -70,6 +71,10 @@ fn cells(r: &Row) -> Vec<String> {
         r.ram_limit_bytes.to_string(),
         r.flash_limit_bytes.to_string(),
         opt(&r.plan_crc32),
+        r.tiling
+            .as_ref()
+            .map(RowTiling::describe)
+            .unwrap_or_default(),
     ]
 }
 

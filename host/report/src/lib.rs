@@ -23,8 +23,8 @@ pub use crate::format::Source;
 pub use crate::html::render_html;
 pub use crate::matrix::{verdict_matrix, Cell, Matrix, MatrixRow};
 pub use crate::model::{
-    load_results, BestVariant, FamilyMember, LayerMemory, PrecisionFit, Results, Row, SeedModel,
-    Verdict, RESULTS_SCHEMA,
+    load_results, BestVariant, FamilyMember, LayerMemory, PrecisionFit, Results, Row, RowTiling,
+    SeedModel, Verdict, RESULTS_SCHEMA,
 };
 pub use crate::plots::render_plots;
 pub use crate::terminal::{

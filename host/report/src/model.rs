@@ -67,7 +67,14 @@ pub struct FamilyMember {
     /// Layer-by-layer activation arena, int8 and f32 activations.
     pub peak_ram_int8: u64,
     pub peak_ram_f32: u64,
-    /// Per profile, the precisions that fit.
+    /// The smallest arena with the leading layers tiled (bands of one row),
+    /// where they can be; `None` in files written before tiling existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_ram_int8_tiled: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_ram_f32_tiled: Option<u64>,
+    /// Per profile, the precisions that fit (`"int8 tiled"`: only with the
+    /// leading layers tiled).
     pub fits: Vec<PrecisionFit>,
 }
 
@@ -95,6 +102,10 @@ pub struct SeedModel {
     /// plans keep f32 activations).
     pub peak_ram_int8: u64,
     pub peak_ram_f32: u64,
+    /// The smallest int8 arena with the leading layers tiled, where they
+    /// can be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_ram_int8_tiled: Option<u64>,
     /// The layer where the most activation bytes are live (int8).
     pub peak_layer: String,
     /// Per profile, the precisions whose weights fit its flash and whose
@@ -109,7 +120,8 @@ pub struct SeedModel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrecisionFit {
     pub profile: String,
-    /// `"int8"`, `"f16"`, `"f32"`: those that fit (empty: none).
+    /// `"int8"`, `"f16"`, `"f32"`: those that fit (empty: none); `"int8
+    /// tiled"` and so on where one fits only with its leading layers tiled.
     pub precisions: Vec<String>,
 }
 
@@ -185,6 +197,44 @@ pub struct Row {
     /// reports too: it ties a device's bench results to this row's variant.
     #[serde(default)]
     pub plan_crc32: Option<String>,
+    /// A tiled variant (its leading layers run in bands of rows to fit
+    /// this board's RAM): how; `None` for whole-tensor plans.
+    #[serde(default)]
+    pub tiling: Option<RowTiling>,
+}
+
+/// How a tiled variant runs (plan format version 2, `edgefit compile
+/// --ram-budget`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowTiling {
+    /// The segment's first and last layers.
+    pub first_layer: String,
+    pub last_layer: String,
+    /// Steps of the segment's last layer.
+    pub bands: u32,
+    pub rows_per_step: u32,
+    /// Multiply-accumulates beyond the untiled plan's, in % (0: rows are
+    /// computed once).
+    pub extra_macs_percent: f64,
+    /// The arena the untiled plan needs.
+    pub untiled_arena_bytes: u64,
+}
+
+impl RowTiling {
+    /// One line: "layers `a` to `b` in 14 bands of 1 row, +0.00% MACs,
+    /// 25088 B untiled".
+    pub fn describe(&self) -> String {
+        format!(
+            "layers `{}` to `{}` in {} bands of {} row{}, {:+.2}% MACs, {} B untiled",
+            self.first_layer,
+            self.last_layer,
+            self.bands,
+            self.rows_per_step,
+            if self.rows_per_step == 1 { "" } else { "s" },
+            self.extra_macs_percent,
+            self.untiled_arena_bytes
+        )
+    }
 }
 
 /// Which variant to use on one profile.

@@ -256,10 +256,14 @@ pub(crate) fn largest_fitting<'r>(
 /// A generated member as a cell: `"vgg11-w0.25-r96 f32 · 0.24 GMACs · 31 MiB
 /// weights · 1.1 MiB arena"`.
 pub(crate) fn family_cell(m: &crate::FamilyMember, precision: &str) -> String {
-    let (weights, arena) = match precision {
-        "int8" => (m.weight_bytes_int8, m.peak_ram_int8),
-        "f16" => (m.weight_bytes_f16, m.peak_ram_f32),
-        _ => (m.weight_bytes_f32, m.peak_ram_f32),
+    let (weights, arena, tiled) = match precision.trim_end_matches(" tiled") {
+        "int8" => (m.weight_bytes_int8, m.peak_ram_int8, m.peak_ram_int8_tiled),
+        "f16" => (m.weight_bytes_f16, m.peak_ram_f32, m.peak_ram_f32_tiled),
+        _ => (m.weight_bytes_f32, m.peak_ram_f32, m.peak_ram_f32_tiled),
+    };
+    let arena = match tiled.filter(|_| precision.ends_with(" tiled")) {
+        Some(t) => t,
+        None => arena,
     };
     format!(
         "{} {precision} · {:.2} GMACs · {} weights · {} arena",

@@ -106,6 +106,7 @@ fn row(v: &Variant, p: &(&str, u64, u64, bool)) -> Row {
         ram_limit_bytes: ram_limit,
         flash_limit_bytes: flash_limit,
         plan_crc32: None,
+        tiling: None,
     }
 }
 

@@ -246,6 +246,7 @@ impl CompareCmd {
             plans_dir: &plans_dir,
             data_fits: &data_fits,
             calib_fits: &calib_fits,
+            tile_budgets: &edgefit::compare::tile_budgets(&profiles),
         };
         let bar = progress::bar("compare");
         let mut cb = |stage: &str, done: usize, total: usize| {

@@ -50,7 +50,7 @@ pub enum MethodArg {
 
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  edgefit compile models/resnet-fmnist.onnx --precision int8 -o resnet-int8.efp\n  edgefit compile mynet.onnx --calib val/ --preprocess imagenet --no-scratch -o mynet-mcu.efp --json\n  edgefit compile mynet.onnx --target tract --precision f16 -o mynet-f16.tract    # for the Linux agent"
+    after_help = "Examples:\n  edgefit compile models/resnet-fmnist.onnx --precision int8 -o resnet-int8.efp\n  edgefit compile mynet.onnx --calib val/ --preprocess imagenet --no-scratch -o mynet-mcu.efp --json\n  edgefit compile models/mlperf/resnet8.onnx --calib synthetic --no-scratch --ram-budget 16KiB -o r8-16k.efp   # tiled\n  edgefit compile models/vgg-fmnist.onnx --device-profile nrf52840-dk -o vgg-nrf.efp   # budget: the board's RAM less the firmware's\n  edgefit compile mynet.onnx --target tract --precision f16 -o mynet-f16.tract    # for the Linux agent"
 )]
 pub struct CompileCmd {
     /// ONNX model to compile
@@ -96,14 +96,14 @@ pub struct CompileCmd {
     /// bands of rows (a tiled segment, plan format version 2; the same results,
     /// no recomputed rows); a plan that cannot fit is refused with the smallest
     /// arena tiling reaches
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, conflicts_with = "profile")]
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, conflicts_with = "device_profile")]
     ram_budget: Option<usize>,
-    /// Budget the arena for this device profile: its RAM less what the
+    /// Budget the arena for this device profile, by name: its RAM less what the
     /// firmware keeps (`edgefit devices`; implies --no-scratch on a microcontroller)
     #[arg(long, value_name = "NAME")]
-    profile: Option<String>,
-    /// Extra device profile files for --profile
-    #[arg(long = "profile-file", value_name = "FILE.toml")]
+    device_profile: Option<String>,
+    /// Extra profile files (TOML), used in addition to the built-in ones
+    #[arg(long = "profile", value_name = "FILE")]
     profile_files: Vec<PathBuf>,
     /// What to compile for: a plan (.efp) or a tract model artifact (.eftm)
     #[arg(long, value_enum, default_value = "plan")]
@@ -152,10 +152,10 @@ fn plan_id(model: &[u8], recipe: &str) -> u32 {
 }
 
 impl CompileCmd {
-    /// The RAM budget (`--ram-budget`, or `--profile`'s RAM less the
+    /// The RAM budget (`--ram-budget`, or `--device-profile`'s RAM less the
     /// firmware's), and whether it is a microcontroller's (no scratch).
     fn budget(&self) -> anyhow::Result<(Option<usize>, bool)> {
-        let Some(name) = &self.profile else {
+        let Some(name) = &self.device_profile else {
             return Ok((self.ram_budget, false));
         };
         let all =

@@ -241,28 +241,37 @@ pub fn compile_with(
     let memory = plan_activations(graph, if precision == Precision::Int8 { 1 } else { 4 });
     // Pass 4, quantise: each activation's int8 parameters.
     let quant = quantise::activation_quant(graph, precision, ranges)?;
-    // Pass 5, emit: tensors, weights and ops into the plan.
-    let untiled = emit::emit_plan(
-        graph,
-        &emit::Decided {
-            precision,
-            plan_id,
-            options,
-            storage: &storage,
-            memory: &memory,
-            quant: &quant,
-            tiling: None,
-        },
-    )?;
-    // Pass 6, tile: over the RAM budget, the leading layers run in bands
-    // and the plan is emitted again with their row buffers.
-    let Some(budget) = options.ram_budget else {
-        return Ok(untiled);
+    let decided = |memory, tiling| emit::Decided {
+        precision,
+        plan_id,
+        options,
+        storage: &storage,
+        memory,
+        quant: &quant,
+        tiling,
     };
-    let scratch = untiled.summary.scratch_bytes;
-    if memory.plan.arena_size + scratch <= budget {
-        return Ok(untiled);
-    }
+    // Pass 5, emit: tensors, weights and ops into the plan. Without scratch
+    // a plan over the budget goes straight to tiling; with it, the untiled
+    // plan tells the scratch the budget must also hold.
+    let over = |scratch: usize| {
+        options
+            .ram_budget
+            .filter(|&b| memory.plan.arena_size + scratch > b)
+    };
+    let (budget, scratch) = match (options.scratch, over(0)) {
+        (false, Some(budget)) => (budget, 0),
+        (false, None) => return emit::emit_plan(graph, &decided(&memory, None)),
+        (true, _) => {
+            let untiled = emit::emit_plan(graph, &decided(&memory, None))?;
+            let scratch = untiled.summary.scratch_bytes;
+            match over(scratch) {
+                Some(budget) => (budget, scratch),
+                None => return Ok(untiled),
+            }
+        }
+    };
+    // Pass 6, tile: over the RAM budget, the leading layers run in bands
+    // and the plan is emitted with their row buffers.
     let tiled = tiling::choose(
         graph,
         memory.bytes_per_element,
@@ -276,18 +285,7 @@ pub fn compile_with(
         layers: over.layers,
     })?;
     let summary = tiled.summary(graph, &memory, budget);
-    let mut plan = emit::emit_plan(
-        graph,
-        &emit::Decided {
-            precision,
-            plan_id,
-            options,
-            storage: &storage,
-            memory: &tiled.memory,
-            quant: &quant,
-            tiling: Some(&tiled),
-        },
-    )?;
+    let mut plan = emit::emit_plan(graph, &decided(&tiled.memory, Some(&tiled)))?;
     plan.summary.tiling = Some(summary);
     Ok(plan)
 }

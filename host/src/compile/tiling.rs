@@ -277,6 +277,19 @@ pub fn choose(graph: &Graph, bpe: usize, budget: usize) -> Result<Tiling, OverBu
     })
 }
 
+/// The smallest activation arena tiling reaches on `graph` (residual
+/// additions already fused), one row per step over every split point;
+/// `None` when its leading layers cannot be tiled.
+pub fn smallest_arena(graph: &Graph, bpe: usize) -> Option<usize> {
+    let first = leading(graph)?;
+    (first..graph.nodes.len().min(first + MAX_SEGMENT_OPS))
+        .take_while(|&last| tileable(graph, last))
+        .filter(|&last| closed(graph, first, last))
+        .filter_map(|last| layout(graph, first, last, 1, bpe))
+        .map(|t| t.memory.plan.arena_size)
+        .min()
+}
+
 impl Tiling {
     /// The summary, against the untiled plan's memory.
     pub fn summary(&self, graph: &Graph, untiled: &ActivationPlan, budget: usize) -> TilingSummary {
