@@ -52,6 +52,7 @@ cargo_aarch64() {
 # one a line, to $TARGET_DIR/engine-tests.txt.
 build() {
     ensure_packages "${PACKAGES[@]}"
+    mkdir -p "$TARGET_DIR"
     cargo_aarch64 test --release --no-run --message-format=json-render-diagnostics \
         | python3 -c '
 import json, sys
