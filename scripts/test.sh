@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting, the firmware builds, the workspace's unit, integration
 # and end-to-end tests (the firmware runs in QEMU, the aarch64 Linux agent
-# under qemu-aarch64).
+# and the engine's NEON kernels under qemu-aarch64).
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,10 @@ bash scripts/agent-aarch64.sh build >/dev/null
 # (flash-firmware, probe-rs; pure Rust, no system libraries) in both, so the
 # test run reuses the build; tests/tests/flash_firmware_cli.rs needs it.
 cargo build --workspace --bins --features edgefit/probe
+# The engine's aarch64 NEON int8 kernels: its tests cross-built and run under
+# qemu-aarch64 as a Cortex-A72 (no SDOT) and as QEMU's max CPU (SDOT), the
+# bundled models' plans (compiled by the edgefit just built) included.
+bash scripts/engine-aarch64.sh test
 # The compare report test renders report.html in headless Chromium.
 ensure_packages chromium
 cargo test --workspace --features edgefit/probe

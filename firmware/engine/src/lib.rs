@@ -20,14 +20,15 @@
 //! f32; f16 plans store weights as IEEE half and compute in f32.
 //!
 //! Kernels: [`Engine::new`] uses SIMD kernels (AVX-512 VNNI or AVX2 on
-//! x86-64, the DSP extension on Cortex-M) and the plan's scratch where
+//! x86-64, NEON with or without `SDOT` on aarch64, the DSP extension on
+//! Cortex-M) and the plan's scratch where
 //! available; [`Engine::with_kernels`] with [`KernelPath::NoAvx512`] keeps
 //! to AVX2, with [`KernelPath::Portable`] to the portable reference kernels.
 //! All give identical bytes.
 //!
 //! Without the `std` feature the crate is `no_std` and uses no allocator.
 //! `std` adds `PlanBuilder` (module `writer`), `std::error::Error` impls and run-time
-//! AVX2 / AVX-512 detection.
+//! AVX2 / AVX-512 / `SDOT` detection.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]

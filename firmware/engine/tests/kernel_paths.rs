@@ -455,6 +455,40 @@ fn int8_multi_op_plans_simd_equals_portable() {
     }
 }
 
+/// Compiled plans named in `EDGEFIT_ENGINE_PLANS` (colon-separated: the
+/// bundled models compiled by `edgefit compile`, as
+/// `scripts/engine-aarch64.sh` passes them): the SIMD and portable kernels
+/// give the same bytes on random inputs. Skipped when unset.
+#[test]
+fn compiled_plans_simd_equals_portable() {
+    let Ok(list) = std::env::var("EDGEFIT_ENGINE_PLANS") else {
+        eprintln!("EDGEFIT_ENGINE_PLANS not set; no compiled plans checked");
+        return;
+    };
+    let mut rng = Rng(0x5EED_0007);
+    for path in list.split(':').filter(|p| !p.is_empty()) {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let plan = Plan::parse(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let input = plan.input().unwrap();
+        let n = input.length as usize;
+        for round in 0..4 {
+            let x: Vec<u8> = match input.dtype {
+                // Images as the bundled models take them: 0..=1.
+                DType::F32 => (0..n / 4)
+                    .flat_map(|_| (rng.range(0, 255) as f32 / 255.0).to_le_bytes())
+                    .collect(),
+                _ => (0..n).map(|_| rng.next() as u8).collect(),
+            };
+            let out = run_both(&bytes, &x, &format!("{path} input {round}"));
+            assert!(!out.is_empty());
+        }
+        eprintln!(
+            "{path}: {} and portable kernels agree",
+            KernelPath::Auto.simd_name()
+        );
+    }
+}
+
 #[test]
 fn engine_reports_its_kernel_path() {
     let (plan, _, _) = common::net::int8_net(&mut Rng(9));
@@ -476,5 +510,16 @@ fn engine_reports_its_kernel_path() {
     if edgefit_engine::kernels::dot::vnni_available() {
         assert_eq!(Engine::new(&p).simd_name(), "avx512-vnni");
         assert_eq!(KernelPath::NoAvx512.simd_name(), "avx2");
+    }
+    if cfg!(target_arch = "aarch64") {
+        // NEON is part of aarch64; SDOT where the CPU has it.
+        let want = if edgefit_engine::kernels::dot::dotprod_available() {
+            "neon-dotprod"
+        } else {
+            "neon"
+        };
+        assert_eq!(Engine::new(&p).simd_name(), want);
+        assert_eq!(KernelPath::NoAvx512.simd_name(), want);
+        eprintln!("kernel path on this CPU: {want}");
     }
 }

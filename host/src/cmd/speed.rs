@@ -48,8 +48,9 @@ pub struct SpeedCmd {
     #[arg(long)]
     sparse_variants: bool,
     /// Engine kernel sets to time: `auto` (the fastest this CPU has:
-    /// AVX-512 VNNI, else AVX2), `no-avx512` (AVX2 even where AVX-512
-    /// exists), `portable` (no SIMD); each distinct set once
+    /// AVX-512 VNNI, else AVX2 on x86-64; NEON with SDOT, else NEON on
+    /// aarch64), `no-avx512` (AVX2 even where AVX-512 exists; `auto`
+    /// elsewhere), `portable` (no SIMD); each distinct set once
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["auto"])]
     kernels: Vec<KernelsArg>,
     /// Print JSON (schema edgefit.speed.v1)

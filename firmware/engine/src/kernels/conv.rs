@@ -150,6 +150,12 @@ pub(crate) fn conv2d_i8_ex(
             }
         }
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if kx.simd {
+        if let Some(r) = super::neon::conv_i8(g, x, w, bias, o, out, kx) {
+            return r;
+        }
+    }
     let (c, kh, kw) = (g.in_c, g.kernel_h, g.kernel_w);
     let mut i = 0;
     for oy in 0..g.out_h {

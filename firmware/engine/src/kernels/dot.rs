@@ -1,4 +1,5 @@
-//! The int8 inner product shared by conv and dense, with an AVX2 fast path.
+//! The int8 inner product shared by conv and dense, with AVX2 (x86-64) and
+//! NEON (aarch64) fast paths.
 //!
 //! Integer sums are exact modulo 2^32 whatever the order, so the SIMD path is
 //! bit-identical to the portable one by construction; the tests check it on
@@ -31,6 +32,12 @@ pub fn dot_i8_with(x: &[u8], w: &[u8], zp: i32, simd: bool) -> i32 {
         #[allow(unsafe_code)]
         return unsafe { x86::dot_i8_avx2(x, w, zp) };
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        if x.len() >= 16 {
+            return super::neon::dot_i8(x, w, zp);
+        }
+    }
     #[allow(unreachable_code)]
     dot_i8_portable(x, w, zp)
 }
@@ -48,7 +55,8 @@ pub fn dot_i8_portable(x: &[u8], w: &[u8], zp: i32) -> i32 {
 }
 
 /// Whether the SIMD kernels run on this machine: [`dot_i8`]'s AVX2 path on
-/// x86-64, the int8 conv/dense DSP kernels on Arm with the DSP extension.
+/// x86-64, the int8 conv/dense DSP kernels on Arm with the DSP extension,
+/// the NEON kernels on aarch64 (NEON is part of the architecture).
 pub fn simd_available() -> bool {
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     {
@@ -59,8 +67,23 @@ pub fn simd_available() -> bool {
         // The Arm DSP kernels are in `dsp_arm` (conv and dense call them).
         cfg!(any(
             all(target_arch = "x86_64", target_feature = "avx2"),
-            all(target_arch = "arm", target_feature = "dsp")
+            all(target_arch = "arm", target_feature = "dsp"),
+            all(target_arch = "aarch64", target_feature = "neon")
         ))
+    }
+}
+
+/// Whether the aarch64 NEON kernels may use the dot-product extension
+/// (`SDOT`): detected at run time with the `std` feature, else when
+/// compiled in. False on other architectures.
+pub fn dotprod_available() -> bool {
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        super::neon::dotprod_available()
+    }
+    #[cfg(not(all(target_arch = "aarch64", target_feature = "neon")))]
+    {
+        false
     }
 }
 
@@ -175,7 +198,9 @@ pub(crate) mod x86 {
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "x86_64")]
     struct XorShift(u64);
+    #[cfg(target_arch = "x86_64")]
     impl XorShift {
         fn next(&mut self) -> u64 {
             self.0 ^= self.0 << 13;

@@ -22,6 +22,10 @@ mod dsp_pairs;
 mod gemm_vnni;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+pub(crate) mod neon;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod neon_dotprod;
 
 use add::AddQuant;
 
@@ -40,7 +44,9 @@ pub enum KernelPath {
     /// x86-64 (detected at run time with the `std` feature, else when
     /// compiled in), the DSP
     /// extension (SMLAD) on Arm builds with `target_feature = "dsp"`
-    /// (Cortex-M4/M7/M33), portable code elsewhere. Kernels that need scratch use it when the plan
+    /// (Cortex-M4/M7/M33), NEON on aarch64 (with the dot-product extension,
+    /// `SDOT`, where the CPU has it: detected at run time with the `std`
+    /// feature, else when compiled in), portable code elsewhere. Kernels that need scratch use it when the plan
     /// provides enough (`scratch_bytes`) and fall back otherwise.
     #[default]
     Auto,
@@ -69,7 +75,8 @@ impl KernelPath {
     }
 
     /// The SIMD extension this path's int8 kernels use on this machine:
-    /// `"avx512-vnni"`, `"avx2"`, `"armv7e-m dsp"` or `"none"`.
+    /// `"avx512-vnni"`, `"avx2"`, `"armv7e-m dsp"`, `"neon-dotprod"`,
+    /// `"neon"` or `"none"`.
     pub fn simd_name(self) -> &'static str {
         if self.uses_vnni() {
             "avx512-vnni"
@@ -79,6 +86,12 @@ impl KernelPath {
             "avx2"
         } else if cfg!(target_arch = "arm") {
             "armv7e-m dsp"
+        } else if cfg!(target_arch = "aarch64") {
+            if dot::dotprod_available() {
+                "neon-dotprod"
+            } else {
+                "neon"
+            }
         } else {
             "simd"
         }
