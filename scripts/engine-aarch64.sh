@@ -18,8 +18,8 @@
 #
 # Build cache outside the clone: $EDGEFIT_AARCH64_ENGINE_TARGET_DIR, default
 # ~/.cache/edgefit/aarch64-engine. `test` also runs the bundled models
-# (models/*-fmnist.onnx) compiled to int8 plans by the host's `edgefit`
-# binary where it is built ($CARGO_TARGET_DIR/debug/edgefit), through both
+# (models/*-fmnist.onnx) compiled to int8 plans, whole-tensor and tiled, by
+# the host's `edgefit` binary where it is built ($CARGO_TARGET_DIR/debug/edgefit), through both
 # kernel paths (tests/kernel_paths.rs); EDGEFIT_ENGINE_PLANS, a
 # colon-separated list of .efp files, names other plans instead.
 set -euo pipefail
@@ -80,13 +80,18 @@ bundled_plans() {
         return
     fi
     mkdir -p "$TARGET_DIR/plans"
+    # Each model whole-tensor and tiled (a 16 KiB budget: plan format 2).
+    local budget
     for m in resnet-fmnist vgg-fmnist; do
-        out="$TARGET_DIR/plans/$m-int8.efp"
-        if [ ! -f "$out" ] || [ "$edgefit" -nt "$out" ] || [ "models/$m.onnx" -nt "$out" ]; then
-            "$edgefit" compile "models/$m.onnx" --calib-samples 200 -o "$out" >/dev/null 2>&1 \
-                || die "edgefit compile models/$m.onnx failed"
-        fi
-        list="$list${list:+:}$out"
+        for budget in "" 16KiB; do
+            out="$TARGET_DIR/plans/$m-int8${budget:+-$budget}.efp"
+            if [ ! -f "$out" ] || [ "$edgefit" -nt "$out" ] || [ "models/$m.onnx" -nt "$out" ]; then
+                "$edgefit" compile "models/$m.onnx" --calib-samples 200 \
+                    ${budget:+--no-scratch --ram-budget "$budget"} -o "$out" >/dev/null 2>&1 \
+                    || die "edgefit compile models/$m.onnx ${budget:+--ram-budget $budget} failed"
+            fi
+            list="$list${list:+:}$out"
+        done
     done
     echo "$list"
 }

@@ -260,6 +260,10 @@ impl Bands<'_, '_, '_, '_, '_> {
 impl Steps for Bands<'_, '_, '_, '_, '_> {
     type Error = ExecError;
 
+    // Not inlined: the schedule recurses through the segment's ops, and a
+    // kernel call's frame must be paid once on a microcontroller's stack,
+    // not at every level.
+    #[inline(never)]
     fn shift(&mut self, j: usize, base: u32, keep: u32, done: u32) -> Result<(), ExecError> {
         let index = self.seg.op_index(j);
         let internal = ExecError::Internal { op: index as usize };
@@ -275,6 +279,7 @@ impl Steps for Bands<'_, '_, '_, '_, '_> {
         Ok(())
     }
 
+    #[inline(never)]
     fn compute(&mut self, j: usize, rows: Range<u32>, state: &Rows) -> Result<(), ExecError> {
         let index = self.seg.op_index(j);
         let internal = ExecError::Internal { op: index as usize };

@@ -26,6 +26,10 @@
 //! to AVX2, with [`KernelPath::Portable`] to the portable reference kernels.
 //! All give identical bytes.
 //!
+//! Tight memory: a plan may run its leading ops as a tiled segment (format
+//! version 2, [`tiling`]): a few rows per kernel call, intermediate maps in
+//! row buffers, rows computed once; the same bytes as the untiled plan.
+//!
 //! Without the `std` feature the crate is `no_std` and uses no allocator.
 //! `std` adds `PlanBuilder` (module `writer`), `std::error::Error` impls and run-time
 //! AVX2 / AVX-512 / `SDOT` detection.

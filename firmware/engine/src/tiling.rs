@@ -238,7 +238,7 @@ impl Segment {
         state: &mut Rows,
         steps: &mut S,
     ) -> Result<(), ScheduleError<S::Error>> {
-        let op = self.ops[j];
+        let op = &self.ops[j];
         let last = j + 1 == self.len;
         while state.done[j] < hi {
             let first = state.done[j];

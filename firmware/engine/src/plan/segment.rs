@@ -346,6 +346,7 @@ impl Steps for DryRun<'_, '_, '_> {
         Ok(())
     }
 
+    #[inline(never)]
     fn compute(&mut self, j: usize, rows: Range<u32>, state: &Rows) -> Result<(), PlanError> {
         let bad = |reason| PlanError::BadSegment {
             op: self.seg.at,
