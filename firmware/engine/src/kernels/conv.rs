@@ -256,6 +256,22 @@ pub(crate) fn conv2d_f_ex<W: FloatWeight>(
         return Err(ShapeError);
     }
     let bias_at = |i: usize| bias.map_or(0.0, |b| super::f32_at(b, i));
+    // AVX2: the same sums in the same order, vectorised (`float_x86`).
+    // `wide`: AVX-512 allowed, so the 32-register blocking.
+    let (simd, wide) = (cfg!(target_arch = "x86_64") && kx.simd, kx.vnni);
+    #[cfg(target_arch = "x86_64")]
+    if simd && W::SIZE == 4 {
+        // SAFETY: `kx.simd` is only set when AVX2 is available, `kx.vnni`
+        // when AVX-512 F and VL are too.
+        #[allow(unsafe_code)]
+        return unsafe {
+            if depthwise {
+                super::float_x86::depthwise_f32(g, x, w, &bias_at, o, out)
+            } else {
+                super::float_x86::conv_f32(g, x, w, 0, n, &bias_at, o, out, wide)
+            }
+        };
+    }
     if W::SIZE != 4 {
         // f16 weights: widen them once per call into scratch (as f32
         // bytes), then run the f32 loops on them: the same values in the
@@ -269,12 +285,18 @@ pub(crate) fn conv2d_f_ex<W: FloatWeight>(
         if depthwise {
             if let Some(buf) = kx.scratch(per) {
                 widen::<W>(w, buf)?;
+                #[cfg(target_arch = "x86_64")]
+                if simd {
+                    // SAFETY: `kx.simd` is only set when AVX2 is available.
+                    #[allow(unsafe_code)]
+                    return unsafe { super::float_x86::depthwise_f32(g, x, buf, &bias_at, o, out) };
+                }
                 return depthwise_f::<super::F32W>(g, x, buf, &bias_at, o, out);
             }
         } else if per > 0 && avail >= per {
             let nb = (avail / per).min(n);
             if let Some(buf) = kx.scratch(nb * per) {
-                return regular_f_widened::<W>(g, x, w, &bias_at, o, out, buf, nb);
+                return regular_f_widened::<W>(g, x, w, &bias_at, o, out, buf, nb, (simd, wide));
             }
         }
     }
@@ -319,7 +341,9 @@ pub(crate) fn widen<W: FloatWeight>(w: &[u8], buf: &mut [u8]) -> KResult {
 
 /// Regular float conv with `W` weights widened to f32 `nb` output channels
 /// at a time into `buf` (each weight converted once per call), then every
-/// output pixel swept for those channels. Same sums as the direct loop.
+/// output pixel swept for those channels (by the AVX2 kernel if `simd.0`,
+/// with the AVX-512 register blocking if `simd.1`).
+/// Same sums as the direct loop.
 #[allow(clippy::too_many_arguments)]
 fn regular_f_widened<W: FloatWeight>(
     g: &Geom,
@@ -330,6 +354,7 @@ fn regular_f_widened<W: FloatWeight>(
     out: &mut [u8],
     buf: &mut [u8],
     nb: usize,
+    simd: (bool, bool),
 ) -> KResult {
     let (c, kh, kw, n) = (g.in_c, g.kernel_h, g.kernel_w, g.out_c);
     let k = kh * kw * c;
@@ -341,6 +366,17 @@ fn regular_f_widened<W: FloatWeight>(
         let wb = buf.get_mut(..m * k * 4).ok_or(ShapeError)?;
         widen::<W>(src, wb)?;
         let wb: &[u8] = wb;
+        #[cfg(target_arch = "x86_64")]
+        if simd.0 {
+            // SAFETY: `simd.0` is only set when AVX2 is available, `simd.1`
+            // when AVX-512 F and VL are too.
+            #[allow(unsafe_code)]
+            unsafe {
+                super::float_x86::conv_f32(g, x, wb, ob, m, bias_at, o, out, simd.1)?;
+            }
+            continue;
+        }
+        let _ = simd;
         let mut pix = 0;
         for oy in 0..g.out_h {
             let rows = g.rows(oy);
