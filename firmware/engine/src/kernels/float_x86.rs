@@ -49,6 +49,26 @@ const CHUNK_WEIGHT_BYTES: usize = 192 * 1024;
 /// Rows per dense block.
 const DR: usize = 8;
 
+/// Whether the 512-bit conv blocking can run: AVX-512 F, VL and DQ.
+pub(crate) fn wide_available() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512vl",
+            target_feature = "avx512dq",
+            target_feature = "avx2"
+        ))
+    }
+}
+
 /// Whether the F16C conversion instructions are available (f16 dense).
 pub(crate) fn f16c_available() -> bool {
     #[cfg(feature = "std")]
@@ -111,15 +131,245 @@ fn combine8(v: &[__m256; 8]) -> __m256 {
     )
 }
 
-/// Generates one register-blocking of the regular conv for a set of target
-/// features: a module with `MR` pixels × `NR` channels per micro-kernel
-/// block (`$pairs` lists every `(m, n)` block shape that can occur, `m <=
-/// MR`, `n <= NR`) and its entry point `conv`. The arithmetic is the same
-/// whatever the blocking; only the number of registers differs (16 ymm with
-/// AVX2, 32 with AVX-512VL).
+/// The lane sums of `M` input rows against `N` weight rows of `len` f32
+/// each (`M * N` ymm accumulators), combined and added to the running sums:
+/// `run[p * CM_MAX + j] += dot_f(x[p], w[j])`, bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX2. The first `M` / `N` pointers must each be
+/// valid for reading `len` f32 (any alignment), and `run` for `N` f32 at
+/// each of its first `M` rows of `CM_MAX`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn micro<const M: usize, const N: usize>(
+    xp: &[*const f32],
+    wp: &[*const f32],
+    len: usize,
+    run: *mut f32,
+) {
+    let mut acc = [[_mm256_setzero_ps(); N]; M];
+    let full = len & !7;
+    let mut i = 0;
+    while i < full {
+        let mut wv = [_mm256_setzero_ps(); N];
+        for j in 0..N {
+            // SAFETY: i + 8 <= len.
+            wv[j] = unsafe { _mm256_loadu_ps(wp[j].add(i)) };
+        }
+        for p in 0..M {
+            // SAFETY: i + 8 <= len.
+            let xv = unsafe { _mm256_loadu_ps(xp[p].add(i)) };
+            for j in 0..N {
+                acc[p][j] = _mm256_add_ps(acc[p][j], _mm256_mul_ps(xv, wv[j]));
+            }
+        }
+        i += 8;
+    }
+    if i < len {
+        let mask = tail_mask(len - i);
+        let mut wv = [_mm256_setzero_ps(); N];
+        for j in 0..N {
+            // SAFETY: the masked-off lanes are not read (no fault); the
+            // others are below `len`.
+            wv[j] = unsafe { _mm256_maskload_ps(wp[j].add(i), mask) };
+        }
+        for p in 0..M {
+            // SAFETY: as above.
+            let xv = unsafe { _mm256_maskload_ps(xp[p].add(i), mask) };
+            for j in 0..N {
+                acc[p][j] = _mm256_add_ps(acc[p][j], _mm256_mul_ps(xv, wv[j]));
+            }
+        }
+    }
+    // SAFETY: the caller's guarantee on `run`.
+    unsafe { add_sums::<M, N>(&acc, run) };
+}
+
+/// The AVX2 micro-kernel for `m <= 2` pixels and `n <= 4` channels.
+///
+/// # Safety
+/// As [`micro`], for the first `m` and `n` pointers.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn micro_avx2(
+    m: usize,
+    n: usize,
+    xp: &[*const f32; 2],
+    wp: &[*const f32; 4],
+    len: usize,
+    run: *mut f32,
+) {
+    macro_rules! pick {
+        ($(($m:literal, $n:literal)),*) => {
+            match (m, n) {
+                // SAFETY: the caller's guarantee.
+                $(($m, $n) => unsafe { micro::<$m, $n>(xp, wp, len, run) },)*
+                _ => {}
+            }
+        };
+    }
+    pick!(
+        (2, 4),
+        (2, 3),
+        (2, 2),
+        (2, 1),
+        (1, 4),
+        (1, 3),
+        (1, 2),
+        (1, 1)
+    );
+}
+
+/// [`micro`] with 512-bit registers: `P` pairs of channels, channel `2q`
+/// in the low half of pair `q` and `2q + 1` in the high half, each pixel's
+/// eight input values broadcast to both halves. The lanes are still
+/// `dot_f`'s eight lane sums per output (a 512-bit multiply or add is two
+/// independent 256-bit ones), in half the instructions. Only the first `n`
+/// channels' sums are added to `run` (a pair's high half repeats its low
+/// channel when `n` is odd).
+///
+/// # Safety
+/// The CPU must support AVX-512F, VL and DQ. The first `M` / `2 * P`
+/// pointers must each be valid for reading `len` f32, `run` for `n <= 8`
+/// f32 at each of its first `M` rows of `CM_MAX`.
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq")]
+#[inline]
+unsafe fn micro_zmm<const M: usize, const P: usize>(
+    xp: &[*const f32],
+    wp: &[*const f32],
+    n: usize,
+    len: usize,
+    run: *mut f32,
+) {
+    let mut acc = [[_mm512_setzero_ps(); P]; M];
+    let full = len & !7;
+    let mut i = 0;
+    while i < full {
+        let mut wv = [_mm512_setzero_ps(); P];
+        for q in 0..P {
+            // SAFETY: i + 8 <= len.
+            let (lo, hi) = unsafe {
+                (
+                    _mm256_loadu_ps(wp[2 * q].add(i)),
+                    _mm256_loadu_ps(wp[2 * q + 1].add(i)),
+                )
+            };
+            wv[q] = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi);
+        }
+        for p in 0..M {
+            // SAFETY: i + 8 <= len.
+            let xv = _mm512_broadcast_f32x8(unsafe { _mm256_loadu_ps(xp[p].add(i)) });
+            for q in 0..P {
+                acc[p][q] = _mm512_add_ps(acc[p][q], _mm512_mul_ps(xv, wv[q]));
+            }
+        }
+        i += 8;
+    }
+    if i < len {
+        // The first `len - i` (1..=7) lanes; masked-off lanes read as 0 and
+        // do not fault.
+        let k = ((1u32 << (len - i)) - 1) as __mmask8;
+        let mut wv = [_mm512_setzero_ps(); P];
+        for q in 0..P {
+            // SAFETY: the unmasked lanes are below `len`.
+            let (lo, hi) = unsafe {
+                (
+                    _mm256_maskz_loadu_ps(k, wp[2 * q].add(i)),
+                    _mm256_maskz_loadu_ps(k, wp[2 * q + 1].add(i)),
+                )
+            };
+            wv[q] = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi);
+        }
+        for p in 0..M {
+            // SAFETY: as above.
+            let xv = _mm512_broadcast_f32x8(unsafe { _mm256_maskz_loadu_ps(k, xp[p].add(i)) });
+            for q in 0..P {
+                acc[p][q] = _mm512_add_ps(acc[p][q], _mm512_mul_ps(xv, wv[q]));
+            }
+        }
+    }
+    let keep = ((1u32 << n.min(8)) - 1) as __mmask8;
+    for (p, a) in acc.iter().enumerate() {
+        let mut v = [_mm256_setzero_ps(); 8];
+        for (q, z) in a.iter().enumerate() {
+            v[2 * q] = _mm512_castps512_ps256(*z);
+            v[2 * q + 1] = _mm512_extractf32x8_ps::<1>(*z);
+        }
+        // SAFETY: the caller's guarantee on `run` (masked to `n`).
+        unsafe {
+            let rp = run.add(p * CM_MAX);
+            let cur = _mm256_maskz_loadu_ps(keep, rp);
+            _mm256_mask_storeu_ps(rp, keep, _mm256_add_ps(cur, combine8(&v)));
+        }
+    }
+}
+
+/// The 512-bit micro-kernel for `m <= 6` pixels and `n <= 8` channels.
+///
+/// # Safety
+/// As [`micro_zmm`], for the first `m` and `n` pointers.
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq")]
+#[inline]
+unsafe fn micro_wide(
+    m: usize,
+    n: usize,
+    xp: &[*const f32; 6],
+    wp: &[*const f32; 8],
+    len: usize,
+    run: *mut f32,
+) {
+    if n == 0 {
+        return;
+    }
+    // Past the last channel, repeat it (its sums are dropped).
+    let mut w2 = *wp;
+    for t in w2.iter_mut().skip(n) {
+        *t = wp[n - 1];
+    }
+    macro_rules! pick {
+        ($(($m:literal, $p:literal)),*) => {
+            match (m, n.div_ceil(2)) {
+                // SAFETY: the caller's guarantee; `w2` repeats valid
+                // pointers.
+                $(($m, $p) => unsafe { micro_zmm::<$m, $p>(xp, &w2, n, len, run) },)*
+                _ => {}
+            }
+        };
+    }
+    pick!(
+        (6, 4),
+        (6, 3),
+        (6, 2),
+        (6, 1),
+        (5, 4),
+        (5, 3),
+        (5, 2),
+        (5, 1),
+        (4, 4),
+        (4, 3),
+        (4, 2),
+        (4, 1),
+        (3, 4),
+        (3, 3),
+        (3, 2),
+        (3, 1),
+        (2, 4),
+        (2, 3),
+        (2, 2),
+        (2, 1),
+        (1, 4),
+        (1, 3),
+        (1, 2),
+        (1, 1)
+    );
+}
+
+/// Generates the regular conv's driver for one register blocking: a module
+/// whose `conv` runs blocks of `MR` output pixels × `NR` output channels
+/// through the micro-kernel `$micro` (compiled with the target features
+/// `$feat`). The sums are the same whatever the blocking.
 macro_rules! conv_family {
-    ($(#[$doc:meta])* $module:ident, $feat:literal, $mr:literal, $nr:literal,
-     [$(($m:literal, $n:literal)),*]) => {
+    ($(#[$doc:meta])* $module:ident, $feat:literal, $mr:literal, $nr:literal, $micro:ident) => {
         $(#[$doc])*
         mod $module {
             use super::*;
@@ -128,80 +378,6 @@ macro_rules! conv_family {
             pub(crate) const MR: usize = $mr;
             /// Output channels per micro-kernel block.
             pub(crate) const NR: usize = $nr;
-
-            /// The lane sums of `M` input rows against `N` weight rows of
-            /// `len` f32 each, combined and added to the running sums:
-            /// `run[p * CM_MAX + j] += dot_f(x[p], w[j])`, bit for bit.
-            ///
-            /// # Safety
-            /// Every pointer must be valid for reading `len` f32 (any
-            /// alignment), and `run` for `N` f32 at each of its `M` rows.
-            #[target_feature(enable = $feat)]
-            #[inline]
-            unsafe fn micro<const M: usize, const N: usize>(
-                xp: &[*const f32; MR],
-                wp: &[*const f32; NR],
-                len: usize,
-                run: *mut f32,
-            ) {
-                let mut acc = [[_mm256_setzero_ps(); N]; M];
-                let full = len & !7;
-                let mut i = 0;
-                while i < full {
-                    let mut wv = [_mm256_setzero_ps(); N];
-                    for j in 0..N {
-                        // SAFETY: i + 8 <= len.
-                        wv[j] = unsafe { _mm256_loadu_ps(wp[j].add(i)) };
-                    }
-                    for p in 0..M {
-                        // SAFETY: i + 8 <= len.
-                        let xv = unsafe { _mm256_loadu_ps(xp[p].add(i)) };
-                        for j in 0..N {
-                            acc[p][j] = _mm256_add_ps(acc[p][j], _mm256_mul_ps(xv, wv[j]));
-                        }
-                    }
-                    i += 8;
-                }
-                if i < len {
-                    let mask = tail_mask(len - i);
-                    let mut wv = [_mm256_setzero_ps(); N];
-                    for j in 0..N {
-                        // SAFETY: the masked-off lanes are not read (no
-                        // fault); the others are below `len`.
-                        wv[j] = unsafe { _mm256_maskload_ps(wp[j].add(i), mask) };
-                    }
-                    for p in 0..M {
-                        // SAFETY: as above.
-                        let xv = unsafe { _mm256_maskload_ps(xp[p].add(i), mask) };
-                        for j in 0..N {
-                            acc[p][j] = _mm256_add_ps(acc[p][j], _mm256_mul_ps(xv, wv[j]));
-                        }
-                    }
-                }
-                // SAFETY: the caller's guarantee on `run`.
-                unsafe { add_sums::<M, N>(&acc, run) };
-            }
-
-            /// [`micro`] for `m` pixels and `n` channels known at run time.
-            ///
-            /// # Safety
-            /// As [`micro`], for the first `m` and `n` pointers.
-            #[target_feature(enable = $feat)]
-            #[inline]
-            unsafe fn micro_dyn(
-                m: usize,
-                n: usize,
-                xp: &[*const f32; MR],
-                wp: &[*const f32; NR],
-                len: usize,
-                run: *mut f32,
-            ) {
-                match (m, n) {
-                    // SAFETY: the caller's guarantee.
-                    $(($m, $n) => unsafe { micro::<$m, $n>(xp, wp, len, run) },)*
-                    _ => {}
-                }
-            }
 
             /// Regular f32 conv over output channels `oc0..oc0 + m`, whose
             /// weights (f32, OHWI) are `w` (channel `oc0 + j` at `j * k`):
@@ -294,7 +470,7 @@ macro_rules! conv_family {
                         // `span` readable f32; `run` has `nb` rows of
                         // CM_MAX >= jb + nr.
                         unsafe {
-                            micro_dyn(nb, nr, &xp, &wp, span, run.as_mut_ptr().cast::<f32>().add(jb))
+                            $micro(nb, nr, &xp, &wp, span, run.as_mut_ptr().cast::<f32>().add(jb))
                         };
                     }
                 }
@@ -380,32 +556,28 @@ conv_family!(
     "avx2",
     2,
     4,
-    [(2, 4), (2, 3), (2, 2), (2, 1), (1, 4), (1, 3), (1, 2), (1, 1)]
+    micro_avx2
 );
 
 conv_family!(
-    /// AVX-512VL (32 ymm registers, still 256-bit vectors): 3 pixels × 8
-    /// channels, 24 accumulators.
+    /// AVX-512 (32 zmm registers): 6 pixels × 8 channels, 24 accumulators
+    /// of two channels each.
     avx512,
-    "avx2,avx512f,avx512vl",
-    3,
+    "avx2,avx512f,avx512vl,avx512dq",
+    6,
     8,
-    [
-        (3, 8), (3, 7), (3, 6), (3, 5), (3, 4), (3, 3), (3, 2), (3, 1),
-        (2, 8), (2, 7), (2, 6), (2, 5), (2, 4), (2, 3), (2, 2), (2, 1),
-        (1, 8), (1, 7), (1, 6), (1, 5), (1, 4), (1, 3), (1, 2), (1, 1)
-    ]
+    micro_wide
 );
 
 /// Regular f32 conv over output channels `oc0..oc0 + m`, whose weights
 /// (f32, OHWI) are `w` (channel `oc0 + j` at `j * k`): writes those
 /// channels of every output pixel, with the portable kernel's bits. Uses
-/// the 32-register blocking when `wide` (AVX-512F and VL available).
+/// the 512-bit blocking when `wide` (AVX-512 F, VL and DQ available).
 ///
 /// The caller has checked `x` and `out` against `g`, and the residual.
 ///
 /// # Safety
-/// The CPU must support AVX2, and AVX-512F and AVX-512VL when `wide`.
+/// The CPU must support AVX2, and AVX-512 F, VL and DQ when `wide`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn conv_f32(
     g: &Geom,
@@ -625,6 +797,31 @@ pub(crate) unsafe fn depthwise_f32(
     Ok(())
 }
 
+/// Widens the f16 values of `src` to f32 in `dst` (twice as long; any
+/// extra is left alone), eight at a time with F16C: exactly
+/// [`f16_to_f32`](super::f16_to_f32)'s bits, NaNs included.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn widen_f16(src: &[u8], dst: &mut [u8]) {
+    let n = (src.len() / 2).min(dst.len() / 4);
+    let full = n & !7;
+    let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr() as *mut f32);
+    let mut i = 0;
+    while i < full {
+        // SAFETY: i + 8 <= n, inside both buffers.
+        unsafe { _mm256_storeu_ps(dp.add(i), load_f16(sp.add(i * 2))) };
+        i += 8;
+    }
+    for (d, s) in dst[i * 4..n * 4]
+        .chunks_exact_mut(4)
+        .zip(src[i * 2..n * 2].chunks_exact(2))
+    {
+        d.copy_from_slice(&super::f16_to_f32(u16::from_le_bytes([s[0], s[1]])).to_le_bytes());
+    }
+}
+
 /// Generates a dense kernel: `out[i] = bias[i] + dot_f(x, w_row(i))`,
 /// [`DR`] rows at a time sharing each load of `x`, with the target features
 /// `$feat` and the weight loader `$load` (8 weights from element `i` of a
@@ -748,4 +945,28 @@ unsafe fn load_f32(p: *const u8) -> __m256 {
 unsafe fn load_f16(p: *const u8) -> __m256 {
     // SAFETY: the caller's guarantee.
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn f16c_widening_matches_the_portable_conversion_for_every_value() {
+        if !super::f16c_available() {
+            return;
+        }
+        let src: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+        // An odd length too, for the scalar tail.
+        for len in [src.len(), src.len() - 6] {
+            let mut fast = vec![0u8; len * 2];
+            let mut portable = vec![0u8; len * 2];
+            // SAFETY: F16C and AVX2 were detected.
+            #[allow(unsafe_code)]
+            unsafe {
+                super::widen_f16(&src[..len], &mut fast)
+            };
+            crate::kernels::conv::widen::<crate::kernels::F16W>(&src[..len], &mut portable)
+                .unwrap();
+            assert!(fast == portable);
+        }
+    }
 }
