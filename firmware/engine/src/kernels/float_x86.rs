@@ -224,14 +224,14 @@ unsafe fn micro_avx2(
 /// in the low half of pair `q` and `2q + 1` in the high half, each pixel's
 /// eight input values broadcast to both halves. The lanes are still
 /// `dot_f`'s eight lane sums per output (a 512-bit multiply or add is two
-/// independent 256-bit ones), in half the instructions. Only the first `n`
-/// channels' sums are added to `run` (a pair's high half repeats its low
-/// channel when `n` is odd).
+/// independent 256-bit ones), in half the instructions. Pointers past the
+/// first `n` channels repeat the last one; their sums land in `run` past
+/// the chunk's channels, where nothing reads them.
 ///
 /// # Safety
 /// The CPU must support AVX-512F, VL and DQ. The first `M` / `2 * P`
-/// pointers must each be valid for reading `len` f32, `run` for `n <= 8`
-/// f32 at each of its first `M` rows of `CM_MAX`.
+/// pointers must each be valid for reading `len` f32, `run` for 8 f32 at
+/// each of its first `M` rows of `CM_MAX`.
 #[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq")]
 #[inline]
 unsafe fn micro_zmm<const M: usize, const P: usize>(
@@ -288,18 +288,20 @@ unsafe fn micro_zmm<const M: usize, const P: usize>(
             }
         }
     }
-    let keep = ((1u32 << n.min(8)) - 1) as __mmask8;
+    let _ = n;
     for (p, a) in acc.iter().enumerate() {
         let mut v = [_mm256_setzero_ps(); 8];
         for (q, z) in a.iter().enumerate() {
             v[2 * q] = _mm512_castps512_ps256(*z);
             v[2 * q + 1] = _mm512_extractf32x8_ps::<1>(*z);
         }
-        // SAFETY: the caller's guarantee on `run` (masked to `n`).
+        // SAFETY: the caller's guarantee on `run`. All eight lanes: those
+        // past `n` only touch running sums of channels past the chunk,
+        // which are never read (and a masked store would not forward to
+        // the next call's load).
         unsafe {
             let rp = run.add(p * CM_MAX);
-            let cur = _mm256_maskz_loadu_ps(keep, rp);
-            _mm256_mask_storeu_ps(rp, keep, _mm256_add_ps(cur, combine8(&v)));
+            _mm256_storeu_ps(rp, _mm256_add_ps(_mm256_loadu_ps(rp), combine8(&v)));
         }
     }
 }
@@ -307,7 +309,8 @@ unsafe fn micro_zmm<const M: usize, const P: usize>(
 /// The 512-bit micro-kernel for `m <= 6` pixels and `n <= 8` channels.
 ///
 /// # Safety
-/// As [`micro_zmm`], for the first `m` and `n` pointers.
+/// As [`micro_zmm`], for the first `m` pixel pointers and all eight
+/// channel pointers (past `n`, repeats of a valid one).
 #[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq")]
 #[inline]
 unsafe fn micro_wide(
@@ -318,20 +321,11 @@ unsafe fn micro_wide(
     len: usize,
     run: *mut f32,
 ) {
-    if n == 0 {
-        return;
-    }
-    // Past the last channel, repeat it (its sums are dropped).
-    let mut w2 = *wp;
-    for t in w2.iter_mut().skip(n) {
-        *t = wp[n - 1];
-    }
     macro_rules! pick {
         ($(($m:literal, $p:literal)),*) => {
             match (m, n.div_ceil(2)) {
-                // SAFETY: the caller's guarantee; `w2` repeats valid
-                // pointers.
-                $(($m, $p) => unsafe { micro_zmm::<$m, $p>(xp, &w2, n, len, run) },)*
+                // SAFETY: the caller's guarantee.
+                $(($m, $p) => unsafe { micro_zmm::<$m, $p>(xp, wp, n, len, run) },)*
                 _ => {}
             }
         };
@@ -444,10 +438,7 @@ macro_rules! conv_family {
                     return Err(ShapeError);
                 }
                 // Running sums, one row of channels per pixel.
-                let mut run = [[0.0f32; CM_MAX]; MR];
-                for r in run.iter_mut().take(nb) {
-                    r[..cn].copy_from_slice(&bias[..cn]);
-                }
+                let mut run = [*bias; MR];
                 let wbase = wc.as_ptr() as *const f32;
                 for (r, ky) in (rows.k0..rows.k1).enumerate() {
                     let mut xp = [core::ptr::null::<f32>(); MR];
@@ -460,15 +451,18 @@ macro_rules! conv_family {
                     let row0 = (ky * kw + cols.k0) * c;
                     for jb in (0..cn).step_by(NR) {
                         let nr = NR.min(cn - jb);
-                        let mut wp = [core::ptr::null::<f32>(); NR];
-                        for (t, p) in wp.iter_mut().enumerate().take(nr) {
-                            // SAFETY: inside channel jb + t < cn of `wc`
-                            // (checked above).
-                            *p = unsafe { wbase.add((jb + t) * k + row0) };
+                        // Past the last channel, repeat it (all NR
+                        // pointers valid, and no masked store to read).
+                        let mut wp = [wbase; NR];
+                        for (t, p) in wp.iter_mut().enumerate() {
+                            // SAFETY: inside channel jb + min(t, nr - 1) <
+                            // cn of `wc` (checked above).
+                            *p = unsafe { wbase.add((jb + t.min(nr - 1)) * k + row0) };
                         }
-                        // SAFETY: the first `nb` / `nr` pointers each start
-                        // `span` readable f32; `run` has `nb` rows of
-                        // CM_MAX >= jb + nr.
+                        // SAFETY: the first `nb` pixel pointers and all NR
+                        // channel pointers each start `span` readable f32;
+                        // `run` has `nb` rows of CM_MAX >= jb + NR (jb is a
+                        // multiple of NR, which divides CM_MAX).
                         unsafe {
                             $micro(nb, nr, &xp, &wp, span, run.as_mut_ptr().cast::<f32>().add(jb))
                         };
