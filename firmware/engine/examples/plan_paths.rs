@@ -4,7 +4,11 @@
 //! compares the whole activation arena after every op, so a difference in
 //! any intermediate tensor shows, not only in the output.
 //!
-//! `cargo run --release -p edgefit-engine --features std --example plan_paths PLAN.efp... [--runs N]`
+//! `cargo run --release -p edgefit-engine --features std --example plan_paths PLAN.efp... [--runs N] [--scratch-auto]`
+//!
+//! `--scratch-auto` first sets each plan's scratch size (a header field) to
+//! what this engine's kernels want (`kernels::scratch::for_plan`), so plans
+//! from an older writer take the scratch-using fast paths too.
 //!
 //! Each run uses a new input: f32 plans get values in [-1, 1) with some
 //! exact zeros of both signs, int8 plans random bytes. Exits non-zero on the
@@ -40,12 +44,20 @@ fn main() {
         eprintln!("usage: plan_paths PLAN.efp... [--runs N]");
         std::process::exit(2);
     }
+    let scratch_auto = args.iter().any(|a| a == "--scratch-auto");
     let mut failed = false;
     for path in paths {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| {
+        let mut bytes = std::fs::read(path).unwrap_or_else(|e| {
             eprintln!("{path}: {e}");
             std::process::exit(1)
         });
+        if scratch_auto {
+            let want = Plan::parse(&bytes).map(|p| edgefit_engine::kernels::scratch::for_plan(&p));
+            if let (Ok(want), Ok(mut h)) = (want, edgefit_engine::Header::decode(&bytes)) {
+                h.scratch_bytes = want as u32;
+                bytes[..edgefit_engine::format::HEADER_SIZE].copy_from_slice(&h.encode());
+            }
+        }
         let plan = Plan::parse(&bytes).unwrap_or_else(|e| {
             eprintln!("{path}: {e}");
             std::process::exit(1)
@@ -106,8 +118,9 @@ fn main() {
         }
         if !failed {
             println!(
-                "{path}: {} ops, {runs} runs: {} and {} equal Portable after every op",
+                "{path}: {} ops, scratch {} bytes, {runs} runs: {} and {} equal Portable after every op",
                 engines[0].op_count(),
+                plan.scratch_bytes(),
                 KernelPath::Auto.simd_name(),
                 KernelPath::NoAvx512.simd_name()
             );

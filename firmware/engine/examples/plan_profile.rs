@@ -1,7 +1,11 @@
 //! Where a plan's time goes: runs a compiled plan op by op and prints each
 //! op's median wall-clock time over the runs (after one warm-up run).
 //!
-//! `cargo run --release -p edgefit-engine --features std --example plan_profile PLAN.efp [auto|no-avx512|portable] [RUNS]`
+//! `cargo run --release -p edgefit-engine --features std --example plan_profile PLAN.efp [auto|no-avx512|portable] [RUNS] [--scratch-auto]`
+//!
+//! `--scratch-auto` first sets the plan's scratch size (a header field) to
+//! what this engine's kernels want (`kernels::scratch::for_plan`, what its
+//! `PlanBuilder` writes), for plans written by an older writer.
 //!
 //! The last line also gives whole runs in the thread's CPU time (Linux;
 //! wall-clock time elsewhere), median and fastest: on a machine shared with
@@ -55,13 +59,23 @@ fn main() {
         }
     };
     let runs: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(5);
-    let bytes = match std::fs::read(path) {
+    let scratch_auto = args.iter().any(|a| a == "--scratch-auto");
+    let mut bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{path}: {e}");
             std::process::exit(1);
         }
     };
+    if scratch_auto {
+        let want = Plan::parse(&bytes).map(|p| edgefit_engine::kernels::scratch::for_plan(&p));
+        let header = edgefit_engine::Header::decode(&bytes);
+        if let (Ok(want), Ok(mut h)) = (want, header) {
+            eprintln!("scratch: {} -> {want} bytes", h.scratch_bytes);
+            h.scratch_bytes = want as u32;
+            bytes[..edgefit_engine::format::HEADER_SIZE].copy_from_slice(&h.encode());
+        }
+    }
     let plan = match Plan::parse(&bytes) {
         Ok(p) => p,
         Err(e) => {

@@ -34,6 +34,8 @@ fn specials(rng: &mut Rng, n: usize) -> Vec<f32> {
 struct Opts {
     act: Activation,
     bias: bool,
+    /// The plan's scratch size; `None`: what the writer computes.
+    scratch: Option<u32>,
 }
 
 /// One conv (`cv`) or dense (`dense = (in, out)`) op at precision `p`.
@@ -87,6 +89,9 @@ fn plan(
     op.clip_max = 0.5;
     b.add_op(op);
     b.set_input(x).set_output(y).set_arena_size(a.next);
+    if let Some(s) = opts.scratch {
+        b.set_scratch_bytes(s);
+    }
     b.finish_checked().unwrap()
 }
 
@@ -160,6 +165,7 @@ fn check_conv(rng: &mut Rng, cv: &Conv, i: usize) {
     let opts = Opts {
         act: acts[i % 3],
         bias: i % 4 != 1,
+        scratch: None,
     };
     let w = specials(rng, cv.weight_len());
     let bias = specials(rng, cv.oc);
@@ -248,6 +254,7 @@ fn float_dense_fast_equals_portable() {
         let opts = Opts {
             act: acts[i % 3],
             bias: i % 5 != 2,
+            scratch: None,
         };
         let w = specials(&mut rng, n_in * n_out);
         let bias = specials(&mut rng, n_out);
@@ -284,10 +291,48 @@ fn float_signed_zeros_fast_equals_portable() {
         let opts = Opts {
             act: Activation::None,
             bias: true,
+            scratch: None,
         };
         for p in [Precision::F32, Precision::F16] {
             let pl = plan(p, Some(&cv), (0, 0), &w, &bias, &opts);
             same_bits(&pl, &x, &format!("{p:?} {cv:?} zeros"));
+        }
+    }
+}
+
+/// Channel counts that are multiples of 8 take the packed conv (x86-64
+/// AVX-512) when the scratch holds a block of packed weights and the input
+/// tile: with the writer's scratch (many blocks per chunk, doubled input
+/// rows), one block (broadcast inputs), less (the unpacked kernels) and
+/// none; every one gives the portable bits.
+#[test]
+fn float_conv_every_scratch_size_fast_equals_portable() {
+    let mut rng = Rng(0xF32C_0005);
+    let acts = [Activation::None, Activation::Relu, Activation::Clip];
+    for i in 0..24 {
+        let mut cv = random_conv(&mut rng, false, 12, 9);
+        cv.c = 8 * rng.range(1, 12) as usize;
+        cv.oc = rng.range(1, 120) as usize;
+        let (block, tile) = (8 * cv.kh * cv.kw * cv.c * 4, 6 * 2 * cv.kw * cv.c * 4);
+        let w = specials(&mut rng, cv.weight_len());
+        let bias = specials(&mut rng, cv.oc);
+        let x = specials(&mut rng, cv.h * cv.w * cv.c);
+        let sizes = [
+            None,
+            Some((block + tile) as u32),
+            Some((block + tile - 16) as u32),
+            Some(0),
+        ];
+        for scratch in sizes {
+            let opts = Opts {
+                act: acts[i % 3],
+                bias: i % 4 != 1,
+                scratch,
+            };
+            for p in [Precision::F32, Precision::F16] {
+                let pl = plan(p, Some(&cv), (0, 0), &w, &bias, &opts);
+                same_bits(&pl, &x, &format!("{p:?} {cv:?} scratch {scratch:?}"));
+            }
         }
     }
 }

@@ -265,6 +265,21 @@ pub(crate) fn conv2d_f_ex<W: FloatWeight>(
     #[cfg(not(target_arch = "x86_64"))]
     let wide = false;
     #[cfg(target_arch = "x86_64")]
+    if wide && !depthwise && super::float_x86::f16c_available() {
+        let avail = kx.scratch_len();
+        if let Some(buf) = kx.scratch(avail) {
+            // SAFETY: `wide` means AVX-512 F, VL, DQ and AVX2; F16C was
+            // checked too.
+            #[allow(unsafe_code)]
+            let done = unsafe {
+                super::float_x86::conv_packed(g, x, w, W::SIZE == 2, &bias_at, o, out, buf)
+            };
+            if let Some(r) = done {
+                return r;
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if simd && W::SIZE == 4 {
         // SAFETY: `kx.simd` is only set when AVX2 is available; `wide` was
         // checked.

@@ -38,11 +38,16 @@
 
 use core::arch::x86_64::*;
 
+use super::scratch::{float_pack_layout, FP_MAX_BLOCKS, FP_MR, FP_NR};
 use super::{FloatAct, Geom, KResult, OutF, Residual, ShapeError};
 
 /// Most output channels per chunk (the running sums of a pixel block live
 /// on the stack).
 const CM_MAX: usize = 96;
+const _: () = assert!(CM_MAX == FP_MAX_BLOCKS * FP_NR);
+/// Fewest packed blocks per chunk for which the packed conv doubles its
+/// input rows rather than broadcasting them.
+const DUP_MIN_BLOCKS: usize = 4;
 /// Target size of a chunk's weights, so they stay in L2 while every pixel
 /// block runs over them.
 const CHUNK_WEIGHT_BYTES: usize = 192 * 1024;
@@ -562,6 +567,262 @@ conv_family!(
     8,
     micro_wide
 );
+
+/// The packed micro-kernel: `M` pixels × 8 channels over `steps` groups of
+/// eight taps. Each pair of channels' group comes from the packed block
+/// (one 512-bit load); each pixel's group, with `DUP`, from the tile where
+/// it is already stored twice (one 512-bit load, so no shuffle in the
+/// loop), else from the input row, broadcast to both halves. The lanes and
+/// the combination are [`micro_zmm`]'s.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, VL and DQ. `xd[p]` (p < M) must be
+/// valid for `16 * steps` f32 with `DUP`, else `8 * steps`; `wk` for
+/// `64 * steps`, `run` for 8 f32 at each of its first `M` rows of `CM_MAX`.
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq")]
+#[inline]
+unsafe fn micro_packed<const M: usize, const DUP: bool>(
+    xd: &[*const f32; FP_MR],
+    wk: *const f32,
+    steps: usize,
+    run: *mut f32,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 4]; M];
+    for st in 0..steps {
+        let mut wv = [_mm512_setzero_ps(); 4];
+        for (q, v) in wv.iter_mut().enumerate() {
+            // SAFETY: st < steps, inside the block row.
+            *v = unsafe { _mm512_loadu_ps(wk.add(st * 64 + q * 16)) };
+        }
+        for p in 0..M {
+            // SAFETY: st < steps, inside the tile row (or the input row).
+            let xv = unsafe {
+                if DUP {
+                    _mm512_loadu_ps(xd[p].add(st * 16))
+                } else {
+                    _mm512_broadcast_f32x8(_mm256_loadu_ps(xd[p].add(st * 8)))
+                }
+            };
+            for q in 0..4 {
+                acc[p][q] = _mm512_add_ps(acc[p][q], _mm512_mul_ps(xv, wv[q]));
+            }
+        }
+    }
+    for (p, a) in acc.iter().enumerate() {
+        let mut v = [_mm256_setzero_ps(); 8];
+        for (q, z) in a.iter().enumerate() {
+            v[2 * q] = _mm512_castps512_ps256(*z);
+            v[2 * q + 1] = _mm512_extractf32x8_ps::<1>(*z);
+        }
+        // SAFETY: the caller's guarantee on `run` (all eight lanes; past
+        // the chunk's channels nothing reads them).
+        unsafe {
+            let rp = run.add(p * CM_MAX);
+            _mm256_storeu_ps(rp, _mm256_add_ps(_mm256_loadu_ps(rp), combine8(&v)));
+        }
+    }
+}
+
+/// Regular conv through packed weights (the plan's scratch, laid out as
+/// [`float_pack_layout`]): f32 weights, or f16 widened exactly while they
+/// are packed (`half`). `None` if the conv cannot be packed or the scratch
+/// is too small; nothing was written then.
+///
+/// Each chunk of 8-channel blocks is packed once per call: for block `b`,
+/// kernel row `ky`, group `s` of eight taps of the row, channel pair `q`,
+/// the 16 values `[w[8b + 2q][ky, 8s..8s + 8], w[8b + 2q + 1][ky, ...]]`
+/// (past the last channel the last one repeats). Since `C` is a multiple
+/// of 8, a window cut by the padding starts and ends on whole groups, so
+/// every span is a run of groups and its lanes are the portable ones.
+///
+/// # Safety
+/// The CPU must support AVX2, F16C and AVX-512 F, VL and DQ.
+#[target_feature(enable = "avx2,f16c,avx512f,avx512vl,avx512dq")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn conv_packed(
+    g: &Geom,
+    x: &[u8],
+    w: &[u8],
+    half: bool,
+    bias_at: &impl Fn(usize) -> f32,
+    o: &OutF<'_>,
+    out: &mut [u8],
+    scratch: &mut [u8],
+) -> Option<KResult> {
+    let lay = float_pack_layout(g, scratch.len())?;
+    let (c, kh, kw, n) = (g.in_c, g.kernel_h, g.kernel_w, g.out_c);
+    let (k, rowl) = (kh * kw * c, kw * c);
+    let ws = if half { 2 } else { 4 };
+    if w.len() != n * k * ws || lay.blocks * FP_NR > CM_MAX {
+        return Some(Err(ShapeError));
+    }
+    let (pk, rest) = scratch.split_at_mut(lay.blocks * lay.block_bytes);
+    let tile = rest.get_mut(..lay.tile_bytes)?;
+    let cm = lay.blocks * FP_NR;
+    let mut bias = [0.0f32; CM_MAX];
+    for cb in (0..n).step_by(cm) {
+        let cn = cm.min(n - cb);
+        if let Err(e) = pack_chunk(w, half, (k, rowl, kh), (cb, cn), pk) {
+            return Some(Err(e));
+        }
+        for (j, b) in bias.iter_mut().enumerate().take(cn) {
+            *b = bias_at(cb + j);
+        }
+        let pk: &[u8] = pk;
+        let r = for_each_block::<FP_MR>(g, |blk, nb, rows, cols| {
+            // SAFETY: the same target features.
+            unsafe {
+                block_packed(
+                    g,
+                    x,
+                    pk,
+                    (cb, cn),
+                    &bias,
+                    (blk, nb),
+                    (rows, cols),
+                    o,
+                    out,
+                    tile,
+                )
+            }
+        });
+        if r.is_err() {
+            return Some(r);
+        }
+    }
+    Some(Ok(()))
+}
+
+/// Packs channels `cb..cb + cn` of `w` (OHWI, f32 or f16) into `pk` as
+/// [`conv_packed`] describes (AVX2 and F16C, which its callers have).
+#[target_feature(enable = "avx2,f16c")]
+fn pack_chunk(
+    w: &[u8],
+    half: bool,
+    (k, rowl, kh): (usize, usize, usize),
+    (cb, cn): (usize, usize),
+    pk: &mut [u8],
+) -> KResult {
+    let ws = if half { 2 } else { 4 };
+    let groups = rowl / 8;
+    let mut d = 0;
+    for b in 0..cn.div_ceil(FP_NR) {
+        for ky in 0..kh {
+            for s in 0..groups {
+                for t in 0..FP_NR {
+                    let j = cb + (b * FP_NR + t).min(cn - 1);
+                    let at = (j * k + ky * rowl + s * 8) * ws;
+                    let src = w.get(at..at + 8 * ws).ok_or(ShapeError)?;
+                    let dst = pk.get_mut(d..d + 32).ok_or(ShapeError)?;
+                    // SAFETY: `src` holds eight weights, `dst` 32 bytes;
+                    // F16C is available.
+                    unsafe {
+                        let v = if half {
+                            load_f16(src.as_ptr())
+                        } else {
+                            _mm256_loadu_ps(src.as_ptr() as *const f32)
+                        };
+                        _mm256_storeu_ps(dst.as_mut_ptr() as *mut f32, v);
+                    }
+                    d += 32;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One pixel block of [`conv_packed`] against the packed chunk `pk` (the
+/// `cn` channels from `cb`), with `tile` for the doubled input rows.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, VL and DQ.
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_packed(
+    g: &Geom,
+    x: &[u8],
+    pk: &[u8],
+    (cb, cn): (usize, usize),
+    bias: &[f32; CM_MAX],
+    (blk, nb): (&[(usize, usize); FP_MR], usize),
+    (rows, cols): (super::Span, super::Span),
+    o: &OutF<'_>,
+    out: &mut [u8],
+    tile: &mut [u8],
+) -> KResult {
+    let (c, kh, kw, n) = (g.in_c, g.kernel_h, g.kernel_w, g.out_c);
+    let rowl = kw * c;
+    let span = cols.len() * c;
+    let steps = span / 8;
+    // Each block's row `ky` is `rowl * 8` f32 from `(b * kh + ky) * rowl *
+    // 8`; the span's groups `cols.k0 * c / 8 ..` end by `cols.k1 * c / 8
+    // <= rowl / 8`. The tile holds FP_MR rows of `2 * rowl` f32.
+    let blocks = cn.div_ceil(FP_NR);
+    if rows.k1 > kh
+        || cols.k1 > kw
+        || nb > FP_MR
+        || pk.len() < blocks * kh * rowl * 8 * 4
+        || tile.len() < FP_MR * 2 * rowl * 4
+        || !c.is_multiple_of(8)
+    {
+        return Err(ShapeError);
+    }
+    let mut run = [*bias; FP_MR];
+    let tp = tile.as_mut_ptr() as *mut f32;
+    let wbase = pk.as_ptr() as *const f32;
+    // Doubling the input rows pays for itself when many channel blocks
+    // reuse them; for a chunk of few blocks, broadcast instead.
+    let dup = blocks >= DUP_MIN_BLOCKS;
+    for (r, ky) in (rows.k0..rows.k1).enumerate() {
+        let mut xd = [core::ptr::null::<f32>(); FP_MR];
+        for (p, &(oy, ox)) in blk.iter().enumerate().take(nb) {
+            let (ry, cx) = (g.rows(oy), g.cols(ox));
+            let xs = ((ry.i0 + r) * g.in_w + cx.i0) * c * 4;
+            let xr = x.get(xs..xs + span * 4).ok_or(ShapeError)?;
+            let sp = xr.as_ptr() as *const f32;
+            xd[p] = sp;
+            if dup {
+                // SAFETY: row p of the tile holds 2 * rowl >= 2 * span
+                // f32; `xr` holds `span` (a multiple of 8).
+                unsafe {
+                    let dp = tp.add(p * 2 * rowl);
+                    for s in 0..steps {
+                        let v = _mm256_loadu_ps(sp.add(s * 8));
+                        _mm256_storeu_ps(dp.add(s * 16), v);
+                        _mm256_storeu_ps(dp.add(s * 16 + 8), v);
+                    }
+                    xd[p] = dp;
+                }
+            }
+        }
+        for b in 0..blocks {
+            // SAFETY: inside block b's row ky (checked above).
+            let wk = unsafe { wbase.add((b * kh + ky) * rowl * 8 + cols.k0 * c * 8) };
+            // SAFETY: the first `nb` tile rows hold `16 * steps` f32, the
+            // block row `64 * steps` from `wk`; `run` has `nb` rows of
+            // CM_MAX >= 8 (b + 1).
+            unsafe {
+                let rp = run.as_mut_ptr().cast::<f32>().add(b * FP_NR);
+                macro_rules! pick {
+                    ($($m:literal),*) => {
+                        match (nb, dup) {
+                            $(($m, true) => micro_packed::<$m, true>(&xd, wk, steps, rp),
+                              ($m, false) => micro_packed::<$m, false>(&xd, wk, steps, rp),)*
+                            _ => {}
+                        }
+                    };
+                }
+                pick!(6, 5, 4, 3, 2, 1);
+            }
+        }
+    }
+    for (p, &(oy, ox)) in blk.iter().enumerate().take(nb) {
+        let base = (oy * g.out_w + ox) * n + cb;
+        store_row(o, &run[p][..cn], base, out);
+    }
+    Ok(())
+}
 
 /// Regular f32 conv over output channels `oc0..oc0 + m`, whose weights
 /// (f32, OHWI) are `w` (channel `oc0 + j` at `j * k`): writes those
