@@ -122,7 +122,7 @@ pub const FP_NR: usize = 8;
 /// Most packed blocks per chunk.
 pub const FP_MAX_BLOCKS: usize = 12;
 /// Target size of the packed float weight chunk (whole blocks, at least one).
-pub const FP_WEIGHT_BYTES: usize = 192 * 1024;
+pub const FP_WEIGHT_BYTES: usize = 384 * 1024;
 
 /// Scratch layout of the packed float conv (f32 or f16 weights, f32 sums):
 /// chunks of [`FP_NR`]-channel blocks of weights as f32, each kernel row's
