@@ -24,13 +24,23 @@
 //!
 //! Each output keeps its own sums in the portable order; what is vectorised
 //! is the lane structure the portable code already has, and what is blocked
-//! is the outputs: [`MR`] output pixels × [`NR`] output channels per micro
+//! is the outputs: `MR` output pixels × `NR` output channels per micro
 //! kernel, so one load of a weight vector serves `MR` pixels and one load of
 //! an input vector `NR` channels. Pixels are only blocked together when
 //! their windows have the same in-bounds kernel rows and columns (so the
 //! same span, and the same lane for every tap); the blocks run over a chunk
 //! of output channels whose weights stay in L2, one kernel row at a time,
-//! so the block's input rows stay in L1.
+//! so the block's input rows stay in L1. Three register blockings:
+//!
+//! - AVX2: 2 pixels × 4 channels (`avx2::conv`);
+//! - AVX-512 F/VL/DQ: 6 pixels × 8 channels, two channels per 512-bit
+//!   register, each pixel's eight inputs broadcast to both halves
+//!   (`avx512::conv`); a 512-bit multiply or add is two independent 256-bit
+//!   ones, so the lanes are unchanged;
+//! - the same with the weights packed into the plan's scratch and, for
+//!   chunks of 4 or more blocks, the input rows stored twice per 8-value
+//!   group, so the loop has no shuffle ([`conv_packed`], `C` a multiple of
+//!   8; sizes in [`super::scratch::float_pack_layout`]).
 //!
 //! The depthwise conv is vectorised across channels (each lane one channel,
 //! taps in the portable order), dense across rows like the conv.
