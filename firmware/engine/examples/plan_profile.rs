@@ -1,7 +1,15 @@
 //! Where a plan's time goes: runs a compiled plan op by op and prints each
 //! op's median wall-clock time over the runs (after one warm-up run).
 //!
-//! `cargo run --release -p edgefit-engine --features std --example plan_profile PLAN.efp [auto|no-avx512|portable] [RUNS]`
+//! `cargo run --release -p edgefit-engine --features std --example plan_profile PLAN.efp [auto|no-avx512|portable] [RUNS] [--scratch-auto]`
+//!
+//! `--scratch-auto` first sets the plan's scratch size (a header field) to
+//! what this engine's kernels want (`kernels::scratch::for_plan`, what its
+//! `PlanBuilder` writes), for plans written by an older writer.
+//!
+//! The last line also gives whole runs in the thread's CPU time (Linux;
+//! wall-clock time elsewhere), median and fastest: on a machine shared with
+//! other work the fastest CPU time is the steadiest figure.
 
 use std::time::Instant;
 
@@ -10,6 +18,29 @@ use edgefit_engine::{Engine, KernelPath, Plan};
 fn now_ns() -> u128 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_nanos()
+}
+
+/// Seconds of CPU time this thread has used (Linux), else wall-clock time.
+fn cpu_now() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut t = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `t` is a valid, writable timespec.
+        #[allow(unsafe_code)]
+        if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
+            return t.sec as f64 + t.nsec as f64 * 1e-9;
+        }
+    }
+    now_ns() as f64 * 1e-9
 }
 
 fn main() {
@@ -28,13 +59,23 @@ fn main() {
         }
     };
     let runs: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(5);
-    let bytes = match std::fs::read(path) {
+    let scratch_auto = args.iter().any(|a| a == "--scratch-auto");
+    let mut bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{path}: {e}");
             std::process::exit(1);
         }
     };
+    if scratch_auto {
+        let want = Plan::parse(&bytes).map(|p| edgefit_engine::kernels::scratch::for_plan(&p));
+        let header = edgefit_engine::Header::decode(&bytes);
+        if let (Ok(want), Ok(mut h)) = (want, header) {
+            eprintln!("scratch: {} -> {want} bytes", h.scratch_bytes);
+            h.scratch_bytes = want as u32;
+            bytes[..edgefit_engine::format::HEADER_SIZE].copy_from_slice(&h.encode());
+        }
+    }
     let plan = match Plan::parse(&bytes) {
         Ok(p) => p,
         Err(e) => {
@@ -47,7 +88,9 @@ fn main() {
     let n = engine.op_count();
     let mut times = vec![Vec::with_capacity(runs); n];
     let mut totals = Vec::with_capacity(runs);
+    let mut cpu = Vec::with_capacity(runs);
     for _ in 0..runs + 1 {
+        let c0 = cpu_now();
         let t0 = now_ns();
         for (i, t) in times.iter_mut().enumerate() {
             let s = now_ns();
@@ -58,6 +101,7 @@ fn main() {
             t.push((now_ns() - s) as f64 / 1e6);
         }
         totals.push((now_ns() - t0) as f64 / 1e6);
+        cpu.push((cpu_now() - c0) * 1e3);
     }
     let median = |v: &mut Vec<f64>| {
         v.remove(0); // warm-up
@@ -76,8 +120,11 @@ fn main() {
             .unwrap_or_default();
         println!("{i:>3}  {kind:<16} {m:>10.3}");
     }
+    let median_run = median(&mut totals);
+    let cpu_median = median(&mut cpu);
     println!(
-        "sum of op medians {sum:.2} ms, median run {:.2} ms",
-        median(&mut totals)
+        "sum of op medians {sum:.2} ms, median run {median_run:.2} ms, \
+         cpu time median {cpu_median:.2} ms min {:.2} ms",
+        cpu[0]
     );
 }

@@ -3,11 +3,12 @@
 //! (median of a few runs), with the estimated network total weighted by how
 //! often each shape occurs (3/4/6/3 bottleneck blocks).
 //!
-//! `cargo run --release -p edgefit-engine --features std --example resnet50_layers [no-avx512|portable] [filter]`
+//! `cargo run --release -p edgefit-engine --features std --example resnet50_layers [f32|f16] [no-avx512|portable] [filter]`
 //!
-//! `no-avx512` times the AVX2 kernels on a CPU with AVX-512 VNNI,
-//! `portable` the portable kernels; `filter` keeps only the layers
-//! whose name contains it (the total then covers those only).
+//! `f32` / `f16` time float plans (f32 activations, f32 or f16 weights)
+//! instead of int8; `no-avx512` times the AVX2 kernels on a CPU with
+//! AVX-512 VNNI, `portable` the portable kernels; `filter` keeps only the
+//! layers whose name contains it (the total then covers those only).
 //!
 //! Times are the thread's CPU time on Linux (so other load on a shared
 //! machine does not count), wall-clock time elsewhere.
@@ -83,7 +84,10 @@ impl Layer {
         }
     }
 
-    fn plan(&self, rng: &mut Rng) -> Vec<u8> {
+    fn plan(&self, rng: &mut Rng, p: Precision) -> Vec<u8> {
+        if p != Precision::Int8 {
+            return self.plan_float(rng, p);
+        }
         let mut b = PlanBuilder::new(Precision::Int8);
         let in_dims = match self.kind {
             Kind::Dense { .. } => vec![1, self.c],
@@ -160,6 +164,67 @@ impl Layer {
     }
 }
 
+impl Layer {
+    /// The layer as a float plan: f32 activations and bias, `p` weights,
+    /// a fused in-place residual where the int8 plan has one.
+    fn plan_float(&self, rng: &mut Rng, p: Precision) -> Vec<u8> {
+        let mut b = PlanBuilder::new(p);
+        let in_dims = match self.kind {
+            Kind::Dense { .. } => vec![1, self.c],
+            _ => vec![1, self.h, self.h, self.c],
+        };
+        let n_in: u32 = in_dims.iter().product();
+        let x = b.add_activation(DType::F32, &in_dims, 0, Quant::NONE);
+        let y_dims = self.out_dims();
+        let n_out: u32 = y_dims.iter().product();
+        let out_off = (n_in * 4).div_ceil(16) * 16;
+        let y = b.add_activation(DType::F32, &y_dims, out_off, Quant::NONE);
+        let mut op = OpDesc::new(OpKind::Conv2d, x, y);
+        let mut wdims = vec![];
+        match self.kind {
+            Kind::Conv { k, s, p, oc, res } => {
+                wdims = vec![oc, k, k, self.c];
+                (op.kernel_h, op.kernel_w) = (k as u16, k as u16);
+                (op.stride_h, op.stride_w) = (s as u16, s as u16);
+                let p = p as u16;
+                (op.pad_top, op.pad_left, op.pad_bottom, op.pad_right) = (p, p, p, p);
+                op.activation = edgefit_engine::Activation::Relu;
+                if res {
+                    op.residual = y;
+                }
+            }
+            Kind::MaxPool => {
+                op.kind = OpKind::MaxPool;
+                (op.kernel_h, op.kernel_w, op.stride_h, op.stride_w) = (3, 3, 2, 2);
+                (op.pad_top, op.pad_left, op.pad_bottom, op.pad_right) = (1, 1, 1, 1);
+            }
+            Kind::Gap => op.kind = OpKind::GlobalAvgPool,
+            Kind::Dense { out } => {
+                op.kind = OpKind::Dense;
+                wdims = vec![out, self.c];
+            }
+        }
+        if !wdims.is_empty() {
+            let n_w: u32 = wdims.iter().product();
+            let v: Vec<f32> = (0..n_w)
+                .map(|_| (rng.next() as i8) as f32 / 4096.0)
+                .collect();
+            op.weights = if p == Precision::F16 {
+                b.add_weights_f16(&wdims, &v)
+            } else {
+                b.add_weights_f32(&wdims, &v)
+            };
+            let oc = *wdims.first().unwrap() as usize;
+            op.bias = b.add_bias_f32(&vec![0.01; oc]);
+        }
+        b.add_op(op);
+        b.set_input(x)
+            .set_output(y)
+            .set_arena_size(out_off + (n_out * 4).div_ceil(16) * 16);
+        b.finish_checked().expect("valid plan")
+    }
+}
+
 /// Seconds of CPU time this thread has used (Linux), else wall-clock time
 /// since the first call.
 fn now() -> f64 {
@@ -192,7 +257,14 @@ fn time(bytes: &[u8], kernels: KernelPath, rng: &mut Rng) -> (f64, f64) {
     let engine = Engine::with_kernels(&plan, kernels);
     let mut arena = vec![0u8; engine.arena_size()];
     let n = plan.activation_arena_size();
-    arena[..n].iter_mut().for_each(|v| *v = rng.next());
+    if plan.precision() == Precision::Int8 {
+        arena[..n].iter_mut().for_each(|v| *v = rng.next());
+    } else {
+        for c in arena[..n].chunks_exact_mut(4) {
+            let v = (rng.next() as i8) as f32 / 128.0;
+            c.copy_from_slice(&v.to_le_bytes());
+        }
+    }
     engine.run(&mut arena).unwrap(); // warm-up
     let mut ts = Vec::new();
     let start = Instant::now();
@@ -272,8 +344,17 @@ fn layers() -> Vec<Layer> {
 }
 
 fn main() {
-    let is_path = |a: &str| a == "portable" || a == "no-avx512";
-    let kp = match std::env::args().skip(1).find(|a| is_path(a)).as_deref() {
+    let precision = match std::env::args().skip(1).find(|a| a == "f32" || a == "f16") {
+        Some(a) if a == "f32" => Precision::F32,
+        Some(_) => Precision::F16,
+        None => Precision::Int8,
+    };
+    let is_path = |a: &str| a == "portable" || a == "no-avx512" || a == "f32" || a == "f16";
+    let kp = match std::env::args()
+        .skip(1)
+        .find(|a| a == "portable" || a == "no-avx512")
+        .as_deref()
+    {
         Some("portable") => KernelPath::Portable,
         Some(_) => KernelPath::NoAvx512,
         None => KernelPath::Auto,
@@ -282,7 +363,7 @@ fn main() {
         .skip(1)
         .find(|a| !is_path(a))
         .unwrap_or_default();
-    println!("kernels: {}", kp.simd_name());
+    println!("precision: {precision:?}, kernels: {}", kp.simd_name());
     let mut rng = Rng(0x1234_5678_9abc_def0);
     println!(
         "{:<40} {:>3} {:>9} {:>9} {:>8} {:>10}",
@@ -290,7 +371,7 @@ fn main() {
     );
     let (mut total, mut total_min, mut macs) = (0.0, 0.0, 0.0);
     for l in layers().into_iter().filter(|l| l.name.contains(&filter)) {
-        let bytes = l.plan(&mut rng);
+        let bytes = l.plan(&mut rng, precision);
         let (t, tmin) = time(&bytes, kp, &mut rng);
         let n = l.count as f64;
         total += t * n;

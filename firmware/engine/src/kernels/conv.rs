@@ -262,6 +262,42 @@ pub(crate) fn conv2d_f_ex<W: FloatWeight>(
         return Err(ShapeError);
     }
     let bias_at = |i: usize| bias.map_or(0.0, |b| super::f32_at(b, i));
+    // AVX2: the same sums in the same order, vectorised (`float_x86`).
+    // `wide`: AVX-512 kernels allowed and the CPU has F, VL and DQ, so the
+    // 512-bit blocking.
+    let simd = cfg!(target_arch = "x86_64") && kx.simd;
+    #[cfg(target_arch = "x86_64")]
+    let wide = kx.vnni && super::float_x86::wide_available();
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
+    #[cfg(target_arch = "x86_64")]
+    if wide && !depthwise && super::float_x86::f16c_available() {
+        let avail = kx.scratch_len();
+        if let Some(buf) = kx.scratch(avail) {
+            // SAFETY: `wide` means AVX-512 F, VL, DQ and AVX2; F16C was
+            // checked too.
+            #[allow(unsafe_code)]
+            let done = unsafe {
+                super::float_x86::conv_packed(g, x, w, W::SIZE == 2, &bias_at, o, out, buf)
+            };
+            if let Some(r) = done {
+                return r;
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if simd && W::SIZE == 4 {
+        // SAFETY: `kx.simd` is only set when AVX2 is available; `wide` was
+        // checked.
+        #[allow(unsafe_code)]
+        return unsafe {
+            if depthwise {
+                super::float_x86::depthwise_f32(g, x, w, &bias_at, o, out)
+            } else {
+                super::float_x86::conv_f32(g, x, w, 0, n, &bias_at, o, out, wide)
+            }
+        };
+    }
     if W::SIZE != 4 {
         // f16 weights: widen them once per call into scratch (as f32
         // bytes), then run the f32 loops on them: the same values in the
@@ -274,13 +310,19 @@ pub(crate) fn conv2d_f_ex<W: FloatWeight>(
         let avail = kx.scratch_len();
         if depthwise {
             if let Some(buf) = kx.scratch(per) {
-                widen::<W>(w, buf)?;
+                widen_with::<W>(w, buf, simd)?;
+                #[cfg(target_arch = "x86_64")]
+                if simd {
+                    // SAFETY: `kx.simd` is only set when AVX2 is available.
+                    #[allow(unsafe_code)]
+                    return unsafe { super::float_x86::depthwise_f32(g, x, buf, &bias_at, o, out) };
+                }
                 return depthwise_f::<super::F32W>(g, x, buf, &bias_at, o, out);
             }
         } else if per > 0 && avail >= per {
             let nb = (avail / per).min(n);
             if let Some(buf) = kx.scratch(nb * per) {
-                return regular_f_widened::<W>(g, x, w, &bias_at, o, out, buf, nb);
+                return regular_f_widened::<W>(g, x, w, &bias_at, o, out, buf, nb, (simd, wide));
             }
         }
     }
@@ -323,9 +365,30 @@ pub(crate) fn widen<W: FloatWeight>(w: &[u8], buf: &mut [u8]) -> KResult {
     Ok(())
 }
 
+/// [`widen`], with F16C (eight values per instruction, the same bits) when
+/// `simd` and the CPU has it.
+pub(crate) fn widen_with<W: FloatWeight>(w: &[u8], buf: &mut [u8], simd: bool) -> KResult {
+    #[cfg(target_arch = "x86_64")]
+    if simd && W::SIZE == 2 && super::float_x86::f16c_available() {
+        if w.len() / 2 * 4 != buf.len() {
+            return Err(ShapeError);
+        }
+        // SAFETY: F16C (and AVX2) were just detected.
+        #[allow(unsafe_code)]
+        unsafe {
+            super::float_x86::widen_f16(w, buf)
+        };
+        return Ok(());
+    }
+    let _ = simd;
+    widen::<W>(w, buf)
+}
+
 /// Regular float conv with `W` weights widened to f32 `nb` output channels
 /// at a time into `buf` (each weight converted once per call), then every
-/// output pixel swept for those channels. Same sums as the direct loop.
+/// output pixel swept for those channels (by the AVX2 kernel if `simd.0`,
+/// with the AVX-512 register blocking if `simd.1`).
+/// Same sums as the direct loop.
 #[allow(clippy::too_many_arguments)]
 fn regular_f_widened<W: FloatWeight>(
     g: &Geom,
@@ -336,6 +399,7 @@ fn regular_f_widened<W: FloatWeight>(
     out: &mut [u8],
     buf: &mut [u8],
     nb: usize,
+    simd: (bool, bool),
 ) -> KResult {
     let (c, kh, kw, n) = (g.in_c, g.kernel_h, g.kernel_w, g.out_c);
     let k = kh * kw * c;
@@ -345,8 +409,19 @@ fn regular_f_widened<W: FloatWeight>(
             .get(ob * k * W::SIZE..(ob + m) * k * W::SIZE)
             .ok_or(ShapeError)?;
         let wb = buf.get_mut(..m * k * 4).ok_or(ShapeError)?;
-        widen::<W>(src, wb)?;
+        widen_with::<W>(src, wb, simd.0)?;
         let wb: &[u8] = wb;
+        #[cfg(target_arch = "x86_64")]
+        if simd.0 {
+            // SAFETY: `simd.0` is only set when AVX2 is available, `simd.1`
+            // when AVX-512 F, VL and DQ are too.
+            #[allow(unsafe_code)]
+            unsafe {
+                super::float_x86::conv_f32(g, x, wb, ob, m, bias_at, o, out, simd.1)?;
+            }
+            continue;
+        }
+        let _ = simd;
         let mut pix = 0;
         for oy in 0..g.out_h {
             let rows = g.rows(oy);

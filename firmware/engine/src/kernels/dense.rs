@@ -113,6 +113,20 @@ pub(crate) fn dense_f_ex<W: FloatWeight>(
     {
         return Err(ShapeError);
     }
+    #[cfg(target_arch = "x86_64")]
+    if kx.simd {
+        let bias_at = |i: usize| bias.map_or(0.0, |b| super::f32_at(b, i));
+        if W::SIZE == 4 {
+            // SAFETY: `kx.simd` is only set when AVX2 is available.
+            #[allow(unsafe_code)]
+            return unsafe { super::float_x86::dense_f32(x, w, &bias_at, act, out) };
+        }
+        if super::float_x86::f16c_available() {
+            // SAFETY: AVX2 (`kx.simd`) and F16C were detected.
+            #[allow(unsafe_code)]
+            return unsafe { super::float_x86::dense_f16(x, w, &bias_at, act, out) };
+        }
+    }
     let _ = &kx;
     let o = OutF {
         act,

@@ -19,6 +19,8 @@ mod dsp_arm;
 #[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
 mod dsp_pairs;
 #[cfg(target_arch = "x86_64")]
+mod float_x86;
+#[cfg(target_arch = "x86_64")]
 mod gemm_vnni;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;

@@ -10,7 +10,9 @@ use crate::format::Precision;
 /// Scratch for a Conv2d of precision `p` (regular or depthwise).
 pub fn conv(p: Precision, g: &Geom, depthwise: bool) -> usize {
     match p {
-        Precision::F16 => conv_f16(g, depthwise),
+        Precision::F16 if !depthwise => conv_f16(g, false).max(float_pack_bytes(g)),
+        Precision::F16 => conv_f16(g, true),
+        Precision::F32 if !depthwise => float_pack_bytes(g),
         Precision::Int8 if !depthwise => {
             let k = g.kernel_h * g.kernel_w * g.in_c;
             gemm_bytes(k, g.out_c)
@@ -113,6 +115,76 @@ fn gemm_bytes(k: usize, n: usize) -> usize {
         .saturating_add(kpairs.saturating_mul(MR * 4))
 }
 
+/// Output pixels per tile of the packed float conv (x86-64 AVX-512).
+pub const FP_MR: usize = 6;
+/// Output channels per packed block of the float conv.
+pub const FP_NR: usize = 8;
+/// Most packed blocks per chunk.
+pub const FP_MAX_BLOCKS: usize = 12;
+/// Target size of the packed float weight chunk (whole blocks, at least one).
+pub const FP_WEIGHT_BYTES: usize = 384 * 1024;
+
+/// Scratch layout of the packed float conv (f32 or f16 weights, f32 sums):
+/// chunks of [`FP_NR`]-channel blocks of weights as f32, each kernel row's
+/// 8-tap groups interleaved two channels at a time, then a tile of
+/// [`FP_MR`] input rows with every 8-value group stored twice.
+#[derive(Debug, Clone, Copy)]
+pub struct FloatPackLayout {
+    /// Blocks packed at a time.
+    pub blocks: usize,
+    /// Bytes of one block: `FP_NR · K · 4`.
+    pub block_bytes: usize,
+    /// Bytes of the input tile: `FP_MR · 2 · kernel_w · C · 4`.
+    pub tile_bytes: usize,
+}
+
+impl FloatPackLayout {
+    /// Scratch bytes the layout uses: the blocks, then the tile.
+    pub fn bytes(&self) -> usize {
+        self.blocks * self.block_bytes + self.tile_bytes
+    }
+}
+
+/// The packed float conv's layout for a regular conv that fits in `avail`
+/// bytes, or `None` if the conv cannot be packed (`C` not a multiple of 8)
+/// or not even one block fits.
+pub fn float_pack_layout(g: &Geom, avail: usize) -> Option<FloatPackLayout> {
+    let (block_bytes, tile_bytes) = float_pack_sizes(g)?;
+    let room = avail.checked_sub(tile_bytes)?;
+    let blocks = (room / block_bytes.max(1))
+        .min(g.out_c.div_ceil(FP_NR))
+        .min(FP_MAX_BLOCKS);
+    (blocks >= 1).then_some(FloatPackLayout {
+        blocks,
+        block_bytes,
+        tile_bytes,
+    })
+}
+
+/// One block's bytes and the tile's, if the conv can be packed.
+fn float_pack_sizes(g: &Geom) -> Option<(usize, usize)> {
+    if g.in_c == 0 || !g.in_c.is_multiple_of(8) || g.kernel_h == 0 || g.kernel_w == 0 {
+        return None;
+    }
+    let row = g.kernel_w.checked_mul(g.in_c)?;
+    let block = row.checked_mul(g.kernel_h)?.checked_mul(FP_NR * 4)?;
+    let tile = row.checked_mul(FP_MR * 2 * 4)?;
+    Some((block, tile))
+}
+
+/// Scratch the packed float conv asks for: the tile plus as many blocks as
+/// fit in [`FP_WEIGHT_BYTES`] (at least one, at most all and
+/// [`FP_MAX_BLOCKS`]); 0 if the conv cannot be packed.
+fn float_pack_bytes(g: &Geom) -> usize {
+    let Some((block, tile)) = float_pack_sizes(g) else {
+        return 0;
+    };
+    let blocks = (FP_WEIGHT_BYTES / block.max(1))
+        .min(FP_MAX_BLOCKS)
+        .clamp(1, g.out_c.div_ceil(FP_NR).max(1));
+    block.saturating_mul(blocks).saturating_add(tile)
+}
+
 /// Target size of the f16 weight-widening buffer of a regular conv: as many
 /// whole output-channel kernels (as f32) as fit, at least one.
 pub const F16_WIDEN_BYTES: usize = 64 * 1024;
@@ -136,6 +208,41 @@ fn conv_f16(g: &Geom, depthwise: bool) -> usize {
 pub fn dense(p: Precision, in_f: usize, out_f: usize) -> usize {
     let _ = (p, in_f, out_f);
     0
+}
+
+/// What this engine's kernels want in scratch for `plan`, as
+/// [`PlanBuilder`](crate::PlanBuilder) computes it when it writes a plan
+/// (a multiple of 16): for tools that bring an older plan's header up to
+/// date.
+pub fn for_plan(plan: &crate::Plan) -> usize {
+    let p = plan.precision();
+    let need = |i: u32| -> usize {
+        let Ok(op) = plan.op(i) else { return 0 };
+        let (Ok(x), Ok(y), Ok(w)) = (
+            plan.tensor(op.input),
+            plan.tensor(op.output),
+            plan.tensor(op.weights),
+        ) else {
+            return 0;
+        };
+        match op.kind {
+            crate::OpKind::Conv2d => {
+                let g = Geom::of_op(&op, &x.dims, &y.dims);
+                if w.encoding == crate::format::Encoding::BitmapRows {
+                    conv_sparse_i8(&g)
+                } else {
+                    conv(p, &g, w.rank == 3)
+                }
+            }
+            crate::OpKind::Dense => {
+                let n = |d: &crate::TensorDesc| d.elements().unwrap_or(0) as usize;
+                dense(p, n(&x), n(&y))
+            }
+            _ => 0,
+        }
+    };
+    let max = (0..plan.op_count() as u32).map(need).max().unwrap_or(0);
+    round(max)
 }
 
 /// Rounds up to the header's 16-byte scratch unit.
