@@ -91,6 +91,8 @@ pub struct PlanRowBuffer {
     /// halo a following window reads again.
     pub rows: u32,
     pub height: u32,
+    /// Of `rows`, those beyond one step's (kept, not recomputed).
+    pub halo_rows: u32,
     pub bytes: u32,
 }
 
@@ -151,6 +153,7 @@ fn segments(
                     op: index,
                     rows: schedule.buffer_rows[j],
                     height: sop.rows,
+                    halo_rows: schedule.buffer_rows[j].saturating_sub(seg.segment.rows_per_step()),
                     bytes: t.length,
                 });
             }
@@ -309,10 +312,11 @@ pub fn render_plan_text(r: &PlanReport) -> String {
             .iter()
             .map(|b| {
                 format!(
-                    "op {}: {} of {} rows, {}",
+                    "op {}: {} of {} rows, halo {}, {}",
                     b.op,
                     b.rows,
                     b.height,
+                    b.halo_rows,
                     bytes(b.bytes as usize)
                 )
             })

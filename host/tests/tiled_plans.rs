@@ -163,6 +163,27 @@ fn bundled_models_at_16_12_and_8_kib() {
             compile_with(&model.graph, Precision::F32, None, 1, mcu(Some(64 << 10))).unwrap();
         assert!(f32_tiled.summary.tiling.is_some());
         assert_same_outputs(&f32_untiled, &f32_tiled, &inputs[..10], name);
+        // The host's f32 plan (with scratch: the packed vector conv where the
+        // CPU has it) gives the portable kernels' bits.
+        let host = compile_with(
+            &model.graph,
+            Precision::F32,
+            None,
+            1,
+            CompileOptions::default(),
+        )
+        .unwrap();
+        let mut fast = PlanRunner::with_kernels(&host.bytes, KernelPath::Auto).unwrap();
+        let mut portable = PlanRunner::with_kernels(&host.bytes, KernelPath::Portable).unwrap();
+        for x in &inputs[..10] {
+            fast.run(x).unwrap();
+            portable.run(x).unwrap();
+            assert_eq!(
+                fast.raw_output().unwrap(),
+                portable.raw_output().unwrap(),
+                "{name} f32"
+            );
+        }
     }
 }
 

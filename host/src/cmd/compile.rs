@@ -442,10 +442,11 @@ impl CompileCmd {
                     .iter()
                     .map(|b| {
                         format!(
-                            "{} {} of {} rows ({})",
+                            "{} {} of {} rows, halo {} ({})",
                             b.layer,
                             b.rows,
                             b.height,
+                            b.halo_rows,
                             bytes(b.bytes)
                         )
                     })

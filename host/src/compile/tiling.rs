@@ -66,8 +66,12 @@ pub struct TilingSummary {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RowBufferSummary {
     pub layer: String,
+    /// Rows held at once, of `height`.
     pub rows: usize,
     pub height: usize,
+    /// Of `rows`, those beyond one step's: the halo the next window reads
+    /// again (and a residual's lag), kept rather than recomputed.
+    pub halo_rows: usize,
     pub bytes: usize,
 }
 
@@ -324,6 +328,7 @@ impl Tiling {
                         layer: graph.nodes[n].name.clone(),
                         rows,
                         height: s[2],
+                        halo_rows: rows.saturating_sub(self.rows_per_step as usize),
                         bytes: rows * s[1] * s[3] * bpe,
                     }
                 })
