@@ -157,19 +157,19 @@ impl<'a> Engine<'a> {
         self.check_arena(arena.len())?;
         let mut i = 0;
         while i < self.op_count() {
-            self.run_op(arena, i)?;
-            i += 1 + self.segment_len(i);
+            let op = self
+                .plan
+                .op(i as u32)
+                .map_err(|_| ExecError::Internal { op: i })?;
+            self.run_decoded(arena, i, op)?;
+            // A tiled op has run its segment's ops.
+            i += 1 + if op.kind == OpKind::Tiled {
+                op.segment_ops() as usize
+            } else {
+                0
+            };
         }
         Ok(())
-    }
-
-    /// The number of ops after op `index` that its tiled segment runs (0
-    /// unless op `index` is [`OpKind::Tiled`]).
-    fn segment_len(&self, index: usize) -> usize {
-        match self.plan.op(index as u32) {
-            Ok(op) if op.kind == OpKind::Tiled => op.segment_ops() as usize,
-            _ => 0,
-        }
     }
 
     /// Runs op `index` alone (for per-layer timing). Ops must run in order
@@ -181,8 +181,19 @@ impl<'a> Engine<'a> {
         if index >= count {
             return Err(ExecError::NoSuchOp { op: index, count });
         }
+        if self.plan.segment_holding(index as u32).is_some() {
+            return Ok(());
+        }
+        let op = self
+            .plan
+            .op(index as u32)
+            .map_err(|_| ExecError::Internal { op: index })?;
+        self.run_decoded(arena, index, op)
+    }
+
+    /// Runs op `index`, decoded as `op`, outside any segment.
+    fn run_decoded(&self, arena: &mut [u8], index: usize, op: OpDesc) -> Result<(), ExecError> {
         let internal = ExecError::Internal { op: index };
-        let op = self.plan.op(index as u32).map_err(|_| internal.clone())?;
         let (acts, rest) = arena.split_at_mut(self.plan.activation_arena_size());
         let scratch = rest.get_mut(..self.plan.scratch_bytes()).unwrap_or(&mut []);
         let mut kx = Kx {
@@ -193,9 +204,6 @@ impl<'a> Engine<'a> {
         };
         if op.kind == OpKind::Tiled {
             return self.run_segment(acts, index as u32, &mut kx);
-        }
-        if self.plan.segment_holding(index as u32).is_some() {
-            return Ok(());
         }
         let cx = OpCx {
             plan: &self.plan,
