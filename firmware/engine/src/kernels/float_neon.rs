@@ -25,8 +25,9 @@
 //!   ([`combine4`]), then `acc + row sum` per output.
 //!
 //! What is blocked is the outputs: [`MR`] output pixels × [`NR`] output
-//! channels per micro-kernel (24 accumulator registers of the 32), so one
-//! load of a weight vector serves `MR` pixels and one load of an input
+//! channels per micro-kernel (16 accumulator registers of the 32: a 3 x 4
+//! blocking's 24 spilled), so one load of a weight vector serves `MR`
+//! pixels and one load of an input
 //! vector `NR` channels. Pixels are only blocked together when their
 //! windows have the same in-bounds kernel rows and columns (so the same
 //! span, and the same lane for every tap); the blocks run over a chunk of
@@ -46,7 +47,7 @@ use core::arch::aarch64::*;
 use super::{FloatAct, FloatWeight, Geom, KResult, OutF, ShapeError};
 
 /// Output pixels per micro-kernel block.
-const MR: usize = 3;
+const MR: usize = 2;
 /// Output channels per micro-kernel block.
 const NR: usize = 4;
 /// Most output channels per chunk (the running sums of a pixel block live
@@ -284,7 +285,6 @@ fn block(
             // (jb < cn <= CM_MAX, and NR divides both jb and CM_MAX).
             unsafe {
                 match nb {
-                    3 => micro::<3>(&xp, &wp, span, &mut run, jb),
                     2 => micro::<2>(&xp, &wp, span, &mut run, jb),
                     1 => micro::<1>(&xp, &wp, span, &mut run, jb),
                     _ => return Err(ShapeError),
