@@ -13,8 +13,9 @@
 #   scripts/engine-aarch64.sh test         build, then run them on both CPUs
 #   scripts/engine-aarch64.sh insns        instructions per multiply-accumulate
 #                                          of an int8 3x3 conv (16x16x32 -> 32),
-#                                          portable / neon / neon-dotprod,
-#                                          counted under QEMU (emulated)
+#                                          portable / neon / neon-dotprod, and
+#                                          of the same conv in f32, portable /
+#                                          neon, counted under QEMU (emulated)
 #
 # Build cache outside the clone: $EDGEFIT_AARCH64_ENGINE_TARGET_DIR, default
 # ~/.cache/edgefit/aarch64-engine. `test` also runs the bundled models
@@ -136,14 +137,24 @@ insns() {
     macs="$(qemu-aarch64 -L "$SYSROOT" "$bin" macs)"
     echo "int8 conv 3x3, 16x16x32 -> 16x16x32 (pad 1): $macs multiply-accumulates"
     echo "instructions, emulated (qemu-aarch64 $(qemu-aarch64 --version | head -1 | awk '{print $3}'), one run of the layer minus a run without it):"
-    local kernels cpu path with without
-    for kernels in "portable cortex-a72 portable" "neon cortex-a72 auto" "neon-dotprod max auto"; do
+    local rows=("portable cortex-a72 portable" "neon cortex-a72 auto" "neon-dotprod max auto")
+    insns_rows "$macs" "" "${rows[@]}"
+    echo "f32 conv 3x3, the same shape (f32 weights, bias, activations):"
+    rows=("portable cortex-a72 portable" "neon cortex-a72 auto")
+    insns_rows "$macs" f32 "${rows[@]}"
+}
+
+# insns_rows MACS PRECISION ROW...: one line per "name cpu path" ROW.
+insns_rows() {
+    local macs="$1" prec="$2" kernels cpu path with without
+    shift 2
+    for kernels in "$@"; do
         # shellcheck disable=SC2086
         set -- $kernels
         cpu="$2"
         path="$3"
-        with="$(count_insns "$cpu" "$path" 1)"
-        without="$(count_insns "$cpu" "$path" 0)"
+        with="$(count_insns "$cpu" "$path" 1 ${prec:+"$prec"})"
+        without="$(count_insns "$cpu" "$path" 0 ${prec:+"$prec"})"
         python3 -c "
 import sys
 name, cpu, n, macs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

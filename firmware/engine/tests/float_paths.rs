@@ -1,5 +1,7 @@
-//! The f32 and f16 kernels give the same bits on every path: the AVX2
-//! kernels (`KernelPath::Auto` on x86-64) against the portable ones, on
+//! The f32 and f16 kernels give the same bits on every path: the AVX2 /
+//! AVX-512 kernels (`KernelPath::Auto` on x86-64) and the NEON ones
+//! (`Auto` on aarch64, `scripts/engine-aarch64.sh test`) against the
+//! portable ones, on
 //! random conv shapes (strides, padding on every side, odd channel counts,
 //! 1x1, wide layers over several channel chunks, depthwise), dense layers,
 //! every activation, with and without bias, and values chosen to expose any
@@ -96,7 +98,8 @@ fn plan(
 }
 
 /// Runs `plan` on `x` through the fast kernels (`Auto`: AVX-512 register
-/// blocking where the CPU has it, and `NoAvx512`: AVX2) and the portable
+/// blocking where the CPU has it, and `NoAvx512`: AVX2; NEON for both on
+/// aarch64) and the portable
 /// ones, and asserts the output bits are equal (as f32 words, so a
 /// -0.0/+0.0 difference shows).
 fn same_bits(plan: &[u8], x: &[f32], what: &str) {

@@ -265,7 +265,12 @@ pub(crate) fn conv2d_f_ex<W: FloatWeight>(
     // AVX2: the same sums in the same order, vectorised (`float_x86`).
     // `wide`: AVX-512 kernels allowed and the CPU has F, VL and DQ, so the
     // 512-bit blocking.
-    let simd = cfg!(target_arch = "x86_64") && kx.simd;
+    // NEON (aarch64): the same, with two 4-lane registers per output
+    // (`float_neon`).
+    let simd = cfg!(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_feature = "neon")
+    )) && kx.simd;
     #[cfg(target_arch = "x86_64")]
     let wide = kx.vnni && super::float_x86::wide_available();
     #[cfg(not(target_arch = "x86_64"))]
@@ -298,6 +303,14 @@ pub(crate) fn conv2d_f_ex<W: FloatWeight>(
             }
         };
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if simd && W::SIZE == 4 {
+        return if depthwise {
+            super::float_neon::depthwise_f32(g, x, w, &bias_at, o, out)
+        } else {
+            super::float_neon::conv_f32(g, x, w, 0, n, &bias_at, o, out)
+        };
+    }
     if W::SIZE != 4 {
         // f16 weights: widen them once per call into scratch (as f32
         // bytes), then run the f32 loops on them: the same values in the
@@ -316,6 +329,10 @@ pub(crate) fn conv2d_f_ex<W: FloatWeight>(
                     // SAFETY: `kx.simd` is only set when AVX2 is available.
                     #[allow(unsafe_code)]
                     return unsafe { super::float_x86::depthwise_f32(g, x, buf, &bias_at, o, out) };
+                }
+                #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+                if simd {
+                    return super::float_neon::depthwise_f32(g, x, buf, &bias_at, o, out);
                 }
                 return depthwise_f::<super::F32W>(g, x, buf, &bias_at, o, out);
             }
@@ -386,7 +403,7 @@ pub(crate) fn widen_with<W: FloatWeight>(w: &[u8], buf: &mut [u8], simd: bool) -
 
 /// Regular float conv with `W` weights widened to f32 `nb` output channels
 /// at a time into `buf` (each weight converted once per call), then every
-/// output pixel swept for those channels (by the AVX2 kernel if `simd.0`,
+/// output pixel swept for those channels (by the AVX2 or NEON kernel if `simd.0`,
 /// with the AVX-512 register blocking if `simd.1`).
 /// Same sums as the direct loop.
 #[allow(clippy::too_many_arguments)]
@@ -419,6 +436,11 @@ fn regular_f_widened<W: FloatWeight>(
             unsafe {
                 super::float_x86::conv_f32(g, x, wb, ob, m, bias_at, o, out, simd.1)?;
             }
+            continue;
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        if simd.0 {
+            super::float_neon::conv_f32(g, x, wb, ob, m, bias_at, o, out)?;
             continue;
         }
         let _ = simd;

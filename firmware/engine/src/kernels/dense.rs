@@ -127,6 +127,12 @@ pub(crate) fn dense_f_ex<W: FloatWeight>(
             return unsafe { super::float_x86::dense_f16(x, w, &bias_at, act, out) };
         }
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if kx.simd {
+        // NEON: the same lanes, two 4-lane registers per row (`float_neon`).
+        let bias_at = |i: usize| bias.map_or(0.0, |b| super::f32_at(b, i));
+        return super::float_neon::dense_f::<W>(x, w, &bias_at, act, out);
+    }
     let _ = &kx;
     let o = OutF {
         act,

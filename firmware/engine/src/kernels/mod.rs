@@ -18,6 +18,8 @@ pub mod transpose;
 mod dsp_arm;
 #[cfg(any(test, all(target_arch = "arm", target_feature = "dsp")))]
 mod dsp_pairs;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod float_neon;
 #[cfg(target_arch = "x86_64")]
 mod float_x86;
 #[cfg(target_arch = "x86_64")]
