@@ -218,7 +218,7 @@ pub(crate) fn conv_f32(
             *b = bias_at(oc0 + cb + j);
         }
         let wc = w.get(cb * k * 4..(cb + cn) * k * 4).ok_or(ShapeError)?;
-        for_each_block::<MR>(g, |blk, nb, rows, cols| {
+        crate::kernels::for_each_block::<MR>(g, |blk, nb, rows, cols| {
             block(
                 g,
                 x,
@@ -296,52 +296,6 @@ fn block(
         let base = (oy * g.out_w + ox) * n + oc;
         for (j, &a) in run[p].iter().enumerate().take(cn) {
             o.store(a, base + j, out);
-        }
-    }
-    Ok(())
-}
-
-/// Calls `f` for blocks of up to `B` output pixels `(oy, ox)` whose
-/// windows share their in-bounds kernel rows and columns, covering every
-/// output pixel once. Passes the block, its length, and its first pixel's
-/// row and column spans (for `k0..k1`). (As `float_x86`'s.)
-fn for_each_block<const B: usize>(
-    g: &Geom,
-    mut f: impl FnMut(&[(usize, usize); B], usize, super::Span, super::Span) -> KResult,
-) -> KResult {
-    let rkey = |oy: usize| {
-        let s = g.rows(oy);
-        (s.k0, s.k1)
-    };
-    let ckey = |ox: usize| {
-        let s = g.cols(ox);
-        (s.k0, s.k1)
-    };
-    for ry in 0..g.out_h {
-        // One class per distinct row key: its first row stands for it.
-        if (0..ry).any(|y| rkey(y) == rkey(ry)) {
-            continue;
-        }
-        for cx in 0..g.out_w {
-            if (0..cx).any(|x| ckey(x) == ckey(cx)) {
-                continue;
-            }
-            let (rows, cols) = (g.rows(ry), g.cols(cx));
-            let mut blk = [(0, 0); B];
-            let mut nb = 0;
-            for oy in (ry..g.out_h).filter(|&y| rkey(y) == rkey(ry)) {
-                for ox in (cx..g.out_w).filter(|&x| ckey(x) == ckey(cx)) {
-                    blk[nb] = (oy, ox);
-                    nb += 1;
-                    if nb == B {
-                        f(&blk, nb, rows, cols)?;
-                        nb = 0;
-                    }
-                }
-            }
-            if nb > 0 {
-                f(&blk, nb, rows, cols)?;
-            }
         }
     }
     Ok(())

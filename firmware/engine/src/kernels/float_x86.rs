@@ -416,7 +416,7 @@ macro_rules! conv_family {
                         *b = bias_at(oc0 + cb + j);
                     }
                     let wc = w.get(cb * k * 4..(cb + cn) * k * 4).ok_or(ShapeError)?;
-                    for_each_block::<MR>(g, |blk, nb, rows, cols| {
+                    crate::kernels::for_each_block::<MR>(g, |blk, nb, rows, cols| {
                         // SAFETY: the same target features.
                         unsafe { block(g, x, wc, (oc0 + cb, cn), &bias, blk, nb, rows, cols, o, out) }
                     })?;
@@ -679,7 +679,7 @@ pub(crate) unsafe fn conv_packed(
             *b = bias_at(cb + j);
         }
         let pk: &[u8] = pk;
-        let r = for_each_block::<FP_MR>(g, |blk, nb, rows, cols| {
+        let r = crate::kernels::for_each_block::<FP_MR>(g, |blk, nb, rows, cols| {
             // SAFETY: the same target features.
             unsafe {
                 block_packed(
@@ -867,52 +867,6 @@ pub(crate) unsafe fn conv_f32(
             avx2::conv(g, x, w, oc0, m, bias_at, o, out)
         }
     }
-}
-
-/// Calls `f` for blocks of up to `B` output pixels `(oy, ox)` whose
-/// windows share their in-bounds kernel rows and columns, covering every
-/// output pixel once. Passes the block, its length, and its first pixel's
-/// row and column spans (for `k0..k1`).
-fn for_each_block<const B: usize>(
-    g: &Geom,
-    mut f: impl FnMut(&[(usize, usize); B], usize, super::Span, super::Span) -> KResult,
-) -> KResult {
-    let rkey = |oy: usize| {
-        let s = g.rows(oy);
-        (s.k0, s.k1)
-    };
-    let ckey = |ox: usize| {
-        let s = g.cols(ox);
-        (s.k0, s.k1)
-    };
-    for ry in 0..g.out_h {
-        // One class per distinct row key: its first row stands for it.
-        if (0..ry).any(|y| rkey(y) == rkey(ry)) {
-            continue;
-        }
-        for cx in 0..g.out_w {
-            if (0..cx).any(|x| ckey(x) == ckey(cx)) {
-                continue;
-            }
-            let (rows, cols) = (g.rows(ry), g.cols(cx));
-            let mut blk = [(0, 0); B];
-            let mut nb = 0;
-            for oy in (ry..g.out_h).filter(|&y| rkey(y) == rkey(ry)) {
-                for ox in (cx..g.out_w).filter(|&x| ckey(x) == ckey(cx)) {
-                    blk[nb] = (oy, ox);
-                    nb += 1;
-                    if nb == B {
-                        f(&blk, nb, rows, cols)?;
-                        nb = 0;
-                    }
-                }
-            }
-            if nb > 0 {
-                f(&blk, nb, rows, cols)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Stores `acc[j]` at output element `base + j` for every `j` through

@@ -478,6 +478,57 @@ impl Span {
     }
 }
 
+/// Calls `f` for blocks of up to `B` output pixels `(oy, ox)` whose
+/// windows share their in-bounds kernel rows and columns, covering every
+/// output pixel once. Passes the block, its length, and its first pixel's
+/// row and column spans (for `k0..k1`). The vector float kernels' pixel
+/// blocking, shared by x86 and NEON.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+pub(crate) fn for_each_block<const B: usize>(
+    g: &Geom,
+    mut f: impl FnMut(&[(usize, usize); B], usize, Span, Span) -> KResult,
+) -> KResult {
+    let rkey = |oy: usize| {
+        let s = g.rows(oy);
+        (s.k0, s.k1)
+    };
+    let ckey = |ox: usize| {
+        let s = g.cols(ox);
+        (s.k0, s.k1)
+    };
+    for ry in 0..g.out_h {
+        // One class per distinct row key: its first row stands for it.
+        if (0..ry).any(|y| rkey(y) == rkey(ry)) {
+            continue;
+        }
+        for cx in 0..g.out_w {
+            if (0..cx).any(|x| ckey(x) == ckey(cx)) {
+                continue;
+            }
+            let (rows, cols) = (g.rows(ry), g.cols(cx));
+            let mut blk = [(0, 0); B];
+            let mut nb = 0;
+            for oy in (ry..g.out_h).filter(|&y| rkey(y) == rkey(ry)) {
+                for ox in (cx..g.out_w).filter(|&x| ckey(x) == ckey(cx)) {
+                    blk[nb] = (oy, ox);
+                    nb += 1;
+                    if nb == B {
+                        f(&blk, nb, rows, cols)?;
+                        nb = 0;
+                    }
+                }
+            }
+            if nb > 0 {
+                f(&blk, nb, rows, cols)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
