@@ -19,9 +19,10 @@
 //! [`requant`]), so every target gives the same bytes; f32 plans compute in
 //! f32; f16 plans store weights as IEEE half and compute in f32.
 //!
-//! Kernels: [`Engine::new`] uses SIMD kernels (AVX-512 VNNI or AVX2 on
+//! Kernels: [`Engine::new`] uses SIMD kernels (int8: AVX-512 VNNI or AVX2 on
 //! x86-64, NEON with or without `SDOT` on aarch64, the DSP extension on
-//! Cortex-M) and the plan's scratch where
+//! Cortex-M; f32 and f16: AVX-512 or AVX2 on x86-64, NEON on aarch64, each
+//! output's eight partial sums in the portable order) and the plan's scratch where
 //! available; [`Engine::with_kernels`] with [`KernelPath::NoAvx512`] keeps
 //! to AVX2, with [`KernelPath::Portable`] to the portable reference kernels.
 //! All give identical bytes.
