@@ -27,6 +27,15 @@ cargo build --workspace --bins --features edgefit/probe
 # qemu-aarch64 as a Cortex-A72 (no SDOT) and as QEMU's max CPU (SDOT), the
 # bundled models' plans (compiled by the edgefit just built) included.
 bash scripts/engine-aarch64.sh test
+# The benchmark a Pi or Jetson owner runs on the board, here on this CPU: a
+# whole-tensor and a tiled plan, every kernel path checked bit for bit.
+board_plans="$(mktemp -d)"
+trap 'rm -rf "$board_plans"' EXIT
+"$CARGO_TARGET_DIR/debug/edgefit" compile models/resnet-fmnist.onnx --calib-samples 50 \
+    -o "$board_plans/resnet.efp" >/dev/null 2>&1
+"$CARGO_TARGET_DIR/debug/edgefit" compile models/vgg-fmnist.onnx --calib-samples 50 \
+    --no-scratch --ram-budget 8KiB -o "$board_plans/vgg-8k.efp" >/dev/null 2>&1
+bash scripts/bench-board.sh --runs 1 "$board_plans/resnet.efp" "$board_plans/vgg-8k.efp" >/dev/null
 # The compare report test renders report.html in headless Chromium.
 ensure_packages chromium
 cargo test --workspace --features edgefit/probe
