@@ -395,20 +395,14 @@ pub fn measure_variants(
                     calib.as_deref().unwrap_or_default(),
                     &mut cb,
                 )?;
-                let compile = |scratch| {
-                    variant::compile(
-                        &source,
-                        graph,
-                        precision,
-                        ranges.as_deref(),
-                        CompileOptions {
-                            scratch,
-                            ..CompileOptions::default()
-                        },
-                    )
+                let compile = |options| {
+                    variant::compile(&source, graph, precision, ranges.as_deref(), options)
                 };
-                let host_plan = compile(true)?;
-                let mcu_plan = compile(false)?;
+                let host_plan = compile(CompileOptions::default())?;
+                let mcu_plan = compile(CompileOptions {
+                    scratch: false,
+                    ..CompileOptions::default()
+                })?;
                 let plan_path = spec
                     .plans_dir
                     .join(format!("{name}-{}.efp", label.replace([' ', '%'], "")));
@@ -458,17 +452,11 @@ pub fn measure_variants(
                     tiling: None,
                 });
                 let tiled = tiled_variants(spec, &out[out.len() - 1], recipe, |budget| {
-                    variant::compile(
-                        &source,
-                        graph,
-                        precision,
-                        ranges.as_deref(),
-                        CompileOptions {
-                            scratch: false,
-                            ram_budget: Some(budget),
-                            ..CompileOptions::default()
-                        },
-                    )
+                    compile(CompileOptions {
+                        scratch: false,
+                        ram_budget: Some(budget),
+                        ..CompileOptions::default()
+                    })
                 })?;
                 out.extend(tiled);
             }

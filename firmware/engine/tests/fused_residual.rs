@@ -7,26 +7,9 @@ mod common;
 
 use common::*;
 use edgefit_engine::{
-    Activation, AddParams, DType, Engine, KernelPath, OpDesc, OpKind, Plan, PlanBuilder, PlanError,
-    Precision, Quant, NONE,
+    Activation, DType, Engine, KernelPath, OpDesc, OpKind, Plan, PlanBuilder, PlanError, Precision,
+    Quant, NONE,
 };
-
-fn add_params(s1: f64, s2: f64, so: f64) -> AddParams {
-    let left_shift = 20;
-    let twice_max = 2.0 * s1.max(s2);
-    let (input1_multiplier, input1_shift) = qm(s1 / twice_max);
-    let (input2_multiplier, input2_shift) = qm(s2 / twice_max);
-    let (output_multiplier, output_shift) = qm(twice_max / ((1 << left_shift) as f64 * so));
-    AddParams {
-        input1_multiplier,
-        input1_shift,
-        input2_multiplier,
-        input2_shift,
-        output_multiplier,
-        output_shift,
-        left_shift,
-    }
-}
 
 /// Everything random about one case.
 struct Case {

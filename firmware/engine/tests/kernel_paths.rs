@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use edgefit_engine::{
-    Activation, AddParams, DType, Engine, KernelPath, OpDesc, OpKind, Plan, PlanBuilder, Precision,
-    Quant, NONE,
+    Activation, DType, Engine, KernelPath, OpDesc, OpKind, Plan, PlanBuilder, Precision, Quant,
+    NONE,
 };
 
 /// A single-conv int8 plan with random weights, bias and requantisation.
@@ -317,7 +317,7 @@ fn int8_pools_add_reshape_simd_equals_portable() {
             let r = b.add_activation(DType::I8, &[1, n], out_at, Quant::new(0.15, -3));
             let mut op = OpDesc::new(OpKind::Add, x1, y);
             op.input2 = x2;
-            op.add = add_params_tflite(0.1, 0.2, 0.15);
+            op.add = add_params(0.1, 0.2, 0.15);
             b.add_op(op);
             b.add_op(OpDesc::new(OpKind::Reshape, y, r));
             b.set_input(x1)
@@ -338,24 +338,6 @@ fn int8_pools_add_reshape_simd_equals_portable() {
             assert_eq!(outs[0], outs[2], "add in place {in_place}");
             assert_eq!(outs[1], outs[2], "add in place {in_place} (no AVX-512)");
         }
-    }
-}
-
-/// TFLite's int8 Add parameter preparation.
-pub fn add_params_tflite(s1: f64, s2: f64, so: f64) -> AddParams {
-    let left_shift = 20;
-    let twice_max = 2.0 * s1.max(s2);
-    let (input1_multiplier, input1_shift) = qm(s1 / twice_max);
-    let (input2_multiplier, input2_shift) = qm(s2 / twice_max);
-    let (output_multiplier, output_shift) = qm(twice_max / ((1 << left_shift) as f64 * so));
-    AddParams {
-        input1_multiplier,
-        input1_shift,
-        input2_multiplier,
-        input2_shift,
-        output_multiplier,
-        output_shift,
-        left_shift,
     }
 }
 
@@ -422,7 +404,7 @@ fn int8_resnet_plan(rng: &mut Rng) -> (Vec<u8>, usize) {
     b.add_op(op);
     let mut add = OpDesc::new(OpKind::Add, h3, h3);
     add.input2 = pool;
-    add.add = add_params_tflite(0.1, 0.08, 0.12);
+    add.add = add_params(0.1, 0.08, 0.12);
     add.activation = Activation::Relu;
     b.add_op(add);
     let op = conv(&mut b, rng, h3, dw, cv(9, 24, 24, 3, 1, 1, true));

@@ -351,24 +351,6 @@ fn avg_pool_rounds_half_away_from_zero() {
     assert_eq!(as_i8(&got), vec![-4, 4]);
 }
 
-/// TFLite's int8 Add parameter preparation.
-fn add_params(s1: f64, s2: f64, so: f64) -> AddParams {
-    let left_shift = 20;
-    let twice_max = 2.0 * s1.max(s2);
-    let (input1_multiplier, input1_shift) = qm(s1 / twice_max);
-    let (input2_multiplier, input2_shift) = qm(s2 / twice_max);
-    let (output_multiplier, output_shift) = qm(twice_max / ((1 << left_shift) as f64 * so));
-    AddParams {
-        input1_multiplier,
-        input1_shift,
-        input2_multiplier,
-        input2_shift,
-        output_multiplier,
-        output_shift,
-        left_shift,
-    }
-}
-
 fn add_ref(x1: &[i8], x2: &[i8], zp: [i32; 3], p: &AddParams, lo: i32) -> Vec<i8> {
     x1.iter()
         .zip(x2)

@@ -304,16 +304,29 @@ unsafe fn micro_zmm<const M: usize, const P: usize>(
         }
     }
     let _ = n;
+    // SAFETY: the caller's guarantee on `run`. All eight lanes: those past
+    // `n` only touch running sums of channels past the chunk, which are
+    // never read (and a masked store would not forward to the next call's
+    // load).
+    unsafe { add_zmm_sums(&acc, run) };
+}
+
+/// Adds each pixel's combined sums of the 512-bit accumulators `acc` (two
+/// channels' lanes per register, at most four registers) to its row of
+/// running sums, `run + p * CM_MAX`, all eight channels.
+///
+/// # Safety
+/// AVX2 and AVX-512 F/VL/DQ; `run` holds `M` rows of `CM_MAX` f32.
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq")]
+#[inline]
+unsafe fn add_zmm_sums<const M: usize, const P: usize>(acc: &[[__m512; P]; M], run: *mut f32) {
     for (p, a) in acc.iter().enumerate() {
         let mut v = [_mm256_setzero_ps(); 8];
-        for (q, z) in a.iter().enumerate() {
+        for (q, z) in a.iter().enumerate().take(4) {
             v[2 * q] = _mm512_castps512_ps256(*z);
             v[2 * q + 1] = _mm512_extractf32x8_ps::<1>(*z);
         }
-        // SAFETY: the caller's guarantee on `run`. All eight lanes: those
-        // past `n` only touch running sums of channels past the chunk,
-        // which are never read (and a masked store would not forward to
-        // the next call's load).
+        // SAFETY: row p < M of `run` (the caller's guarantee).
         unsafe {
             let rp = run.add(p * CM_MAX);
             _mm256_storeu_ps(rp, _mm256_add_ps(_mm256_loadu_ps(rp), combine8(&v)));
@@ -618,19 +631,9 @@ unsafe fn micro_packed<const M: usize, const DUP: bool>(
             }
         }
     }
-    for (p, a) in acc.iter().enumerate() {
-        let mut v = [_mm256_setzero_ps(); 8];
-        for (q, z) in a.iter().enumerate() {
-            v[2 * q] = _mm512_castps512_ps256(*z);
-            v[2 * q + 1] = _mm512_extractf32x8_ps::<1>(*z);
-        }
-        // SAFETY: the caller's guarantee on `run` (all eight lanes; past
-        // the chunk's channels nothing reads them).
-        unsafe {
-            let rp = run.add(p * CM_MAX);
-            _mm256_storeu_ps(rp, _mm256_add_ps(_mm256_loadu_ps(rp), combine8(&v)));
-        }
-    }
+    // SAFETY: the caller's guarantee on `run` (all eight lanes; past the
+    // chunk's channels nothing reads them).
+    unsafe { add_zmm_sums(&acc, run) };
 }
 
 /// Regular conv through packed weights (the plan's scratch, laid out as

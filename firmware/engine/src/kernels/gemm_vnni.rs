@@ -197,24 +197,10 @@ unsafe fn fold_zero_point(panel: &[u8], zu: u8, consts: &mut [u8]) {
 /// taps and 0 past the last tap.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
 unsafe fn pack_pixel(g: &Geom, x: &[u8], p: usize, zu: u8, row: &mut [u8]) {
-    let (oy, ox) = (p / g.out_w.max(1), p % g.out_w.max(1));
-    let (rows, cols) = (g.rows(oy), g.cols(ox));
-    let k = g.kernel_h * g.kernel_w * g.in_c;
-    let (taps, tail) = row.split_at_mut(k.min(row.len()));
-    tail.fill(0);
-    if rows.len() != g.kernel_h || cols.len() != g.kernel_w {
-        taps.fill(zu);
-    }
-    let c = g.in_c;
-    let span = cols.len() * c;
-    for (r, ky) in (rows.k0..rows.k1).enumerate() {
-        let xs = ((rows.i0 + r) * g.in_w + cols.i0) * c;
-        let ds = (ky * g.kernel_w + cols.k0) * c;
-        let (Some(src), Some(dst)) = (x.get(xs..xs + span), taps.get_mut(ds..ds + span)) else {
-            return;
-        };
-        flip_copy(src, dst);
-    }
+    // SAFETY: AVX-512 VNNI, as this function's caller guarantees.
+    super::im2col_row(g, x, p, 1, zu, row, |src, dst| unsafe {
+        flip_copy(src, dst)
+    });
 }
 
 /// `dst[i] = src[i] ^ 0x80` (int8 to `x + 128`), 64 bytes at a time with a

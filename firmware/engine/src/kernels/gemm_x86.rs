@@ -224,27 +224,10 @@ pub(super) fn pack_consts(o: &Out8<'_, '_>, bias: Option<I32s<'_>>, oc0: usize, 
 /// Packs output pixel `p`'s im2col row as i16 `x - zp` (0 in padding).
 #[target_feature(enable = "avx2")]
 unsafe fn pack_pixel(g: &Geom, x: &[u8], p: usize, zp: i32, row: &mut [u8]) {
-    let (oy, ox) = (p / g.out_w.max(1), p % g.out_w.max(1));
-    let (rows, cols) = (g.rows(oy), g.cols(ox));
-    if rows.len() == g.kernel_h && cols.len() == g.kernel_w {
-        // Every tap is written below; only the odd-k pad pair needs zeros.
-        let k = g.kernel_h * g.kernel_w * g.in_c;
-        if let Some(tail) = row.get_mut(2 * k..) {
-            tail.fill(0);
-        }
-    } else {
-        row.fill(0);
-    }
-    let c = g.in_c;
-    let span = cols.len() * c;
-    for (r, ky) in (rows.k0..rows.k1).enumerate() {
-        let xs = ((rows.i0 + r) * g.in_w + cols.i0) * c;
-        let ds = ((ky * g.kernel_w + cols.k0) * c) * 2;
-        let (Some(src), Some(dst)) = (x.get(xs..xs + span), row.get_mut(ds..ds + span * 2)) else {
-            return;
-        };
-        widen_sub(src, dst, zp);
-    }
+    // SAFETY: AVX2, as this function's caller guarantees.
+    super::im2col_row(g, x, p, 2, 0, row, |src, dst| unsafe {
+        widen_sub(src, dst, zp)
+    });
 }
 
 /// `dst[i] = src[i] as i8 - zp` as little-endian i16; `dst` is twice

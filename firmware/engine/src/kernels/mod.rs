@@ -478,6 +478,49 @@ impl Span {
     }
 }
 
+/// Packs output pixel `p`'s im2col row for the GEMM kernels: its taps in
+/// OHWI order, `value_bytes` bytes each, `pad` in every byte of a padding
+/// tap, 0 past the last tap; each in-bounds run of input bytes goes through
+/// `copy(src, dst)` (a widening, a sign flip, a plain copy). The kernels'
+/// own pixel packers are this with their element conversion.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+#[inline(always)]
+pub(crate) fn im2col_row(
+    g: &Geom,
+    x: &[u8],
+    p: usize,
+    value_bytes: usize,
+    pad: u8,
+    row: &mut [u8],
+    mut copy: impl FnMut(&[u8], &mut [u8]),
+) {
+    let (oy, ox) = (p / g.out_w.max(1), p % g.out_w.max(1));
+    let (rows, cols) = (g.rows(oy), g.cols(ox));
+    let k = g.kernel_h * g.kernel_w * g.in_c;
+    let (taps, tail) = row.split_at_mut((k * value_bytes).min(row.len()));
+    tail.fill(0);
+    if rows.len() != g.kernel_h || cols.len() != g.kernel_w {
+        // Only a window cut by the padding leaves taps unwritten below.
+        taps.fill(pad);
+    }
+    let c = g.in_c;
+    let span = cols.len() * c;
+    for (r, ky) in (rows.k0..rows.k1).enumerate() {
+        let xs = ((rows.i0 + r) * g.in_w + cols.i0) * c;
+        let ds = (ky * g.kernel_w + cols.k0) * c * value_bytes;
+        let (Some(src), Some(dst)) = (
+            x.get(xs..xs + span),
+            taps.get_mut(ds..ds + span * value_bytes),
+        ) else {
+            return;
+        };
+        copy(src, dst);
+    }
+}
+
 /// Calls `f` for blocks of up to `B` output pixels `(oy, ox)` whose
 /// windows share their in-bounds kernel rows and columns, covering every
 /// output pixel once. Passes the block, its length, and its first pixel's

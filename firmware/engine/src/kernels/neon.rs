@@ -312,27 +312,7 @@ fn pack_panel_i16(w: &[u8], k: usize, n: usize, oc0: usize, panel: &mut [u8]) {
 /// Packs output pixel `p`'s im2col row as i16 `x - zp` (0 in padding and
 /// past the last tap).
 fn pack_pixel_i16(g: &Geom, x: &[u8], p: usize, zp: i32, row: &mut [u8]) {
-    let (oy, ox) = (p / g.out_w.max(1), p % g.out_w.max(1));
-    let (rows, cols) = (g.rows(oy), g.cols(ox));
-    let k = g.kernel_h * g.kernel_w * g.in_c;
-    if rows.len() == g.kernel_h && cols.len() == g.kernel_w {
-        // Every tap is written below; only the pad past `k` needs zeros.
-        if let Some(tail) = row.get_mut(2 * k..).filter(|t| !t.is_empty()) {
-            tail.fill(0);
-        }
-    } else {
-        row.fill(0);
-    }
-    let c = g.in_c;
-    let span = cols.len() * c;
-    for (r, ky) in (rows.k0..rows.k1).enumerate() {
-        let xs = ((rows.i0 + r) * g.in_w + cols.i0) * c;
-        let ds = ((ky * g.kernel_w + cols.k0) * c) * 2;
-        let (Some(src), Some(dst)) = (x.get(xs..xs + span), row.get_mut(ds..ds + span * 2)) else {
-            return;
-        };
-        widen_sub(src, dst, zp);
-    }
+    super::im2col_row(g, x, p, 2, 0, row, |src, dst| widen_sub(src, dst, zp));
 }
 
 /// `dst.copy_from_slice(src)` for the short rows of im2col packing: 16

@@ -193,26 +193,7 @@ unsafe fn fold_zero_point(panel: &[u8], zp: i32, consts: &mut [u8]) {
 /// Packs output pixel `p`'s im2col row as raw `x` bytes, `zp` in padding
 /// taps and 0 past the last tap.
 fn pack_pixel(g: &Geom, x: &[u8], p: usize, zp: u8, row: &mut [u8]) {
-    let (oy, ox) = (p / g.out_w.max(1), p % g.out_w.max(1));
-    let (rows, cols) = (g.rows(oy), g.cols(ox));
-    let k = g.kernel_h * g.kernel_w * g.in_c;
-    let (taps, tail) = row.split_at_mut(k.min(row.len()));
-    if !tail.is_empty() {
-        tail.fill(0);
-    }
-    if rows.len() != g.kernel_h || cols.len() != g.kernel_w {
-        taps.fill(zp);
-    }
-    let c = g.in_c;
-    let span = cols.len() * c;
-    for (r, ky) in (rows.k0..rows.k1).enumerate() {
-        let xs = ((rows.i0 + r) * g.in_w + cols.i0) * c;
-        let ds = (ky * g.kernel_w + cols.k0) * c;
-        let (Some(src), Some(dst)) = (x.get(xs..xs + span), taps.get_mut(ds..ds + span)) else {
-            return;
-        };
-        super::neon::copy_bytes(src, dst);
-    }
+    super::im2col_row(g, x, p, 1, zp, row, super::neon::copy_bytes);
 }
 
 /// `acc[t][j] = Σ_k x_t[k] · w[k][j]` for the [`MR`] byte rows of `xbuf`

@@ -77,6 +77,25 @@ pub fn qm(real: f64) -> (i32, i32) {
     edgefit_engine::requant::quantize_multiplier(real)
 }
 
+/// TFLite's int8 Add parameter preparation (`left_shift` 20) for input
+/// scales `s1`, `s2` and output scale `so`.
+pub fn add_params(s1: f64, s2: f64, so: f64) -> edgefit_engine::AddParams {
+    let left_shift = 20;
+    let twice_max = 2.0 * s1.max(s2);
+    let (input1_multiplier, input1_shift) = qm(s1 / twice_max);
+    let (input2_multiplier, input2_shift) = qm(s2 / twice_max);
+    let (output_multiplier, output_shift) = qm(twice_max / ((1 << left_shift) as f64 * so));
+    edgefit_engine::AddParams {
+        input1_multiplier,
+        input1_shift,
+        input2_multiplier,
+        input2_shift,
+        output_multiplier,
+        output_shift,
+        left_shift,
+    }
+}
+
 // ---- geometry -----------------------------------------------------------
 
 #[derive(Clone, Copy, Debug)]
