@@ -55,10 +55,10 @@ impl<'a> PlanRunner<'a> {
         self.engine.uses_simd()
     }
 
-    /// What runs this plan here: for int8 the kernels' SIMD extension
-    /// ("avx512-vnni", "avx2", "armv7e-m dsp", "none"), for f16 / f32 the
-    /// scalar float kernels (no hand-written SIMD: they keep the reference
-    /// summation order), with or without scratch.
+    /// What runs this plan here: the SIMD extension of its kernels, for int8
+    /// "avx512-vnni", "avx2", "armv7e-m dsp", "neon-dotprod", "neon" or
+    /// "none", for f16 / f32 "avx512", "avx2", "neon" or "none" (every path
+    /// keeps the portable kernels' bits).
     pub fn kernels_name(&self) -> &'static str {
         kernels_name(self.precision(), self.engine.kernels())
     }
@@ -120,10 +120,9 @@ impl<'a> PlanRunner<'a> {
 
 /// [`PlanRunner::kernels_name`] for a plan of precision `p` on kernel path `k`.
 pub fn kernels_name(p: Precision, k: KernelPath) -> &'static str {
-    match (p, k.uses_scratch()) {
-        (Precision::Int8, _) => k.simd_name(),
-        (_, true) => "scalar float",
-        (_, false) => "scalar float, no scratch",
+    match p {
+        Precision::Int8 => k.simd_name(),
+        _ => k.float_simd_name(),
     }
 }
 
@@ -182,37 +181,12 @@ pub fn argmax(v: &[f32]) -> usize {
 /// saturating), little-endian f32 otherwise. The bytes a device receives in a
 /// benchmark are made here too, so host and device run identical inputs.
 pub fn encode_input(input: &TensorDesc, nchw: &[f32], out: &mut [u8]) -> Result<(), RunError> {
-    let dims: Vec<usize> = input.shape().iter().map(|&d| d as usize).collect();
-    let expected: usize = dims.iter().product();
-    let elem = if input.dtype == DType::I8 { 1 } else { 4 };
-    if nchw.len() != expected || out.len() != expected * elem {
-        return Err(RunError::InputSize {
-            got: nchw.len(),
-            expected,
-        });
-    }
-    let q = input.quant;
-    // A 4-D input is an NHWC map; anything else is stored in its own order.
-    let (n, h, w, c) = match dims.as_slice() {
-        [n, h, w, c] => (*n, *h, *w, *c),
-        _ => (1, 1, 1, expected),
-    };
-    for item in 0..n {
-        let base = item * h * w * c;
-        for y in 0..h {
-            for x in 0..w {
-                for ch in 0..c {
-                    let v = nchw[base + (ch * h + y) * w + x];
-                    let at = base + (y * w + x) * c + ch;
-                    match input.dtype {
-                        DType::I8 => out[at] = edgefit_engine::input::quantize_input(v, q) as u8,
-                        _ => out[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes()),
-                    }
-                }
-            }
+    edgefit_engine::input::encode_nchw(input, nchw, out).map_err(|e| match e {
+        edgefit_engine::input::EncodeError::Size { got, expected } => {
+            RunError::InputSize { got, expected }
         }
-    }
-    Ok(())
+        other => RunError::Engine(other.to_string()),
+    })
 }
 
 /// The plan output's values (in the engine's order: NHWC for a 4-D map) in

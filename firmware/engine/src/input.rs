@@ -255,10 +255,53 @@ impl InputRecipe {
     }
 }
 
+/// An f32 sample in the model's (ONNX, NCHW) order as the input tensor's
+/// bytes: a 4-D input is stored NHWC, anything else in its own order; int8
+/// inputs quantised with [`quantize_input`], f32 ones little-endian. Here
+/// rather than on the host so that it runs optimised in every build: it is
+/// part of each timed inference.
+pub fn encode_nchw(input: &TensorDesc, nchw: &[f32], out: &mut [u8]) -> Result<(), EncodeError> {
+    let shape = input.shape();
+    let elems = shape.iter().map(|&d| d as usize).product::<usize>();
+    let per = match input.dtype {
+        DType::I8 => 1,
+        DType::F32 => 4,
+        _ => return Err(EncodeError::InputType),
+    };
+    if nchw.len() != elems || out.len() != elems * per {
+        return Err(EncodeError::Size {
+            got: nchw.len(),
+            expected: elems,
+        });
+    }
+    let (hw, c) = match shape {
+        [_, h, w, c] => (*h as usize * *w as usize, *c as usize),
+        _ => (elems, 1),
+    };
+    let q = input.quant;
+    // NHWC element `i` of item `n` is NCHW element `(ch, pixel)` of it.
+    let item = (hw * c).max(1);
+    for (n, src) in nchw.chunks_exact(item).enumerate() {
+        for pixel in 0..hw {
+            for ch in 0..c {
+                let v = src[ch * hw + pixel];
+                let at = n * item + pixel * c + ch;
+                if per == 1 {
+                    out[at] = quantize_input(v, q) as u8;
+                } else {
+                    out[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Why raw pixels cannot become a plan's input tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncodeError {
-    /// Not one byte per input element.
+    /// Not one value (a byte, or an f32 for [`encode_nchw`]) per input
+    /// element.
     Size { got: usize, expected: usize },
     /// The input is neither int8 nor f32.
     InputType,
@@ -270,7 +313,7 @@ impl core::fmt::Display for EncodeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             EncodeError::Size { got, expected } => {
-                write!(f, "{got} bytes, the input takes {expected}")
+                write!(f, "{got} values, the input takes {expected}")
             }
             EncodeError::InputType => write!(f, "the input is neither int8 nor f32"),
             EncodeError::Recipe(e) => e.fmt(f),
@@ -392,6 +435,62 @@ pub fn parse_f32(text: &str) -> Option<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::{Encoding, Location};
+
+    fn desc(dtype: DType, dims: &[u32], quant: Quant) -> TensorDesc {
+        let mut d = [0u32; crate::format::MAX_RANK];
+        d[..dims.len()].copy_from_slice(dims);
+        TensorDesc {
+            dtype,
+            rank: dims.len() as u8,
+            dims: d,
+            location: Location::Arena,
+            encoding: Encoding::Dense,
+            offset: 0,
+            length: 0,
+            quant,
+        }
+    }
+
+    #[test]
+    fn encode_nchw_transposes_a_map_and_quantises_int8() {
+        // NCHW [1, 3, 2, 2]: value = 100 * channel + pixel.
+        let nchw: Vec<f32> = (0..3)
+            .flat_map(|ch| (0..4).map(move |p| (100 * ch + p) as f32))
+            .collect();
+        let q = Quant::new(2.0, -5);
+        let i8_in = desc(DType::I8, &[1, 2, 2, 3], q);
+        let mut out = [0u8; 12];
+        encode_nchw(&i8_in, &nchw, &mut out).unwrap();
+        for p in 0..4 {
+            for ch in 0..3 {
+                let want = quantize_input((100 * ch + p) as f32, q);
+                assert_eq!(out[p * 3 + ch] as i8, want, "pixel {p} channel {ch}");
+            }
+        }
+        let f32_in = desc(DType::F32, &[1, 2, 2, 3], q);
+        let mut fout = [0u8; 48];
+        encode_nchw(&f32_in, &nchw, &mut fout).unwrap();
+        let at = |b: &[u8], i: usize| f32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap());
+        assert_eq!(at(&fout, 3 + 2), 201.0, "pixel 1, channel 2");
+        // A flat input keeps its order.
+        let flat = desc(DType::F32, &[1, 12], q);
+        encode_nchw(&flat, &nchw, &mut fout).unwrap();
+        assert_eq!(at(&fout, 5), nchw[5]);
+        // Wrong lengths and types are refused.
+        assert_eq!(
+            encode_nchw(&i8_in, &nchw[..11], &mut out),
+            Err(EncodeError::Size {
+                got: 11,
+                expected: 12
+            })
+        );
+        let i32_in = desc(DType::I32, &[1, 2, 2, 3], q);
+        assert_eq!(
+            encode_nchw(&i32_in, &nchw, &mut fout),
+            Err(EncodeError::InputType)
+        );
+    }
 
     #[test]
     fn round_half_away_is_f32_round() {
