@@ -258,9 +258,10 @@ unsafe fn widen_sub(src: &[u8], dst: &mut [u8], zp: i32) {
 ///
 /// # Safety
 /// AVX2; `xbuf` holds at least `M * kpairs * 4` bytes and `panel`
-/// `kpairs * 64`.
+/// `kpairs * 64`. Not inlined: inside the caller's loops LLVM spills sums
+/// and recomputes row addresses in the hot loop.
 #[target_feature(enable = "avx2")]
-#[inline]
+#[inline(never)]
 unsafe fn micro<const M: usize>(
     kpairs: usize,
     xbuf: &[u8],
