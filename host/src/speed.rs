@@ -26,9 +26,9 @@ pub struct SpeedRow {
     /// of pruned models "sparse, decoded to scratch" (SIMD kernels) and
     /// "sparse, zero-skipping" (no scratch, as on a microcontroller).
     pub weights: &'static str,
-    /// The kernels the engine used: for int8 their SIMD extension
-    /// ("avx512-vnni", "avx2", "none"), for f16 / f32 "scalar float"
-    /// (", no scratch" with `portable`); "tract" for tract's own kernels.
+    /// The kernels the engine used, by SIMD extension: for int8
+    /// "avx512-vnni", "avx2", "neon-dotprod", "neon" or "none", for f16 / f32
+    /// "avx512", "avx2", "neon" or "none"; "tract" for tract's own kernels.
     pub kernels: &'static str,
     pub runs: usize,
     pub median_ms: f64,

@@ -339,3 +339,22 @@ fn float_conv_every_scratch_size_fast_equals_portable() {
         }
     }
 }
+
+/// The float kernels' name (what `edgefit speed` prints) says which ones run.
+#[test]
+fn float_kernel_names_follow_the_path() {
+    assert_eq!(KernelPath::Portable.float_simd_name(), "none");
+    let auto = KernelPath::Auto.float_simd_name();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let wide = std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && KernelPath::Auto.uses_vnni();
+        assert_eq!(auto, if wide { "avx512" } else { "avx2" });
+        assert_eq!(KernelPath::NoAvx512.float_simd_name(), "avx2");
+    }
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!(auto, "neon");
+    let _ = auto;
+}

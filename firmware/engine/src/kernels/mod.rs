@@ -102,6 +102,37 @@ impl KernelPath {
     }
 }
 
+impl KernelPath {
+    /// The SIMD extension this path's f32 and f16 kernels use on this
+    /// machine: `"avx512"` (the packed conv; with [`KernelPath::Auto`] on a
+    /// CPU with AVX-512 F, VL, DQ and VNNI), `"avx2"`, `"neon"` or `"none"`
+    /// (scalar loops, as on the Cortex-M4F's single-precision FPU).
+    pub fn float_simd_name(self) -> &'static str {
+        if !self.uses_simd() {
+            return "none";
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if self.uses_vnni() && float_x86::wide_available() {
+                "avx512"
+            } else {
+                "avx2"
+            }
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        {
+            "neon"
+        }
+        #[cfg(not(any(
+            target_arch = "x86_64",
+            all(target_arch = "aarch64", target_feature = "neon")
+        )))]
+        {
+            "none"
+        }
+    }
+}
+
 /// What a kernel may use besides its operands: SIMD, and the plan's
 /// scratch area (after the activation arena).
 #[derive(Debug)]
