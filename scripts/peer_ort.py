@@ -38,10 +38,15 @@ What it measures, and on what (every figure is measured on the machine it runs o
 
    With `--edgefit [BIN]`, each timed model is also timed by `BIN speed MODEL
    --precision int8,f16,f32 --kernels auto,no-avx512 --json` (tract f32, the edgefit
-   engine's int8 plan once with the fastest kernels this CPU has and once with AVX2
-   only, and its f16 and f32 plans) right after ORT's runs of it, so the side-by-side table's ratios come from
+   engine's int8, f16 and f32 plans once with the fastest kernels this CPU has and once with AVX2
+   only) right after ORT's runs of it, so the side-by-side table's ratios come from
    one run on one machine. BIN defaults to the `edgefit` that `cargo build` puts in
    $CARGO_TARGET_DIR (or ~/.cache/edgefit/target)/debug.
+
+   A CPU with AVX2 but no AVX-512 / VNNI, for every engine at once (ORT's MLAS too):
+   `bash scripts/avx2-only.sh python3 scripts/peer_ort.py ...` hides those features from
+   the process and its children (CPUID faulting; see scripts/avx2-only.c); the machine
+   label then says `avx512_hidden`.
 
 3. Output: Markdown tables on stdout and, with `--json`, every figure, each labelled
    with its source ("measured"), the machine (`platform.processor()` and the
@@ -137,16 +142,31 @@ def cpu_model():
 
 
 def cpu_flags():
+    """What the CPU has (/proc/cpuinfo) and what this process is shown (CPUID, as numpy
+    reads it): they differ under scripts/avx2-only.sh, which hides AVX-512 and VNNI."""
+    flags = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return {k: k in flags for k in ("avx2", "fma", "avx512f", "avx512_vnni",
+                    have = set(line.split(":", 1)[1].split())
+                    flags = {k: k in have for k in ("avx2", "fma", "avx512f", "avx512_vnni",
                                                     "avx_vnni", "amx_int8")}
+                    break
     except OSError:
         pass
-    return {}
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as seen
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as seen
+        except ImportError:
+            seen = None
+    if seen is not None:
+        flags["seen_by_process"] = {k: bool(seen.get(k)) for k in
+                                    ("AVX2", "FMA3", "AVX512F", "AVX512_VNNI", "AVX512_ICL")}
+        flags["avx512_hidden"] = bool(flags.get("avx512f")) and not seen.get("AVX512F")
+    return flags
 
 
 def machine_info():
@@ -347,7 +367,10 @@ def main():
         print(msg, file=sys.stderr, flush=True)
 
     machine = machine_info()
-    label = {"source": "measured", "machine": machine["cpu_model"] or machine["processor"],
+    cpu = machine["cpu_model"] or machine["processor"]
+    if machine["cpu_flags"].get("avx512_hidden"):
+        cpu += " (AVX-512 and VNNI hidden: scripts/avx2-only.sh)"
+    label = {"source": "measured", "machine": cpu,
              "processor": machine["processor"], "onnxruntime": ort.__version__,
              "intra_op_num_threads": 1, "inter_op_num_threads": 1}
     qconf = {"quant_format": "QDQ", "per_channel": True, "activation_type": args.activation_type,
@@ -502,8 +525,14 @@ def print_side_by_side(r):
     for e in r["edgefit_speed"]:
         if e["engine"] != "tract" and e["precision"] == "int8" and e["kernels"] not in kernels:
             kernels.append(e["kernels"])
+    floats = []
+    for e in r["edgefit_speed"]:
+        if e["engine"] != "tract" and e["precision"] != "int8" and e["kernels"] not in floats:
+            floats.append(e["kernels"])
     head = ["model", "ORT fp32", "ORT int8", "tract f32"] + [f"edgefit int8 ({k})" for k in kernels] \
-        + ["edgefit f16", "edgefit f32"] + [f"ORT fp32 / edgefit int8 ({k})" for k in kernels]
+        + [f"edgefit {p} ({k})" for k in floats for p in ("f16", "f32")] \
+        + [f"ORT fp32 / edgefit int8 ({k})" for k in kernels] \
+        + [f"edgefit f32 ({k}) / ORT fp32" for k in floats]
     print("| " + " | ".join(head) + " |")
     print("| --- |" + " ---: |" * (len(head) - 1))
     for m in models:
@@ -511,16 +540,19 @@ def print_side_by_side(r):
         tract = next((e["median_ms"] for e in r["edgefit_speed"] if e["model"] == m and e["engine"] == "tract"), None)
         ours = {e["kernels"]: e["median_ms"] for e in r["edgefit_speed"]
                 if e["model"] == m and e["engine"] != "tract" and e["precision"] == "int8"}
-        floats = {e["precision"]: e["median_ms"] for e in r["edgefit_speed"]
-                  if e["model"] == m and e["engine"] != "tract" and e["precision"] != "int8"}
+        fl = {(e["precision"], e["kernels"]): e["median_ms"] for e in r["edgefit_speed"]
+              if e["model"] == m and e["engine"] != "tract" and e["precision"] != "int8"}
         ms = lambda v: f"{v:.3f} ms" if v is not None else "-"
         cells = [m, ms(ort_ms.get("fp32")), ms(ort_ms.get("int8")), ms(tract)]
         cells += [ms(ours.get(k)) for k in kernels]
-        cells += [ms(floats.get("f16")), ms(floats.get("f32"))]
+        cells += [ms(fl.get((p, k))) for k in floats for p in ("f16", "f32")]
         cells += [f"{ort_ms['fp32'] / ours[k]:.2f}x" if "fp32" in ort_ms and k in ours else "-" for k in kernels]
+        cells += [f"{fl[('f32', k)] / ort_ms['fp32']:.2f}x" if "fp32" in ort_ms and ("f32", k) in fl else "-"
+                  for k in floats]
         print("| " + " | ".join(cells) + " |")
     print("\n(median wall clock, batch 1, one thread; each model's ORT and edgefit timings ran back to "
-          "back in this run. The last columns: how many times faster edgefit's int8 is than ORT fp32.)\n")
+          "back in this run. The last columns: how many times faster edgefit's int8 is than ORT fp32, "
+          "and edgefit f32's time as a multiple of ORT fp32's.)\n")
 
 
 def print_tables(r):

@@ -36,6 +36,17 @@ trap 'rm -rf "$board_plans"' EXIT
 "$CARGO_TARGET_DIR/debug/edgefit" compile models/vgg-fmnist.onnx --calib-samples 50 \
     --no-scratch --ram-budget 8KiB -o "$board_plans/vgg-8k.efp" >/dev/null 2>&1
 bash scripts/bench-board.sh --runs 1 "$board_plans/resnet.efp" "$board_plans/vgg-8k.efp" >/dev/null
+# A CPU with AVX2 but no AVX-512 (issue 18's Zen 3), on this one when it can
+# hide AVX-512 (CPUID faulting): `edgefit speed` must run, and name, the AVX2
+# kernels for every precision.
+if grep -qw cpuid_fault /proc/cpuinfo && grep -qw avx512f /proc/cpuinfo; then
+    kernels="$(bash scripts/avx2-only.sh "$CARGO_TARGET_DIR/debug/edgefit" speed \
+        models/resnet-fmnist.onnx --runs 2 --json 2>/dev/null | grep -o '"kernels": *"[^"]*"' | sort -u)"
+    [ "$kernels" = "$(printf '"kernels": "avx2"\n"kernels": "tract"')" ] || {
+        echo "scripts/avx2-only.sh: edgefit speed ran other kernels: $kernels" >&2
+        exit 1
+    }
+fi
 # The compare report test renders report.html in headless Chromium.
 ensure_packages chromium
 cargo test --workspace --features edgefit/probe
