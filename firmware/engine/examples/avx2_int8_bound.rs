@@ -1,0 +1,149 @@
+//! How fast an exact int8 GEMM can be with AVX2 alone, on this CPU: the
+//! register-only inner loop of the engine's AVX2 micro-kernel (6 pixels ×
+//! 16 channels, `vpmaddwd` + `vpaddd`, exact) next to the loop onnxruntime's
+//! MLAS runs without VNNI (`vpmaddubsw` + `vpmaddwd` + `vpaddd`, 4 taps per
+//! 16-bit pair: it saturates when a pair of products exceeds 32767, which
+//! int8 activations with a zero point of -128 and full-range weights reach),
+//! both fed from L1, in MACs per cycle. The clock is measured by a chain of
+//! dependent adds (one per cycle).
+//!
+//! `cargo run --release -p edgefit-engine --example avx2_int8_bound`
+//!
+//! On the 2-vCPU AMD EPYC (Zen 4) of docs/benchmarks.md: 26.5 against 32.5
+//! MACs per cycle, the bound behind its AVX2 int8 figures.
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn main() {
+    use std::arch::asm;
+    use std::time::Instant;
+
+    if !std::arch::is_x86_feature_detected!("avx2") {
+        eprintln!("no AVX2 on this CPU");
+        std::process::exit(1);
+    }
+    const STEPS: u64 = 100_000_000;
+    let buf = [1u8; 256];
+    let p = buf.as_ptr();
+
+    // Cycles: one dependent add per cycle.
+    let t = Instant::now();
+    // SAFETY: registers only.
+    unsafe {
+        asm!(
+            "2:",
+            "add {a}, 1", "add {a}, 1", "add {a}, 1", "add {a}, 1",
+            "sub {n}, 4",
+            "jnz 2b",
+            a = inout(reg) 0u64 => _,
+            n = inout(reg) STEPS * 4 => _,
+        );
+    }
+    let ghz = (STEPS * 4) as f64 / t.elapsed().as_secs_f64() / 1e9;
+
+    macro_rules! madd {
+        ($acc:literal) => {
+            concat!(
+                "vpmaddwd ymm15, ymm14, ymm12\n",
+                "vpaddd ymm",
+                $acc,
+                ", ymm",
+                $acc,
+                ", ymm15\n"
+            )
+        };
+        ($acc:literal, hi) => {
+            concat!(
+                "vpmaddwd ymm15, ymm14, ymm13\n",
+                "vpaddd ymm",
+                $acc,
+                ", ymm",
+                $acc,
+                ", ymm15\n"
+            )
+        };
+    }
+    // One step of the exact kernel: two panel loads, six pixel broadcasts,
+    // 12 vpmaddwd + 12 vpaddd = 6 pixels × 16 channels × 2 taps.
+    let t = Instant::now();
+    // SAFETY: reads 88 bytes of `buf`; ymm registers only otherwise.
+    unsafe {
+        asm!(
+            "2:",
+            "vmovdqu ymm12, [{p}]", "vmovdqu ymm13, [{p} + 32]",
+            "vpbroadcastd ymm14, [{p} + 64]", madd!("0"), madd!("1", hi),
+            "vpbroadcastd ymm14, [{p} + 68]", madd!("2"), madd!("3", hi),
+            "vpbroadcastd ymm14, [{p} + 72]", madd!("4"), madd!("5", hi),
+            "vpbroadcastd ymm14, [{p} + 76]", madd!("6"), madd!("7", hi),
+            "vpbroadcastd ymm14, [{p} + 80]", madd!("8"), madd!("9", hi),
+            "vpbroadcastd ymm14, [{p} + 84]", madd!("10"), madd!("11", hi),
+            "dec {n}",
+            "jnz 2b",
+            p = in(reg) p,
+            n = inout(reg) STEPS => _,
+            out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+            out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
+            out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+            out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+        );
+    }
+    let exact = 192.0 * STEPS as f64 / (t.elapsed().as_secs_f64() * ghz * 1e9);
+
+    macro_rules! maddubs {
+        ($acc:literal, $w:literal) => {
+            concat!(
+                "vpmaddubsw ymm15, ymm14, ymm",
+                $w,
+                "\n",
+                "vpmaddwd ymm15, ymm15, [{ones}]\n",
+                "vpaddd ymm",
+                $acc,
+                ", ymm",
+                $acc,
+                ", ymm15\n"
+            )
+        };
+    }
+    // One step of the saturating kernel: 6 pixels × 16 channels × 4 taps
+    // (`ones`: the 16-bit ones vpmaddwd widens with, from L1).
+    let ones = [1i16; 16];
+    let t = Instant::now();
+    // SAFETY: as above, and 32 bytes of `ones`.
+    unsafe {
+        asm!(
+            "2:",
+            "vmovdqu ymm12, [{p}]", "vmovdqu ymm13, [{p} + 32]",
+            "vpbroadcastd ymm14, [{p} + 64]", maddubs!("0", "12"), maddubs!("1", "13"),
+            "vpbroadcastd ymm14, [{p} + 68]", maddubs!("2", "12"), maddubs!("3", "13"),
+            "vpbroadcastd ymm14, [{p} + 72]", maddubs!("4", "12"), maddubs!("5", "13"),
+            "vpbroadcastd ymm14, [{p} + 76]", maddubs!("6", "12"), maddubs!("7", "13"),
+            "vpbroadcastd ymm14, [{p} + 80]", maddubs!("8", "12"), maddubs!("9", "13"),
+            "vpbroadcastd ymm14, [{p} + 84]", maddubs!("10", "12"), maddubs!("11", "13"),
+            "dec {n}",
+            "jnz 2b",
+            p = in(reg) p,
+            ones = in(reg) ones.as_ptr(),
+            n = inout(reg) STEPS => _,
+            out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+            out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
+            out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+            out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+        );
+    }
+    let saturating = 384.0 * STEPS as f64 / (t.elapsed().as_secs_f64() * ghz * 1e9);
+    println!("clock {ghz:.2} GHz (dependent adds)");
+    println!(
+        "exact    vpmaddwd + vpaddd, 6x16:              {exact:5.1} MACs/cycle = {:6.1} GMAC/s",
+        exact * ghz
+    );
+    println!(
+        "saturating vpmaddubsw + vpmaddwd + vpaddd, 6x16: {saturating:5.1} MACs/cycle = {:6.1} GMAC/s",
+        saturating * ghz
+    );
+    println!("(register-only loops fed from L1: upper bounds for a whole layer)");
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn main() {
+    eprintln!("avx2_int8_bound: x86-64 only");
+}
