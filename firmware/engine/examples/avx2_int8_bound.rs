@@ -41,20 +41,14 @@ fn main() {
     }
     let ghz = (STEPS * 4) as f64 / t.elapsed().as_secs_f64() / 1e9;
 
+    // One multiply-accumulate of the exact kernel: pixel broadcast (ymm14)
+    // times 8 channels × 2 taps of the panel (`$w`), into `$acc`.
     macro_rules! madd {
-        ($acc:literal) => {
+        ($acc:literal, $w:literal) => {
             concat!(
-                "vpmaddwd ymm15, ymm14, ymm12\n",
-                "vpaddd ymm",
-                $acc,
-                ", ymm",
-                $acc,
-                ", ymm15\n"
-            )
-        };
-        ($acc:literal, hi) => {
-            concat!(
-                "vpmaddwd ymm15, ymm14, ymm13\n",
+                "vpmaddwd ymm15, ymm14, ymm",
+                $w,
+                "\n",
                 "vpaddd ymm",
                 $acc,
                 ", ymm",
@@ -63,32 +57,8 @@ fn main() {
             )
         };
     }
-    // One step of the exact kernel: two panel loads, six pixel broadcasts,
-    // 12 vpmaddwd + 12 vpaddd = 6 pixels × 16 channels × 2 taps.
-    let t = Instant::now();
-    // SAFETY: reads 88 bytes of `buf`; ymm registers only otherwise.
-    unsafe {
-        asm!(
-            "2:",
-            "vmovdqu ymm12, [{p}]", "vmovdqu ymm13, [{p} + 32]",
-            "vpbroadcastd ymm14, [{p} + 64]", madd!("0"), madd!("1", hi),
-            "vpbroadcastd ymm14, [{p} + 68]", madd!("2"), madd!("3", hi),
-            "vpbroadcastd ymm14, [{p} + 72]", madd!("4"), madd!("5", hi),
-            "vpbroadcastd ymm14, [{p} + 76]", madd!("6"), madd!("7", hi),
-            "vpbroadcastd ymm14, [{p} + 80]", madd!("8"), madd!("9", hi),
-            "vpbroadcastd ymm14, [{p} + 84]", madd!("10"), madd!("11", hi),
-            "dec {n}",
-            "jnz 2b",
-            p = in(reg) p,
-            n = inout(reg) STEPS => _,
-            out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
-            out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
-            out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
-            out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-        );
-    }
-    let exact = 192.0 * STEPS as f64 / (t.elapsed().as_secs_f64() * ghz * 1e9);
-
+    // The saturating kernel's: 8 channels × 4 taps, widened to i32 by a
+    // vpmaddwd with the 16-bit ones at `{ones}` (from L1).
     macro_rules! maddubs {
         ($acc:literal, $w:literal) => {
             concat!(
@@ -104,33 +74,41 @@ fn main() {
             )
         };
     }
-    // One step of the saturating kernel: 6 pixels × 16 channels × 4 taps
-    // (`ones`: the 16-bit ones vpmaddwd widens with, from L1).
     let ones = [1i16; 16];
-    let t = Instant::now();
-    // SAFETY: as above, and 32 bytes of `ones`.
-    unsafe {
-        asm!(
-            "2:",
-            "vmovdqu ymm12, [{p}]", "vmovdqu ymm13, [{p} + 32]",
-            "vpbroadcastd ymm14, [{p} + 64]", maddubs!("0", "12"), maddubs!("1", "13"),
-            "vpbroadcastd ymm14, [{p} + 68]", maddubs!("2", "12"), maddubs!("3", "13"),
-            "vpbroadcastd ymm14, [{p} + 72]", maddubs!("4", "12"), maddubs!("5", "13"),
-            "vpbroadcastd ymm14, [{p} + 76]", maddubs!("6", "12"), maddubs!("7", "13"),
-            "vpbroadcastd ymm14, [{p} + 80]", maddubs!("8", "12"), maddubs!("9", "13"),
-            "vpbroadcastd ymm14, [{p} + 84]", maddubs!("10", "12"), maddubs!("11", "13"),
-            "dec {n}",
-            "jnz 2b",
-            p = in(reg) p,
-            ones = in(reg) ones.as_ptr(),
-            n = inout(reg) STEPS => _,
-            out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
-            out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
-            out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
-            out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-        );
+    // Seconds for STEPS steps of 6 pixels × 16 channels: two panel loads,
+    // six pixel broadcasts, 12 `$mac`s.
+    macro_rules! time_6x16 {
+        ($mac:ident) => {{
+            let t = Instant::now();
+            // SAFETY: reads 88 bytes of `buf` and 32 of `ones`; ymm
+            // registers only otherwise.
+            unsafe {
+                asm!(
+                    "# ones: {ones}",
+                    "2:",
+                    "vmovdqu ymm12, [{p}]", "vmovdqu ymm13, [{p} + 32]",
+                    "vpbroadcastd ymm14, [{p} + 64]", $mac!("0", "12"), $mac!("1", "13"),
+                    "vpbroadcastd ymm14, [{p} + 68]", $mac!("2", "12"), $mac!("3", "13"),
+                    "vpbroadcastd ymm14, [{p} + 72]", $mac!("4", "12"), $mac!("5", "13"),
+                    "vpbroadcastd ymm14, [{p} + 76]", $mac!("6", "12"), $mac!("7", "13"),
+                    "vpbroadcastd ymm14, [{p} + 80]", $mac!("8", "12"), $mac!("9", "13"),
+                    "vpbroadcastd ymm14, [{p} + 84]", $mac!("10", "12"), $mac!("11", "13"),
+                    "dec {n}",
+                    "jnz 2b",
+                    p = in(reg) p,
+                    ones = in(reg) ones.as_ptr(),
+                    n = inout(reg) STEPS => _,
+                    out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+                    out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
+                    out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+                    out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                );
+            }
+            t.elapsed().as_secs_f64()
+        }};
     }
-    let saturating = 384.0 * STEPS as f64 / (t.elapsed().as_secs_f64() * ghz * 1e9);
+    let exact = 192.0 * STEPS as f64 / (time_6x16!(madd) * ghz * 1e9);
+    let saturating = 384.0 * STEPS as f64 / (time_6x16!(maddubs) * ghz * 1e9);
     println!("clock {ghz:.2} GHz (dependent adds)");
     println!(
         "exact    vpmaddwd + vpaddd, 6x16:              {exact:5.1} MACs/cycle = {:6.1} GMAC/s",

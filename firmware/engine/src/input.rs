@@ -225,33 +225,45 @@ impl InputRecipe {
         input: &TensorDesc,
         out: &mut [u8],
     ) -> Result<(), EncodeError> {
-        let shape = input.shape();
-        let elems = shape.iter().map(|&d| d as usize).product::<usize>();
-        let channels = match shape {
+        let channels = match input.shape() {
             [_, _, _, c] => *c,
             _ => 1,
         };
         self.check_channels(channels).map_err(EncodeError::Recipe)?;
-        let per = match input.dtype {
-            DType::I8 => 1,
-            DType::F32 => 4,
-            _ => return Err(EncodeError::InputType),
-        };
-        if raw.len() != elems || out.len() != elems * per {
-            return Err(EncodeError::Size {
-                got: raw.len(),
-                expected: elems,
-            });
-        }
+        check_sizes(input, raw.len(), out.len())?;
         let c = channels.max(1) as usize;
         for (i, &p) in raw.iter().enumerate() {
-            let v = self.value(p, i % c);
-            match input.dtype {
-                DType::I8 => out[i] = quantize_input(v, input.quant) as u8,
-                _ => out[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes()),
-            }
+            store(input, self.value(p, i % c), i, out);
         }
         Ok(())
+    }
+}
+
+/// The input's element count, if `values` is that and `out_len` that many
+/// of its elements' bytes (1 for int8, 4 for f32; other types refused).
+fn check_sizes(input: &TensorDesc, values: usize, out_len: usize) -> Result<usize, EncodeError> {
+    let elems = input.shape().iter().map(|&d| d as usize).product::<usize>();
+    let per = match input.dtype {
+        DType::I8 => 1,
+        DType::F32 => 4,
+        _ => return Err(EncodeError::InputType),
+    };
+    if values != elems || out_len != elems * per {
+        return Err(EncodeError::Size {
+            got: values,
+            expected: elems,
+        });
+    }
+    Ok(elems)
+}
+
+/// Writes `v` as element `at` of the input tensor `out` (sizes checked by
+/// [`check_sizes`]): quantised for int8, little-endian f32 otherwise.
+#[inline]
+fn store(input: &TensorDesc, v: f32, at: usize, out: &mut [u8]) {
+    match input.dtype {
+        DType::I8 => out[at] = quantize_input(v, input.quant) as u8,
+        _ => out[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes()),
     }
 }
 
@@ -261,36 +273,17 @@ impl InputRecipe {
 /// rather than on the host so that it runs optimised in every build: it is
 /// part of each timed inference.
 pub fn encode_nchw(input: &TensorDesc, nchw: &[f32], out: &mut [u8]) -> Result<(), EncodeError> {
-    let shape = input.shape();
-    let elems = shape.iter().map(|&d| d as usize).product::<usize>();
-    let per = match input.dtype {
-        DType::I8 => 1,
-        DType::F32 => 4,
-        _ => return Err(EncodeError::InputType),
-    };
-    if nchw.len() != elems || out.len() != elems * per {
-        return Err(EncodeError::Size {
-            got: nchw.len(),
-            expected: elems,
-        });
-    }
-    let (hw, c) = match shape {
+    let elems = check_sizes(input, nchw.len(), out.len())?;
+    let (hw, c) = match input.shape() {
         [_, h, w, c] => (*h as usize * *w as usize, *c as usize),
         _ => (elems, 1),
     };
-    let q = input.quant;
     // NHWC element `i` of item `n` is NCHW element `(ch, pixel)` of it.
     let item = (hw * c).max(1);
     for (n, src) in nchw.chunks_exact(item).enumerate() {
         for pixel in 0..hw {
             for ch in 0..c {
-                let v = src[ch * hw + pixel];
-                let at = n * item + pixel * c + ch;
-                if per == 1 {
-                    out[at] = quantize_input(v, q) as u8;
-                } else {
-                    out[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes());
-                }
+                store(input, src[ch * hw + pixel], n * item + pixel * c + ch, out);
             }
         }
     }
