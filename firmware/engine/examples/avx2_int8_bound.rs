@@ -9,7 +9,7 @@
 //!
 //! `cargo run --release -p edgefit-engine --example avx2_int8_bound`
 //!
-//! On the 2-vCPU AMD EPYC (Zen 4) of docs/benchmarks.md: 26.5 against 32.5
+//! On the 2-vCPU AMD EPYC (Zen 4) of docs/benchmarks.md: 26.1 against 31.5
 //! MACs per cycle, the bound behind its AVX2 int8 figures.
 
 #[cfg(target_arch = "x86_64")]
