@@ -50,9 +50,8 @@ use super::{FloatAct, FloatWeight, Geom, KResult, OutF, ShapeError};
 const MR: usize = 2;
 /// Output channels per micro-kernel block.
 const NR: usize = 4;
-/// Most output channels per chunk (the running sums of a pixel block live
-/// on the stack).
-const CM_MAX: usize = 96;
+/// Most output channels per chunk.
+const CM_MAX: usize = super::FLOAT_CM_MAX;
 const _: () = assert!(CM_MAX.is_multiple_of(NR));
 /// Target bytes of a chunk's weights (kept in L2 while every pixel block
 /// runs over them).
@@ -191,7 +190,8 @@ unsafe fn micro<const M: usize>(
 
 /// Regular f32 conv over output channels `oc0..oc0 + m`, whose weights
 /// (f32, OHWI) are `w` (channel `oc0 + j` at `j * k`): writes those
-/// channels of every output pixel. The same bits as the portable loop.
+/// channels of every output pixel ([`super::float_conv`]'s loops around
+/// [`micro`]). The same bits as the portable loop.
 ///
 /// The caller has checked `x` and `out` against `g`, and the residual.
 #[allow(clippy::too_many_arguments)]
@@ -205,100 +205,33 @@ pub(crate) fn conv_f32(
     o: &OutF<'_>,
     out: &mut [u8],
 ) -> KResult {
-    let k = g.kernel_h * g.kernel_w * g.in_c;
-    if w.len() < m * k * 4 || oc0 + m > g.out_c {
-        return Err(ShapeError);
-    }
-    let per = (k * 4).max(1);
-    let cm = ((CHUNK_WEIGHT_BYTES / per) / NR * NR).clamp(NR, CM_MAX);
-    let mut bias = [0.0f32; CM_MAX];
-    for cb in (0..m).step_by(cm) {
-        let cn = cm.min(m - cb);
-        for (j, b) in bias.iter_mut().enumerate().take(cn) {
-            *b = bias_at(oc0 + cb + j);
-        }
-        let wc = w.get(cb * k * 4..(cb + cn) * k * 4).ok_or(ShapeError)?;
-        crate::kernels::for_each_block::<MR>(g, |blk, nb, rows, cols| {
-            block(
-                g,
-                x,
-                wc,
-                (oc0 + cb, cn),
-                &bias,
-                (blk, nb),
-                rows,
-                cols,
-                o,
-                out,
-            )
-        })?;
-    }
-    Ok(())
-}
-
-/// One pixel block (`blk`, its first `nb`) against the `cn` channels from
-/// `oc` whose weights are `wc` (`cn * k` f32).
-#[allow(clippy::too_many_arguments)]
-fn block(
-    g: &Geom,
-    x: &[u8],
-    wc: &[u8],
-    (oc, cn): (usize, usize),
-    bias: &[f32; CM_MAX],
-    (blk, nb): (&[(usize, usize); MR], usize),
-    rows: super::Span,
-    cols: super::Span,
-    o: &OutF<'_>,
-    out: &mut [u8],
-) -> KResult {
-    let (c, kh, kw, n) = (g.in_c, g.kernel_h, g.kernel_w, g.out_c);
-    let span = cols.len() * c;
-    let k = kh * kw * c;
-    // Every weight row read below, `((j * kh + ky) * kw + cols.k0) * c` plus
-    // `span`, ends inside channel j's `k`.
-    if rows.k1 > kh || cols.k1 > kw || wc.len() < cn * k * 4 || cn > CM_MAX || cn == 0 {
-        return Err(ShapeError);
-    }
-    let mut run = [*bias; MR];
-    let wbase = wc.as_ptr() as *const f32;
-    for (r, ky) in (rows.k0..rows.k1).enumerate() {
-        let mut xp = [core::ptr::null::<f32>(); MR];
-        for (p, &(oy, ox)) in blk.iter().enumerate().take(nb) {
-            let (ry, cx) = (g.rows(oy), g.cols(ox));
-            let xs = ((ry.i0 + r) * g.in_w + cx.i0) * c * 4;
-            let xr = x.get(xs..xs + span * 4).ok_or(ShapeError)?;
-            xp[p] = xr.as_ptr() as *const f32;
-        }
-        let row0 = (ky * kw + cols.k0) * c;
-        for jb in (0..cn).step_by(NR) {
-            let nr = NR.min(cn - jb);
-            // Past the last channel, repeat it (its sums land in `run` past
-            // the chunk's channels, where nothing reads them).
-            let mut wp = [wbase; NR];
-            for (t, p) in wp.iter_mut().enumerate() {
-                // SAFETY: inside channel jb + min(t, nr - 1) < cn of `wc`
-                // (checked above).
-                *p = unsafe { wbase.add((jb + t.min(nr - 1)) * k + row0) };
-            }
-            // SAFETY: the first `nb` pixel pointers and all NR channel
-            // pointers each start `span` readable f32; jb + NR <= CM_MAX
-            // (jb < cn <= CM_MAX, and NR divides both jb and CM_MAX).
+    super::float_conv::<MR, NR>(
+        g,
+        x,
+        w,
+        (oc0, m),
+        bias_at,
+        CHUNK_WEIGHT_BYTES,
+        out,
+        |nb, _, xp, wp, span, run, jb| {
+            // SAFETY: `float_conv`'s guarantee: the first `nb` pixel
+            // pointers and all NR channel pointers each start `span`
+            // readable f32; jb + NR <= CM_MAX.
             unsafe {
                 match nb {
-                    2 => micro::<2>(&xp, &wp, span, &mut run, jb),
-                    1 => micro::<1>(&xp, &wp, span, &mut run, jb),
+                    2 => micro::<2>(xp, wp, span, run, jb),
+                    1 => micro::<1>(xp, wp, span, run, jb),
                     _ => return Err(ShapeError),
                 }
             }
-        }
-    }
-    for (p, &(oy, ox)) in blk.iter().enumerate().take(nb) {
-        let base = (oy * g.out_w + ox) * n + oc;
-        for (j, &a) in run[p].iter().enumerate().take(cn) {
-            o.store(a, base + j, out);
-        }
-    }
-    Ok(())
+            Ok(())
+        },
+        |sums, base, out| {
+            for (j, &a) in sums.iter().enumerate() {
+                o.store(a, base + j, out);
+            }
+        },
+    )
 }
 
 /// Depthwise f32 conv: each lane one channel, `acc = bias`, then

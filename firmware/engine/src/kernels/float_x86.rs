@@ -30,12 +30,13 @@
 //! their windows have the same in-bounds kernel rows and columns (so the
 //! same span, and the same lane for every tap); the blocks run over a chunk
 //! of output channels whose weights stay in L2, one kernel row at a time,
-//! so the block's input rows stay in L1. Three register blockings:
+//! so the block's input rows stay in L1 (the loops are
+//! [`super::float_conv`], shared with NEON). Three register blockings:
 //!
-//! - AVX2: 2 pixels × 4 channels (`avx2::conv`);
+//! - AVX2: 2 pixels × 4 channels (`conv_avx2`);
 //! - AVX-512 F/VL/DQ: 6 pixels × 8 channels, two channels per 512-bit
 //!   register, each pixel's eight inputs broadcast to both halves
-//!   (`avx512::conv`); a 512-bit multiply or add is two independent 256-bit
+//!   (`conv_avx512`); a 512-bit multiply or add is two independent 256-bit
 //!   ones, so the lanes are unchanged;
 //! - the same with the weights packed into the plan's scratch and, for
 //!   chunks of 4 or more blocks, the input rows stored twice per 8-value
@@ -51,9 +52,8 @@ use core::arch::x86_64::*;
 use super::scratch::{float_pack_layout, FP_MAX_BLOCKS, FP_MR, FP_NR};
 use super::{FloatAct, Geom, KResult, OutF, Residual, ShapeError};
 
-/// Most output channels per chunk (the running sums of a pixel block live
-/// on the stack).
-const CM_MAX: usize = 96;
+/// Most output channels per chunk.
+const CM_MAX: usize = super::FLOAT_CM_MAX;
 const _: () = assert!(CM_MAX == FP_MAX_BLOCKS * FP_NR);
 /// Fewest packed blocks per chunk for which the packed conv doubles its
 /// input rows rather than broadcasting them.
@@ -386,126 +386,6 @@ unsafe fn micro_wide(
     );
 }
 
-/// Generates the regular conv's driver for one register blocking: a module
-/// whose `conv` runs blocks of `MR` output pixels × `NR` output channels
-/// through the micro-kernel `$micro` (compiled with the target features
-/// `$feat`). The sums are the same whatever the blocking.
-macro_rules! conv_family {
-    ($(#[$doc:meta])* $module:ident, $feat:literal, $mr:literal, $nr:literal, $micro:ident) => {
-        $(#[$doc])*
-        mod $module {
-            use super::*;
-
-            /// Output pixels per micro-kernel block.
-            pub(crate) const MR: usize = $mr;
-            /// Output channels per micro-kernel block.
-            pub(crate) const NR: usize = $nr;
-
-            /// Regular f32 conv over output channels `oc0..oc0 + m`, whose
-            /// weights (f32, OHWI) are `w` (channel `oc0 + j` at `j * k`):
-            /// writes those channels of every output pixel.
-            ///
-            /// # Safety
-            /// The CPU must support the module's target features.
-            #[target_feature(enable = $feat)]
-            #[allow(clippy::too_many_arguments)]
-            pub(crate) unsafe fn conv(
-                g: &Geom,
-                x: &[u8],
-                w: &[u8],
-                oc0: usize,
-                m: usize,
-                bias_at: &impl Fn(usize) -> f32,
-                o: &OutF<'_>,
-                out: &mut [u8],
-            ) -> KResult {
-                let k = g.kernel_h * g.kernel_w * g.in_c;
-                let per = (k * 4).max(1);
-                let cm = ((CHUNK_WEIGHT_BYTES / per) / NR * NR).clamp(NR, CM_MAX / NR * NR);
-                let mut bias = [0.0f32; CM_MAX];
-                for cb in (0..m).step_by(cm) {
-                    let cn = cm.min(m - cb);
-                    for (j, b) in bias.iter_mut().enumerate().take(cn) {
-                        *b = bias_at(oc0 + cb + j);
-                    }
-                    let wc = w.get(cb * k * 4..(cb + cn) * k * 4).ok_or(ShapeError)?;
-                    crate::kernels::for_each_block::<MR>(g, |blk, nb, rows, cols| {
-                        // SAFETY: the same target features.
-                        unsafe { block(g, x, wc, (oc0 + cb, cn), &bias, blk, nb, rows, cols, o, out) }
-                    })?;
-                }
-                Ok(())
-            }
-
-            /// One pixel block against the `cn` channels from `oc` whose
-            /// weights are `wc` (`cn * k` f32).
-            ///
-            /// # Safety
-            /// The CPU must support the module's target features.
-            #[target_feature(enable = $feat)]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn block(
-                g: &Geom,
-                x: &[u8],
-                wc: &[u8],
-                (oc, cn): (usize, usize),
-                bias: &[f32; CM_MAX],
-                blk: &[(usize, usize); MR],
-                nb: usize,
-                rows: super::super::Span,
-                cols: super::super::Span,
-                o: &OutF<'_>,
-                out: &mut [u8],
-            ) -> KResult {
-                let (c, kh, kw, n) = (g.in_c, g.kernel_h, g.kernel_w, g.out_c);
-                let span = cols.len() * c;
-                let k = kh * kw * c;
-                // Every weight row read below, `((j * kh + ky) * kw +
-                // cols.k0) * c` plus `span`, ends inside channel j's `k`.
-                if rows.k1 > kh || cols.k1 > kw || wc.len() < cn * k * 4 || cn > CM_MAX {
-                    return Err(ShapeError);
-                }
-                // Running sums, one row of channels per pixel.
-                let mut run = [*bias; MR];
-                let wbase = wc.as_ptr() as *const f32;
-                for (r, ky) in (rows.k0..rows.k1).enumerate() {
-                    let mut xp = [core::ptr::null::<f32>(); MR];
-                    for (p, &(oy, ox)) in blk.iter().enumerate().take(nb) {
-                        let (ry, cx) = (g.rows(oy), g.cols(ox));
-                        let xs = ((ry.i0 + r) * g.in_w + cx.i0) * c * 4;
-                        let xr = x.get(xs..xs + span * 4).ok_or(ShapeError)?;
-                        xp[p] = xr.as_ptr() as *const f32;
-                    }
-                    let row0 = (ky * kw + cols.k0) * c;
-                    for jb in (0..cn).step_by(NR) {
-                        let nr = NR.min(cn - jb);
-                        // Past the last channel, repeat it (all NR
-                        // pointers valid, and no masked store to read).
-                        let mut wp = [wbase; NR];
-                        for (t, p) in wp.iter_mut().enumerate() {
-                            // SAFETY: inside channel jb + min(t, nr - 1) <
-                            // cn of `wc` (checked above).
-                            *p = unsafe { wbase.add((jb + t.min(nr - 1)) * k + row0) };
-                        }
-                        // SAFETY: the first `nb` pixel pointers and all NR
-                        // channel pointers each start `span` readable f32;
-                        // `run` has `nb` rows of CM_MAX >= jb + NR (jb is a
-                        // multiple of NR, which divides CM_MAX).
-                        unsafe {
-                            $micro(nb, nr, &xp, &wp, span, run.as_mut_ptr().cast::<f32>().add(jb))
-                        };
-                    }
-                }
-                for (p, &(oy, ox)) in blk.iter().enumerate().take(nb) {
-                    let base = (oy * g.out_w + ox) * n + oc;
-                    store_row(o, &run[p][..cn], base, out);
-                }
-                Ok(())
-            }
-        }
-    };
-}
-
 /// Adds the combined sums of `acc` (pixel `p`, channel `t`) to the running
 /// sums at `run[p * CM_MAX + t]`.
 ///
@@ -572,24 +452,75 @@ unsafe fn add_sums<const M: usize, const N: usize>(acc: &[[__m256; N]; M], run: 
     }
 }
 
-conv_family!(
-    /// AVX2 (16 ymm registers): 2 pixels × 4 channels, 8 accumulators.
-    avx2,
-    "avx2",
-    2,
-    4,
-    micro_avx2
-);
+/// AVX2 (16 ymm registers) regular f32 conv over output channels
+/// `oc0..oc0 + m` ([`super::float_conv`]'s loops): 2 pixels × 4 channels,
+/// 8 accumulators.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_avx2(
+    g: &Geom,
+    x: &[u8],
+    w: &[u8],
+    oc0: usize,
+    m: usize,
+    bias_at: &impl Fn(usize) -> f32,
+    o: &OutF<'_>,
+    out: &mut [u8],
+) -> KResult {
+    super::float_conv::<2, 4>(
+        g,
+        x,
+        w,
+        (oc0, m),
+        bias_at,
+        CHUNK_WEIGHT_BYTES,
+        out,
+        |nb, nr, xp, wp, span, run, jb| {
+            // SAFETY: AVX2 (this function's contract); `float_conv`'s
+            // guarantee on the pointers, and `run` rows of CM_MAX >= jb + 4.
+            unsafe { micro_avx2(nb, nr, xp, wp, span, run.as_mut_ptr().cast::<f32>().add(jb)) };
+            Ok(())
+        },
+        |sums, base, out| store_row(o, sums, base, out),
+    )
+}
 
-conv_family!(
-    /// AVX-512 (32 zmm registers): 6 pixels × 8 channels, 24 accumulators
-    /// of two channels each.
-    avx512,
-    "avx2,avx512f,avx512vl,avx512dq",
-    6,
-    8,
-    micro_wide
-);
+/// AVX-512 (32 zmm registers) regular f32 conv: 6 pixels × 8 channels, 24
+/// accumulators of two channels each.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, VL and DQ and AVX2.
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512dq")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_avx512(
+    g: &Geom,
+    x: &[u8],
+    w: &[u8],
+    oc0: usize,
+    m: usize,
+    bias_at: &impl Fn(usize) -> f32,
+    o: &OutF<'_>,
+    out: &mut [u8],
+) -> KResult {
+    super::float_conv::<6, 8>(
+        g,
+        x,
+        w,
+        (oc0, m),
+        bias_at,
+        CHUNK_WEIGHT_BYTES,
+        out,
+        |nb, nr, xp, wp, span, run, jb| {
+            // SAFETY: as in `conv_avx2`, with AVX-512 F, VL and DQ.
+            unsafe { micro_wide(nb, nr, xp, wp, span, run.as_mut_ptr().cast::<f32>().add(jb)) };
+            Ok(())
+        },
+        |sums, base, out| store_row(o, sums, base, out),
+    )
+}
 
 /// The packed micro-kernel: `M` pixels × 8 channels over `steps` groups of
 /// eight taps. Each pair of channels' group comes from the packed block
@@ -865,9 +796,9 @@ pub(crate) unsafe fn conv_f32(
     // SAFETY: the caller's guarantee on the CPU.
     unsafe {
         if wide {
-            avx512::conv(g, x, w, oc0, m, bias_at, o, out)
+            conv_avx512(g, x, w, oc0, m, bias_at, o, out)
         } else {
-            avx2::conv(g, x, w, oc0, m, bias_at, o, out)
+            conv_avx2(g, x, w, oc0, m, bias_at, o, out)
         }
     }
 }

@@ -603,6 +603,116 @@ pub(crate) fn for_each_block<const B: usize>(
     Ok(())
 }
 
+/// Most output channels per chunk of the vector float convs (the running
+/// sums of a pixel block live on the stack).
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+pub(crate) const FLOAT_CM_MAX: usize = 96;
+
+/// Running sums of a vector float conv's pixel block: a row of
+/// [`FLOAT_CM_MAX`] channels per pixel.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+pub(crate) type FloatRun<const MR: usize> = [[f32; FLOAT_CM_MAX]; MR];
+
+/// The loops of the vector float convs (x86 AVX2 and AVX-512, NEON) around
+/// their micro-kernels: output channels `oc0..oc0 + m` (weights `w`, f32
+/// OHWI, channel `oc0 + j` at `j * k`) in chunks of as many as
+/// `chunk_bytes` of weights hold (a multiple of `NR`, at most
+/// [`FLOAT_CM_MAX`]), pixel blocks of up to `MR` from [`for_each_block`];
+/// for each kernel row, `micro(nb, nr, xp, wp, span, run, jb)` adds the
+/// dot products of the first `nb` pixels' input spans `xp` and `NR`
+/// channels' weight rows `wp` (`span` f32 each; past the chunk's last
+/// channel the pointers repeat it) to `run[p][jb..jb + NR]`; then each
+/// pixel's sums go to `store(sums, first output element, out)`.
+///
+/// For `micro` it guarantees: the first `nb` pointers of `xp` and all of
+/// `wp` each start `span` readable f32, `nr <= NR` of them are distinct
+/// channels, and `jb + NR <= FLOAT_CM_MAX`. Inlined into each target's
+/// `#[target_feature]` function, so its closures are compiled for it.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn float_conv<const MR: usize, const NR: usize>(
+    g: &Geom,
+    x: &[u8],
+    w: &[u8],
+    (oc0, m): (usize, usize),
+    bias_at: &impl Fn(usize) -> f32,
+    chunk_bytes: usize,
+    out: &mut [u8],
+    mut micro: impl FnMut(
+        usize,
+        usize,
+        &[*const f32; MR],
+        &[*const f32; NR],
+        usize,
+        &mut FloatRun<MR>,
+        usize,
+    ) -> KResult,
+    mut store: impl FnMut(&[f32], usize, &mut [u8]),
+) -> KResult {
+    let (c, kh, kw, n) = (g.in_c, g.kernel_h, g.kernel_w, g.out_c);
+    let k = kh * kw * c;
+    if w.len() < m * k * 4 || oc0 + m > n || NR == 0 || NR > FLOAT_CM_MAX {
+        return Err(ShapeError);
+    }
+    let cm = ((chunk_bytes / (k * 4).max(1)) / NR * NR).clamp(NR, FLOAT_CM_MAX / NR * NR);
+    let mut bias = [0.0f32; FLOAT_CM_MAX];
+    for cb in (0..m).step_by(cm) {
+        let cn = cm.min(m - cb);
+        for (j, b) in bias.iter_mut().enumerate().take(cn) {
+            *b = bias_at(oc0 + cb + j);
+        }
+        let wc = w.get(cb * k * 4..(cb + cn) * k * 4).ok_or(ShapeError)?;
+        let wbase = wc.as_ptr() as *const f32;
+        let oc = oc0 + cb;
+        for_each_block::<MR>(g, |blk, nb, rows, cols| {
+            let span = cols.len() * c;
+            // Every weight row read below, `((j * kh + ky) * kw + cols.k0)
+            // * c` plus `span`, ends inside channel j's `k`.
+            if rows.k1 > kh || cols.k1 > kw || cn == 0 {
+                return Err(ShapeError);
+            }
+            let mut run = [bias; MR];
+            for (r, ky) in (rows.k0..rows.k1).enumerate() {
+                let mut xp = [core::ptr::null::<f32>(); MR];
+                for (p, &(oy, ox)) in blk.iter().enumerate().take(nb) {
+                    let (ry, cx) = (g.rows(oy), g.cols(ox));
+                    let xs = ((ry.i0 + r) * g.in_w + cx.i0) * c * 4;
+                    let xr = x.get(xs..xs + span * 4).ok_or(ShapeError)?;
+                    xp[p] = xr.as_ptr() as *const f32;
+                }
+                let row0 = (ky * kw + cols.k0) * c;
+                for jb in (0..cn).step_by(NR) {
+                    let nr = NR.min(cn - jb);
+                    let mut wp = [wbase; NR];
+                    for (t, p) in wp.iter_mut().enumerate() {
+                        // SAFETY: inside channel jb + min(t, nr - 1) < cn
+                        // of `wc` (`wc` holds `cn * k` f32).
+                        #[allow(unsafe_code)]
+                        let at = unsafe { wbase.add((jb + t.min(nr - 1)) * k + row0) };
+                        *p = at;
+                    }
+                    micro(nb, nr, &xp, &wp, span, &mut run, jb)?;
+                }
+            }
+            for (p, &(oy, ox)) in blk.iter().enumerate().take(nb) {
+                store(&run[p][..cn], (oy * g.out_w + ox) * n + oc, out);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
