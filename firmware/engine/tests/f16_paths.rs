@@ -6,15 +6,13 @@
 mod common;
 
 use common::*;
-use edgefit_engine::{
-    Activation, DType, KernelPath, OpDesc, OpKind, PlanBuilder, Precision, Quant,
-};
+use edgefit_engine::{Activation, KernelPath, Precision};
 
 fn round_f16(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
 }
 
-/// One conv or dense op at precision `p` with weights `w`.
+/// One conv or dense op at precision `p` with weights `w`, bias and ReLU.
 fn plan(
     p: Precision,
     cv: Option<&Conv>,
@@ -23,46 +21,12 @@ fn plan(
     bias: &[f32],
     scratch: Option<u32>,
 ) -> Vec<u8> {
-    let mut b = PlanBuilder::new(p);
-    let mut a = ArenaAlloc::default();
-    let (xdims, ydims, wdims) = match cv {
-        Some(cv) => {
-            let (oh, ow) = cv.out_hw();
-            (
-                vec![1, cv.h as u32, cv.w as u32, cv.c as u32],
-                vec![1, oh as u32, ow as u32, cv.oc as u32],
-                cv.weight_dims(),
-            )
-        }
-        None => (
-            vec![1, dense.0 as u32],
-            vec![1, dense.1 as u32],
-            vec![dense.1 as u32, dense.0 as u32],
-        ),
+    let opts = FloatOpts {
+        act: Activation::Relu,
+        bias: true,
+        scratch,
     };
-    let x = act(&mut b, &mut a, DType::F32, &xdims, Quant::NONE);
-    let y = act(&mut b, &mut a, DType::F32, &ydims, Quant::NONE);
-    let wt = if p == Precision::F16 {
-        b.add_weights_f16(&wdims, w)
-    } else {
-        b.add_weights_f32(&wdims, w)
-    };
-    let bt = b.add_bias_f32(bias);
-    let mut op = match cv {
-        Some(cv) => cv.op(x, y, wt, bt),
-        None => {
-            let mut op = OpDesc::new(OpKind::Dense, x, y);
-            (op.weights, op.bias) = (wt, bt);
-            op
-        }
-    };
-    op.activation = Activation::Relu;
-    b.add_op(op);
-    b.set_input(x).set_output(y).set_arena_size(a.next);
-    if let Some(s) = scratch {
-        b.set_scratch_bytes(s);
-    }
-    b.finish_checked().unwrap()
+    float_plan(p, cv, dense, w, bias, &opts)
 }
 
 #[test]

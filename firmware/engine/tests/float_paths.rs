@@ -12,9 +12,7 @@
 mod common;
 
 use common::*;
-use edgefit_engine::{
-    Activation, DType, KernelPath, OpDesc, OpKind, PlanBuilder, Precision, Quant, NONE,
-};
+use edgefit_engine::{Activation, KernelPath, Precision};
 
 /// A value from a distribution with many zeros of both signs, tiny values
 /// (whose products underflow to ±0 or subnormals) and large ones.
@@ -31,70 +29,6 @@ fn special(rng: &mut Rng) -> f32 {
 
 fn specials(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| special(rng)).collect()
-}
-
-struct Opts {
-    act: Activation,
-    bias: bool,
-    /// The plan's scratch size; `None`: what the writer computes.
-    scratch: Option<u32>,
-}
-
-/// One conv (`cv`) or dense (`dense = (in, out)`) op at precision `p`.
-fn plan(
-    p: Precision,
-    cv: Option<&Conv>,
-    dense: (usize, usize),
-    w: &[f32],
-    bias: &[f32],
-    opts: &Opts,
-) -> Vec<u8> {
-    let mut b = PlanBuilder::new(p);
-    let mut a = ArenaAlloc::default();
-    let (xdims, ydims, wdims) = match cv {
-        Some(cv) => {
-            let (oh, ow) = cv.out_hw();
-            (
-                vec![1, cv.h as u32, cv.w as u32, cv.c as u32],
-                vec![1, oh as u32, ow as u32, cv.oc as u32],
-                cv.weight_dims(),
-            )
-        }
-        None => (
-            vec![1, dense.0 as u32],
-            vec![1, dense.1 as u32],
-            vec![dense.1 as u32, dense.0 as u32],
-        ),
-    };
-    let x = act(&mut b, &mut a, DType::F32, &xdims, Quant::NONE);
-    let y = act(&mut b, &mut a, DType::F32, &ydims, Quant::NONE);
-    let wt = if p == Precision::F16 {
-        b.add_weights_f16(&wdims, w)
-    } else {
-        b.add_weights_f32(&wdims, w)
-    };
-    let bt = if opts.bias {
-        b.add_bias_f32(bias)
-    } else {
-        NONE
-    };
-    let mut op = match cv {
-        Some(cv) => cv.op(x, y, wt, bt),
-        None => {
-            let mut op = OpDesc::new(OpKind::Dense, x, y);
-            (op.weights, op.bias) = (wt, bt);
-            op
-        }
-    };
-    op.activation = opts.act;
-    op.clip_min = -0.25;
-    op.clip_max = 0.5;
-    b.add_op(op);
-    b.set_input(x).set_output(y).set_arena_size(a.next);
-    if let Some(s) = opts.scratch {
-        b.set_scratch_bytes(s);
-    }
-    b.finish_checked().unwrap()
 }
 
 /// Runs `plan` on `x` through the fast kernels (`Auto`: AVX-512 register
@@ -165,7 +99,7 @@ fn random_conv(rng: &mut Rng, depthwise: bool, max_c: i64, max_hw: i64) -> Conv 
 
 fn check_conv(rng: &mut Rng, cv: &Conv, i: usize) {
     let acts = [Activation::None, Activation::Relu, Activation::Clip];
-    let opts = Opts {
+    let opts = FloatOpts {
         act: acts[i % 3],
         bias: i % 4 != 1,
         scratch: None,
@@ -174,7 +108,7 @@ fn check_conv(rng: &mut Rng, cv: &Conv, i: usize) {
     let bias = specials(rng, cv.oc);
     let x = specials(rng, cv.h * cv.w * cv.c);
     for p in [Precision::F32, Precision::F16] {
-        let pl = plan(p, Some(cv), (0, 0), &w, &bias, &opts);
+        let pl = float_plan(p, Some(cv), (0, 0), &w, &bias, &opts);
         same_bits(&pl, &x, &format!("{p:?} {cv:?} act {:?}", opts.act));
     }
 }
@@ -254,7 +188,7 @@ fn float_dense_fast_equals_portable() {
             _ => rng.range(1, 700),
         } as usize;
         let n_out = rng.range(1, 40) as usize;
-        let opts = Opts {
+        let opts = FloatOpts {
             act: acts[i % 3],
             bias: i % 5 != 2,
             scratch: None,
@@ -263,7 +197,7 @@ fn float_dense_fast_equals_portable() {
         let bias = specials(&mut rng, n_out);
         let x = specials(&mut rng, n_in);
         for p in [Precision::F32, Precision::F16] {
-            let pl = plan(p, None, (n_in, n_out), &w, &bias, &opts);
+            let pl = float_plan(p, None, (n_in, n_out), &w, &bias, &opts);
             same_bits(&pl, &x, &format!("{p:?} dense {n_in}->{n_out}"));
         }
     }
@@ -291,13 +225,13 @@ fn float_signed_zeros_fast_equals_portable() {
                 _ => -1e-30,
             })
             .collect();
-        let opts = Opts {
+        let opts = FloatOpts {
             act: Activation::None,
             bias: true,
             scratch: None,
         };
         for p in [Precision::F32, Precision::F16] {
-            let pl = plan(p, Some(&cv), (0, 0), &w, &bias, &opts);
+            let pl = float_plan(p, Some(&cv), (0, 0), &w, &bias, &opts);
             same_bits(&pl, &x, &format!("{p:?} {cv:?} zeros"));
         }
     }
@@ -327,13 +261,13 @@ fn float_conv_every_scratch_size_fast_equals_portable() {
             Some(0),
         ];
         for scratch in sizes {
-            let opts = Opts {
+            let opts = FloatOpts {
                 act: acts[i % 3],
                 bias: i % 4 != 1,
                 scratch,
             };
             for p in [Precision::F32, Precision::F16] {
-                let pl = plan(p, Some(&cv), (0, 0), &w, &bias, &opts);
+                let pl = float_plan(p, Some(&cv), (0, 0), &w, &bias, &opts);
                 same_bits(&pl, &x, &format!("{p:?} {cv:?} scratch {scratch:?}"));
             }
         }

@@ -5,7 +5,8 @@
 pub mod net;
 
 use edgefit_engine::{
-    DType, Engine, OpDesc, OpKind, Plan, PlanBuilder, Precision, Quant, TensorDesc,
+    Activation, DType, Engine, OpDesc, OpKind, Plan, PlanBuilder, Precision, Quant, TensorDesc,
+    NONE,
 };
 
 /// xorshift64: deterministic, no extra crates.
@@ -308,4 +309,73 @@ pub fn run_both(plan: &[u8], input: &[u8], what: &str) -> Vec<u8> {
         );
     }
     fast
+}
+
+/// What a float test plan's op has besides its weights.
+pub struct FloatOpts {
+    pub act: Activation,
+    pub bias: bool,
+    /// The plan's scratch size; `None`: what the writer computes.
+    pub scratch: Option<u32>,
+}
+
+/// A plan of one f32 / f16 (`p`) conv (`cv`) or dense (`dense = (in,
+/// out)`) op with weights `w` (f16-rounded by the writer for f16) and
+/// `bias`; a `Clip` activation clips to -0.25..0.5.
+pub fn float_plan(
+    p: Precision,
+    cv: Option<&Conv>,
+    dense: (usize, usize),
+    w: &[f32],
+    bias: &[f32],
+    opts: &FloatOpts,
+) -> Vec<u8> {
+    let mut b = PlanBuilder::new(p);
+    let mut a = ArenaAlloc::default();
+    let (xdims, ydims, wdims) = match cv {
+        Some(cv) => {
+            let (oh, ow) = cv.out_hw();
+            (
+                vec![1, cv.h as u32, cv.w as u32, cv.c as u32],
+                vec![1, oh as u32, ow as u32, cv.oc as u32],
+                cv.weight_dims(),
+            )
+        }
+        None => (
+            vec![1, dense.0 as u32],
+            vec![1, dense.1 as u32],
+            vec![dense.1 as u32, dense.0 as u32],
+        ),
+    };
+    let x = act(&mut b, &mut a, DType::F32, &xdims, Quant::NONE);
+    let y = act(&mut b, &mut a, DType::F32, &ydims, Quant::NONE);
+    let wt = if p == Precision::F16 {
+        b.add_weights_f16(&wdims, w)
+    } else {
+        b.add_weights_f32(&wdims, w)
+    };
+    let bt = if opts.bias {
+        b.add_bias_f32(bias)
+    } else {
+        NONE
+    };
+    let mut op = match cv {
+        Some(cv) => cv.op(x, y, wt, bt),
+        None => {
+            let mut op = OpDesc::new(OpKind::Dense, x, y);
+            (op.weights, op.bias) = (wt, bt);
+            op
+        }
+    };
+    op.activation = opts.act;
+    if opts.act == Activation::Clip {
+        op.clip_min = -0.25;
+        op.clip_max = 0.5;
+    }
+    b.add_op(op);
+    b.set_input(x).set_output(y).set_arena_size(a.next);
+    if let Some(s) = opts.scratch {
+        b.set_scratch_bytes(s);
+    }
+    b.finish_checked().unwrap()
 }
