@@ -13,13 +13,13 @@ use edgefit_engine::{
     DType, Engine, KernelPath, OpDesc, OpKind, Plan, PlanBuilder, Precision, Quant,
 };
 
-struct Rng(u64);
+mod common;
+
+/// Random bytes from the shared xorshift.
+struct Rng(common::Rng);
 impl Rng {
     fn next(&mut self) -> u8 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 as u8
+        self.0.next() as u8
     }
 }
 
@@ -155,7 +155,7 @@ fn bench(label: &str, layer: &Layer, bytes: &[u8], kernels: KernelPath, rng: &mu
 
 fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
-    let mut rng = Rng(0x1234_5678_9abc_def0);
+    let mut rng = Rng(common::Rng(0x1234_5678_9abc_def0));
     let conv = |name, h, c, oc, k, stride, pad| Layer {
         name,
         h,

@@ -16,15 +16,8 @@
 
 use edgefit_engine::{Engine, KernelPath, Plan, Precision};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+mod common;
+use common::Rng;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -11,37 +11,10 @@
 //! wall-clock time elsewhere), median and fastest: on a machine shared with
 //! other work the fastest CPU time is the steadiest figure.
 
-use std::time::Instant;
-
 use edgefit_engine::{Engine, KernelPath, Plan};
 
-fn now_ns() -> u128 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos()
-}
-
-/// Seconds of CPU time this thread has used (Linux), else wall-clock time.
-fn cpu_now() -> f64 {
-    #[cfg(target_os = "linux")]
-    {
-        #[repr(C)]
-        struct Timespec {
-            sec: i64,
-            nsec: i64,
-        }
-        extern "C" {
-            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-        }
-        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-        let mut t = Timespec { sec: 0, nsec: 0 };
-        // SAFETY: `t` is a valid, writable timespec.
-        #[allow(unsafe_code)]
-        if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
-            return t.sec as f64 + t.nsec as f64 * 1e-9;
-        }
-    }
-    now_ns() as f64 * 1e-9
-}
+mod common;
+use common::{thread_cpu_seconds, wall_seconds};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -90,18 +63,18 @@ fn main() {
     let mut totals = Vec::with_capacity(runs);
     let mut cpu = Vec::with_capacity(runs);
     for _ in 0..runs + 1 {
-        let c0 = cpu_now();
-        let t0 = now_ns();
+        let c0 = thread_cpu_seconds();
+        let t0 = wall_seconds();
         for (i, t) in times.iter_mut().enumerate() {
-            let s = now_ns();
+            let s = wall_seconds();
             if let Err(e) = engine.run_op(&mut arena, i) {
                 eprintln!("op {i}: {e}");
                 std::process::exit(1);
             }
-            t.push((now_ns() - s) as f64 / 1e6);
+            t.push((wall_seconds() - s) * 1e3);
         }
-        totals.push((now_ns() - t0) as f64 / 1e6);
-        cpu.push((cpu_now() - c0) * 1e3);
+        totals.push((wall_seconds() - t0) * 1e3);
+        cpu.push((thread_cpu_seconds() - c0) * 1e3);
     }
     let median = |v: &mut Vec<f64>| {
         v.remove(0); // warm-up

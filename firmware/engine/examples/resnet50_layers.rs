@@ -19,13 +19,13 @@ use edgefit_engine::{
     AddParams, DType, Engine, KernelPath, OpDesc, OpKind, Plan, PlanBuilder, Precision, Quant,
 };
 
-struct Rng(u64);
+mod common;
+
+/// Random bytes from the shared xorshift.
+struct Rng(common::Rng);
 impl Rng {
     fn next(&mut self) -> u8 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 24) as u8
+        (self.0.next() >> 24) as u8
     }
 }
 
@@ -225,31 +225,6 @@ impl Layer {
     }
 }
 
-/// Seconds of CPU time this thread has used (Linux), else wall-clock time
-/// since the first call.
-fn now() -> f64 {
-    #[cfg(target_os = "linux")]
-    {
-        #[repr(C)]
-        struct Timespec {
-            sec: i64,
-            nsec: i64,
-        }
-        extern "C" {
-            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-        }
-        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-        let mut t = Timespec { sec: 0, nsec: 0 };
-        // SAFETY: `t` is a valid, writable timespec.
-        #[allow(unsafe_code)]
-        if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
-            return t.sec as f64 + t.nsec as f64 * 1e-9;
-        }
-    }
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs_f64()
-}
-
 /// Median and fastest time of one run, in seconds (the fastest is the
 /// better estimate on a machine shared with other work).
 fn time(bytes: &[u8], kernels: KernelPath, rng: &mut Rng) -> (f64, f64) {
@@ -269,9 +244,9 @@ fn time(bytes: &[u8], kernels: KernelPath, rng: &mut Rng) -> (f64, f64) {
     let mut ts = Vec::new();
     let start = Instant::now();
     while ts.len() < 7 || (start.elapsed().as_secs_f64() < 0.6 && ts.len() < 101) {
-        let t = now();
+        let t = common::thread_cpu_seconds();
         engine.run(&mut arena).unwrap();
-        ts.push(now() - t);
+        ts.push(common::thread_cpu_seconds() - t);
     }
     ts.sort_by(f64::total_cmp);
     (ts[ts.len() / 2], ts[0])
@@ -364,7 +339,7 @@ fn main() {
         .find(|a| !is_path(a))
         .unwrap_or_default();
     println!("precision: {precision:?}, kernels: {}", kp.simd_name());
-    let mut rng = Rng(0x1234_5678_9abc_def0);
+    let mut rng = Rng(common::Rng(0x1234_5678_9abc_def0));
     println!(
         "{:<40} {:>3} {:>9} {:>9} {:>8} {:>10}",
         "layer", "n", "median ms", "min ms", "GMAC/s", "n*median"
