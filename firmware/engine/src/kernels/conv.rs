@@ -137,6 +137,16 @@ pub(crate) fn conv2d_i8_ex(
     }
     #[cfg(target_arch = "x86_64")]
     if kx.simd {
+        if let Some(lay) = super::scratch::wino_layout(g, kx.scratch_len()) {
+            if let Some(buf) = kx.scratch(lay.bytes()) {
+                // SAFETY: `kx.simd` is only set when AVX2 is available.
+                #[allow(unsafe_code)]
+                let done = unsafe { super::wino_x86::conv_i8(g, x, w, bias, o, out, buf) };
+                if let Some(r) = done {
+                    return r;
+                }
+            }
+        }
         let k = g.kernel_h * g.kernel_w * g.in_c;
         let avail = kx.scratch_len();
         if let Some(lay) = super::scratch::gemm_layout(k, n, avail) {

@@ -72,15 +72,7 @@ pub(crate) unsafe fn conv_i8(
             pack_panel(w, k, n, (pb + j) * NR, pw);
             pack_consts(o, bias, (pb + j) * NR, pc);
         }
-        // Tiles of nearly equal size (`MR` or `MR - 1` pixels, give or
-        // take), so small images waste no thin last tile.
-        let ntiles = pixels.div_ceil(MR);
-        let (small, extra) = (pixels / ntiles.max(1), pixels % ntiles.max(1));
-        let mut next = 0;
-        for tile in 0..ntiles {
-            let mr = (small + usize::from(tile < extra)).min(MR);
-            let p0 = next;
-            next += mr;
+        for (p0, mr) in tile_split(pixels) {
             for t in 0..mr {
                 let row = &mut xbuf[t * lay.units * 4..(t + 1) * lay.units * 4];
                 pack_pixel(g, x, p0 + t, in_zp, row);
@@ -110,6 +102,21 @@ pub(crate) unsafe fn conv_i8(
         }
     }
     Some(Ok(()))
+}
+
+/// Splits `rows` GEMM rows (pixels, or Winograd tiles) into tiles of
+/// nearly equal size, at most [`MR`]: `(first row, rows)` each. A 7x7
+/// image (49 pixels) is 4 tiles of 6 and 5 of 5 rather than 8 of 6 and
+/// 1 of 1, so small images waste no thin last tile.
+pub(super) fn tile_split(rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    let ntiles = rows.div_ceil(MR);
+    let (small, extra) = (rows / ntiles.max(1), rows % ntiles.max(1));
+    (0..ntiles).scan(0, move |next, tile| {
+        let mr = (small + usize::from(tile < extra)).min(MR);
+        let p0 = *next;
+        *next += mr;
+        Some((p0, mr))
+    })
 }
 
 /// Packs output channels `oc0..oc0 + 16` (zeros past `n`) as
@@ -169,7 +176,7 @@ unsafe fn pack_panel(w: &[u8], k: usize, n: usize, oc0: usize, panel: &mut [u8])
 /// of row `i` (`a` holds at least 8 rows; missing ones read as zero).
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn transpose8x16(a: &[__m128i]) -> [__m128i; 8] {
+pub(super) unsafe fn transpose8x16(a: &[__m128i]) -> [__m128i; 8] {
     let r = |i: usize| a.get(i).copied().unwrap_or(_mm_setzero_si128());
     let b0 = _mm_unpacklo_epi16(r(0), r(1));
     let b1 = _mm_unpackhi_epi16(r(0), r(1));
@@ -262,7 +269,7 @@ unsafe fn widen_sub(src: &[u8], dst: &mut [u8], zp: i32) {
 /// and recomputes row addresses in the hot loop.
 #[target_feature(enable = "avx2")]
 #[inline(never)]
-unsafe fn micro<const M: usize>(
+pub(super) unsafe fn micro<const M: usize>(
     kpairs: usize,
     xbuf: &[u8],
     panel: &[u8],
@@ -297,7 +304,7 @@ unsafe fn micro<const M: usize>(
 
 /// Per-panel requantisation constants, as vectors of 8 lanes (two halves
 /// of a 16-channel panel).
-struct Epi<'o, 'q, 'r> {
+pub(super) struct Epi<'o, 'q, 'r> {
     o: &'o Out8<'q, 'r>,
     nn: usize,
     bias: [__m256i; 2],
@@ -327,7 +334,7 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
     /// Loads the constants [`pack_consts`] stored (`consts` holds
     /// [`PANEL_CONSTS`] bytes; zeros if shorter).
     #[target_feature(enable = "avx2")]
-    unsafe fn new(o: &'o Out8<'q, 'r>, consts: &[u8], nn: usize) -> Self {
+    pub(super) unsafe fn new(o: &'o Out8<'q, 'r>, consts: &[u8], nn: usize) -> Self {
         let mut c = [0u8; PANEL_CONSTS];
         if let Some(src) = consts.get(..PANEL_CONSTS) {
             c.copy_from_slice(src);
@@ -370,7 +377,7 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
     /// Requantises (and adds the residual of) one pixel's panel of sums
     /// and stores them at `out[base..base + nn]`.
     #[target_feature(enable = "avx2")]
-    unsafe fn store(&self, acc: &[i32; NR], base: usize, out: &mut [u8]) {
+    pub(super) unsafe fn store(&self, acc: &[i32; NR], base: usize, out: &mut [u8]) {
         let q = self.o.q;
         let mut v = [_mm256_setzero_si256(); 2];
         for (h, vh) in v.iter_mut().enumerate() {

@@ -30,6 +30,8 @@ mod gemm_x86;
 pub(crate) mod neon;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon_dotprod;
+#[cfg(target_arch = "x86_64")]
+mod wino_x86;
 
 use add::AddQuant;
 

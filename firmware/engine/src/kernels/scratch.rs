@@ -15,7 +15,7 @@ pub fn conv(p: Precision, g: &Geom, depthwise: bool) -> usize {
         Precision::F32 if !depthwise => float_pack_bytes(g),
         Precision::Int8 if !depthwise => {
             let k = g.kernel_h * g.kernel_w * g.in_c;
-            gemm_bytes(k, g.out_c)
+            packed_bytes(k.div_ceil(2), g.out_c).max(wino_bytes(g))
         }
         Precision::Int8 | Precision::F32 => 0,
     }
@@ -81,7 +81,7 @@ pub fn gemm_layout(k: usize, n: usize, avail: usize) -> Option<GemmLayout> {
 }
 
 /// The AVX-512 VNNI GEMM layout (byte tap quads, [`MRV`] pixel rows). It
-/// runs in the scratch sized for the AVX2 kernel ([`gemm_bytes`]): its
+/// runs in the scratch sized for the AVX2 kernel ([`conv`]): its
 /// panels are half as large (bytes, not i16 pairs) and its tile of [`MRV`]
 /// rows of `k` bytes no larger than the AVX2 tile of [`MR`] rows of `k`
 /// i16, give or take the rounding to 4 taps, which one panel covers.
@@ -104,15 +104,137 @@ fn packed_layout(units: usize, rows: usize, n: usize, avail: usize) -> Option<Ge
     })
 }
 
-/// Scratch the int8 GEMM conv asks for: the pixel tile plus as many weight
-/// panels as fit in [`GEMM_WEIGHT_BYTES`] (at least one).
-fn gemm_bytes(k: usize, n: usize) -> usize {
-    let kpairs = k.div_ceil(2);
-    let panel = kpairs.saturating_mul(NR * 4).saturating_add(PANEL_CONSTS);
+/// Scratch the int8 GEMM conv asks for, with `units` i16 pairs per row:
+/// the tile of [`MR`] rows plus as many panels as fit in
+/// [`GEMM_WEIGHT_BYTES`] (at least one).
+fn packed_bytes(units: usize, n: usize) -> usize {
+    let panel = units.saturating_mul(NR * 4).saturating_add(PANEL_CONSTS);
     let panels = (GEMM_WEIGHT_BYTES / panel.max(1)).clamp(1, n.div_ceil(NR).max(1));
     panel
         .saturating_mul(panels)
-        .saturating_add(kpairs.saturating_mul(MR * 4))
+        .saturating_add(units.saturating_mul(MR * 4))
+}
+
+/// Transform points of Winograd F(2x2, 3x3): a 4x4 input tile per 2x2
+/// output pixels.
+pub const WINO_POINTS: usize = 16;
+/// Most scratch the Winograd conv asks for. Within it, it transforms each
+/// weight and each input tile once; a 28x28x512 layer's (VGG16) input
+/// tiles take 3.2 MiB, more than that: its inputs are transformed once per
+/// block of weight panels (5 blocks).
+pub const WINO_SCRATCH_BYTES: usize = 2 * 1024 * 1024;
+/// Most input channels of an exact int8 Winograd conv: the kernel computes
+/// 4x the conv's sum, which must fit i32 (`4 · 9 · C · 255 · 128 < 2^31`
+/// for `C <= 1827`).
+pub const WINO_MAX_C: usize = 1024;
+
+/// Whether a regular int8 conv runs as Winograd F(2x2, 3x3) on x86 AVX2
+/// (`gemm_x86`'s micro-kernel on transformed tiles): 3x3, stride 1,
+/// channels a multiple of 16 up to [`WINO_MAX_C`], and an image large
+/// enough to pay for transforming the weights on every run. Per pair of
+/// input and output channels the products drop from 9 per pixel to 16 per
+/// 2x2 tile; the weight transform costs about 13 cycles per pair (measured
+/// on ResNet-50's 7x7 layers, where the 441 products of the direct conv
+/// against 256 made it slower), so the drop must be at least 512 products
+/// and at least a quarter: a 14x14 image (1764 against 784) qualifies, 7x7
+/// and 10x10 do not.
+pub fn winograd_applies(g: &Geom) -> bool {
+    let (direct, wino) = (9 * g.out_h * g.out_w, WINO_POINTS * wino_tiles(g));
+    (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (3, 3, 1, 1)
+        && g.in_c.is_multiple_of(16)
+        && (16..=WINO_MAX_C).contains(&g.in_c)
+        && direct >= wino + 512
+        && 4 * wino <= 3 * direct
+}
+
+/// Scratch layout of the Winograd conv: blocks of panels of [`NR`] output
+/// channels' transformed weights ([`WINO_POINTS`] x `C / 2` i16 pairs per
+/// channel, then [`PANEL_CONSTS`]), and the transformed input tiles: the
+/// [`MR`] tiles in work (transformed again for each block of panels), or
+/// all the image's tiles (transformed once).
+#[derive(Debug, Clone, Copy)]
+pub struct WinoLayout {
+    /// i16 pairs per transformed row: `C / 2`.
+    pub cpairs: usize,
+    /// Bytes of one panel.
+    pub panel_bytes: usize,
+    /// Panels per block.
+    pub panels: usize,
+    /// Transformed tiles kept per point: [`MR`], or all the tiles.
+    pub rows: usize,
+}
+
+impl WinoLayout {
+    /// Bytes of the transformed input tiles.
+    pub fn tile_bytes(&self) -> usize {
+        WINO_POINTS * self.rows * self.cpairs * 4
+    }
+
+    /// Scratch bytes the layout uses: the panels, then the tiles.
+    pub fn bytes(&self) -> usize {
+        self.panels * self.panel_bytes + self.tile_bytes()
+    }
+
+    /// Whether every tile is transformed once (else once per block).
+    pub fn all_tiles(&self, g: &Geom) -> bool {
+        self.rows == wino_tiles(g)
+    }
+}
+
+/// 2x2 output tiles of a conv.
+pub fn wino_tiles(g: &Geom) -> usize {
+    g.out_h.div_ceil(2) * g.out_w.div_ceil(2)
+}
+
+/// The candidate Winograd layouts of `g`, if it qualifies
+/// ([`winograd_applies`]): all the panels and [`MR`] tiles, then one
+/// panel and all the tiles, then one panel and [`MR`] tiles.
+fn wino_candidates(g: &Geom) -> Option<[WinoLayout; 3]> {
+    if !winograd_applies(g) {
+        return None;
+    }
+    let cpairs = g.in_c / 2;
+    let panel_bytes = WINO_POINTS * cpairs * NR * 4 + PANEL_CONSTS;
+    let l = |panels, rows| WinoLayout {
+        cpairs,
+        panel_bytes,
+        panels,
+        rows,
+    };
+    let all = g.out_c.div_ceil(NR);
+    Some([l(all, MR), l(1, wino_tiles(g)), l(1, MR)])
+}
+
+/// The Winograd layout for `avail` bytes of scratch: each weight and tile
+/// transformed once if either way fits (all the panels, or all the tiles
+/// and as many panels as fit), else as many panels per block as fit; `None`
+/// if the conv does not qualify or one panel and [`MR`] tiles do not fit.
+pub fn wino_layout(g: &Geom, avail: usize) -> Option<WinoLayout> {
+    let [by_weights, by_tiles, least] = wino_candidates(g)?;
+    let more_panels = |l: WinoLayout| {
+        let room = avail.checked_sub(l.tile_bytes())?;
+        let panels = (room / l.panel_bytes).min(by_weights.panels);
+        (panels >= 1).then_some(WinoLayout { panels, ..l })
+    };
+    if by_weights.bytes() <= avail {
+        Some(by_weights)
+    } else if by_tiles.bytes() <= avail {
+        more_panels(by_tiles)
+    } else {
+        more_panels(least)
+    }
+}
+
+/// Scratch the Winograd conv asks for: the smaller once-each layout, or
+/// [`WINO_SCRATCH_BYTES`] if both are larger (at least one panel and
+/// [`MR`] tiles); 0 if it does not apply.
+fn wino_bytes(g: &Geom) -> usize {
+    wino_candidates(g).map_or(0, |[w, t, least]| {
+        w.bytes()
+            .min(t.bytes())
+            .min(WINO_SCRATCH_BYTES)
+            .max(least.bytes())
+    })
 }
 
 /// Output pixels per tile of the packed float conv (x86-64 AVX-512).
