@@ -33,7 +33,10 @@
 //! so the block's input rows stay in L1 (the loops are
 //! [`super::float_conv`], shared with NEON). Three register blockings:
 //!
-//! - AVX2: 2 pixels × 4 channels (`conv_avx2`);
+//! - AVX2: 6 pixels × 2 channels (`conv_avx2`): 12 accumulators, two
+//!   weight registers, the pixel's input and a product (2 × 4, 4 × 3 and
+//!   5 × 2 measured slower: 29, 16 and 37 GMAC/s against 39 on a 3x3
+//!   56x56x64 layer, `kernel_bench` under `scripts/avx2-only.sh`);
 //! - AVX-512 F/VL/DQ: 6 pixels × 8 channels, two channels per 512-bit
 //!   register, each pixel's eight inputs broadcast to both halves
 //!   (`conv_avx512`); a 512-bit multiply or add is two independent 256-bit
@@ -200,7 +203,13 @@ unsafe fn micro<const M: usize, const N: usize>(
     unsafe { add_sums::<M, N>(&acc, run) };
 }
 
-/// The AVX2 micro-kernel for `m <= 2` pixels and `n <= 4` channels.
+/// Pixels per AVX2 float micro-kernel block (see the module notes).
+const AVX2_MR: usize = 6;
+/// Output channels per AVX2 float micro-kernel block.
+const AVX2_NR: usize = 2;
+
+/// The AVX2 micro-kernel for `m <= AVX2_MR` pixels and `n <= AVX2_NR`
+/// channels.
 ///
 /// # Safety
 /// As [`micro`], for the first `m` and `n` pointers.
@@ -209,30 +218,42 @@ unsafe fn micro<const M: usize, const N: usize>(
 unsafe fn micro_avx2(
     m: usize,
     n: usize,
-    xp: &[*const f32; 2],
-    wp: &[*const f32; 4],
+    xp: &[*const f32; AVX2_MR],
+    wp: &[*const f32; AVX2_NR],
     len: usize,
     run: *mut f32,
 ) {
-    macro_rules! pick {
-        ($(($m:literal, $n:literal)),*) => {
-            match (m, n) {
-                // SAFETY: the caller's guarantee.
-                $(($m, $n) => unsafe { micro::<$m, $n>(xp, wp, len, run) },)*
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn by_n<const M: usize>(
+        n: usize,
+        xp: &[*const f32],
+        wp: &[*const f32],
+        len: usize,
+        run: *mut f32,
+    ) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            match n {
+                1 => micro::<M, 1>(xp, wp, len, run),
+                2 => micro::<M, 2>(xp, wp, len, run),
                 _ => {}
             }
-        };
+        }
     }
-    pick!(
-        (2, 4),
-        (2, 3),
-        (2, 2),
-        (2, 1),
-        (1, 4),
-        (1, 3),
-        (1, 2),
-        (1, 1)
-    );
+    let n = n.min(AVX2_NR);
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        match m.min(AVX2_MR) {
+            1 => by_n::<1>(n, xp, wp, len, run),
+            2 => by_n::<2>(n, xp, wp, len, run),
+            3 => by_n::<3>(n, xp, wp, len, run),
+            4 => by_n::<4>(n, xp, wp, len, run),
+            5 => by_n::<5>(n, xp, wp, len, run),
+            6 => by_n::<6>(n, xp, wp, len, run),
+            _ => {}
+        }
+    }
 }
 
 /// [`micro`] with 512-bit registers: `P` pairs of channels, channel `2q`
@@ -453,8 +474,8 @@ unsafe fn add_sums<const M: usize, const N: usize>(acc: &[[__m256; N]; M], run: 
 }
 
 /// AVX2 (16 ymm registers) regular f32 conv over output channels
-/// `oc0..oc0 + m` ([`super::float_conv`]'s loops): 2 pixels × 4 channels,
-/// 8 accumulators.
+/// `oc0..oc0 + m` ([`super::float_conv`]'s loops): 6 pixels × 2 channels,
+/// 12 accumulators.
 ///
 /// # Safety
 /// The CPU must support AVX2.
@@ -470,7 +491,7 @@ unsafe fn conv_avx2(
     o: &OutF<'_>,
     out: &mut [u8],
 ) -> KResult {
-    super::float_conv::<2, 4>(
+    super::float_conv::<AVX2_MR, AVX2_NR>(
         g,
         x,
         w,
