@@ -1,6 +1,6 @@
 //! Kernel throughput on the host, through real single-op plans: the
 //! representative ResNet-50 layers in int8 (SIMD and portable kernels), plus
-//! the f32 and f16 float paths of the 3x3 layer and the classifier.
+//! the f32 and f16 float paths of the 3x3, 1x1 and stem layers and the classifier.
 //!
 //! `cargo run --release -p edgefit-engine --features std --example kernel_bench [filter]`
 //!
@@ -203,7 +203,7 @@ fn main() {
             }
         }
     }
-    for layer in [&layers[0], &layers[4]] {
+    for layer in [&layers[0], &layers[1], &layers[3], &layers[4]] {
         for precision in [Precision::F32, Precision::F16] {
             let label = format!("{precision:?} {}", layer.name);
             if label.contains(&filter) {

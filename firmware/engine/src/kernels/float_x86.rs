@@ -53,7 +53,7 @@
 use core::arch::x86_64::*;
 
 use super::scratch::{float_pack_layout, FP_MAX_BLOCKS, FP_MR, FP_NR};
-use super::{FloatAct, Geom, KResult, OutF, Residual, ShapeError};
+use super::{ld_f32, FloatAct, Geom, KResult, OutF, Residual, ShapeError};
 
 /// Most output channels per chunk.
 const CM_MAX: usize = super::FLOAT_CM_MAX;
@@ -428,6 +428,34 @@ unsafe fn add_sums<const M: usize, const N: usize>(acc: &[[__m256; N]; M], run: 
         }
         return;
     }
+    if N == 2 {
+        // Four pixels' two channels per combination (lanes 2p, 2p + 1),
+        // each pixel's pair added to its running sums as one 64-bit move.
+        for p0 in (0..M).step_by(4) {
+            let mut v = [_mm256_setzero_ps(); 8];
+            for (i, d) in v.iter_mut().enumerate() {
+                if p0 + i / 2 < M {
+                    *d = acc[p0 + i / 2][i % 2];
+                }
+            }
+            let sum = combine8(&v);
+            let halves = [_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum)];
+            for (h, half) in halves.into_iter().enumerate() {
+                for (q, pair) in [half, _mm_movehl_ps(half, half)].into_iter().enumerate() {
+                    let p = p0 + 2 * h + q;
+                    if p < M {
+                        // SAFETY: the caller's guarantee (2 = N f32).
+                        unsafe {
+                            let rp = run.add(p * CM_MAX) as *mut __m128i;
+                            let r = _mm_castsi128_ps(_mm_loadl_epi64(rp));
+                            _mm_storel_epi64(rp, _mm_castps_si128(_mm_add_ps(r, pair)));
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
     // Flattened `p * N + t`, eight at a time.
     let mn = M * N;
     let mut at = 0;
@@ -789,6 +817,162 @@ unsafe fn block_packed(
     Ok(())
 }
 
+/// Most taps (`kh · kw · C`) whose weights [`conv_narrow`] transposes on
+/// the stack (32 KiB for 32 channels).
+const NARROW_MAX_K: usize = 256;
+
+/// Whether [`conv_narrow`] runs a conv: kernel rows of at most 24 values
+/// (an RGB or grayscale input layer: a 7x7 RGB row is 21), where
+/// [`micro`]'s per-row combination of its lanes costs more than the row's
+/// products.
+fn narrow_applies(g: &Geom) -> bool {
+    g.kernel_w * g.in_c <= 24 && g.kernel_h * g.kernel_w * g.in_c <= NARROW_MAX_K
+}
+
+/// Regular f32 conv for short kernel rows, vectorised across output
+/// channels instead of along the row: 8 · `V` channels at a time (`V`
+/// registers), one lane of `dot_f`'s eight at a time. Lane `q` of a row is
+/// `+0.0 + x[q] · w[q] + x[q + 8] · w[q + 8] + ...` over the span, in that
+/// order (`vmulps` then `vaddps`, as the portable loop), and the lanes are
+/// combined as they come, in the portable pairing `((l0 + l4) + (l2 +
+/// l6)) + ((l1 + l5) + (l3 + l7))`; then `acc + row sum`. Lane by lane,
+/// few registers stay live, so one broadcast input value serves `V`
+/// registers of channels. The weights of a block are transposed to
+/// `[tap][channel]` on the stack once per block.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_narrow(
+    g: &Geom,
+    x: &[u8],
+    w: &[u8],
+    oc0: usize,
+    m: usize,
+    bias_at: &impl Fn(usize) -> f32,
+    o: &OutF<'_>,
+    out: &mut [u8],
+) -> KResult {
+    // SAFETY: AVX2, this function's contract.
+    unsafe {
+        match m {
+            0..=8 => narrow_v::<1>(g, x, w, (oc0, m), bias_at, o, out),
+            9..=16 => narrow_v::<2>(g, x, w, (oc0, m), bias_at, o, out),
+            _ => narrow_v::<4>(g, x, w, (oc0, m), bias_at, o, out),
+        }
+    }
+}
+
+/// [`conv_narrow`] with `V` registers (8 · `V` channels) per block.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn narrow_v<const V: usize>(
+    g: &Geom,
+    x: &[u8],
+    w: &[u8],
+    (oc0, m): (usize, usize),
+    bias_at: &impl Fn(usize) -> f32,
+    o: &OutF<'_>,
+    out: &mut [u8],
+) -> KResult {
+    let nr = 8 * V;
+    let (c, kh, kw, n) = (g.in_c, g.kernel_h, g.kernel_w, g.out_c);
+    let k = kh * kw * c;
+    if k > NARROW_MAX_K || V > 4 {
+        return Err(ShapeError);
+    }
+    let mut wt = [0.0f32; 32 * NARROW_MAX_K];
+    for cb in (0..m).step_by(nr) {
+        let cn = nr.min(m - cb);
+        for j in 0..nr {
+            // Past the last channel the lanes compute zeros nobody stores.
+            let src = if j < cn {
+                w.get((cb + j) * k * 4..(cb + j + 1) * k * 4)
+                    .ok_or(ShapeError)?
+            } else {
+                &[]
+            };
+            for t in 0..k {
+                wt[t * nr + j] = src.get(t * 4..t * 4 + 4).map_or(0.0, ld_f32);
+            }
+        }
+        let mut bias = [0.0f32; 32];
+        for (j, b) in bias.iter_mut().enumerate().take(cn) {
+            *b = bias_at(oc0 + cb + j);
+        }
+        let wp = wt.as_ptr();
+        let mut sums = [0.0f32; 32];
+        for oy in 0..g.out_h {
+            let rows = g.rows(oy);
+            for ox in 0..g.out_w {
+                let cols = g.cols(ox);
+                let span = cols.len() * c;
+                // SAFETY: `bias` holds 32 f32.
+                let mut acc: [__m256; V] =
+                    core::array::from_fn(|v| unsafe { _mm256_loadu_ps(bias.as_ptr().add(8 * v)) });
+                for (r, ky) in (rows.k0..rows.k1).enumerate() {
+                    let xs = ((rows.i0 + r) * g.in_w + cols.i0) * c * 4;
+                    let xr = x.get(xs..xs + span * 4).ok_or(ShapeError)?;
+                    let t0 = (ky * kw + cols.k0) * c;
+                    if t0 + span > k {
+                        return Err(ShapeError);
+                    }
+                    let (xp, wr) = (xr.as_ptr() as *const f32, wp.wrapping_add(t0 * nr));
+                    // SAFETY: `lane` reads elements below `span` of `xr`
+                    // and taps below t0 + span <= k of `wt`.
+                    let lane = |q: usize| unsafe { narrow_lane::<V>(q, span, xp, wr) };
+                    let sum = |a: [__m256; V], b: [__m256; V]| -> [__m256; V] {
+                        core::array::from_fn(|v| _mm256_add_ps(a[v], b[v]))
+                    };
+                    let a = sum(sum(lane(0), lane(4)), sum(lane(2), lane(6)));
+                    let b = sum(sum(lane(1), lane(5)), sum(lane(3), lane(7)));
+                    acc = sum(acc, sum(a, b));
+                }
+                for (v, av) in acc.iter().enumerate() {
+                    // SAFETY: `sums` holds 32 f32.
+                    unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add(8 * v), *av) };
+                }
+                let base = (oy * g.out_w + ox) * n + oc0 + cb;
+                store_row(o, &sums[..cn], base, out);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lane `q` of [`conv_narrow`]'s row: `+0.0 + x[q] · w[q] + x[q + 8] ·
+/// w[q + 8] + ...` below `span`, for `V` registers of channels (`w` holds
+/// `8 V` channels per tap).
+///
+/// # Safety
+/// AVX2; `x` valid for `span` f32, `w` for `8 V · span` f32.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn narrow_lane<const V: usize>(
+    q: usize,
+    span: usize,
+    x: *const f32,
+    w: *const f32,
+) -> [__m256; V] {
+    let mut l = [_mm256_setzero_ps(); V];
+    let mut i = q;
+    while i < span {
+        // SAFETY: i < span, the caller's guarantee.
+        unsafe {
+            let xv = _mm256_set1_ps(x.add(i).read_unaligned());
+            for (v, lv) in l.iter_mut().enumerate() {
+                let wv = _mm256_loadu_ps(w.add(i * 8 * V + 8 * v));
+                *lv = _mm256_add_ps(*lv, _mm256_mul_ps(xv, wv));
+            }
+        }
+        i += 8;
+    }
+    l
+}
+
 /// Regular f32 conv over output channels `oc0..oc0 + m`, whose weights
 /// (f32, OHWI) are `w` (channel `oc0 + j` at `j * k`): writes those
 /// channels of every output pixel, with the portable kernel's bits. Uses
@@ -816,7 +1000,9 @@ pub(crate) unsafe fn conv_f32(
     }
     // SAFETY: the caller's guarantee on the CPU.
     unsafe {
-        if wide {
+        if narrow_applies(g) {
+            conv_narrow(g, x, w, oc0, m, bias_at, o, out)
+        } else if wide {
             conv_avx512(g, x, w, oc0, m, bias_at, o, out)
         } else {
             conv_avx2(g, x, w, oc0, m, bias_at, o, out)
