@@ -62,6 +62,7 @@ pub(crate) unsafe fn conv_i8(
         return None;
     }
     let total_panels = n.div_ceil(NR);
+    let fuse = FuseV::new(o);
     let mut acc = [[0i32; NR]; MR];
     for pb in (0..total_panels).step_by(lay.panels) {
         let np = lay.panels.min(total_panels - pb);
@@ -93,7 +94,7 @@ pub(crate) unsafe fn conv_i8(
                     _ => micro::<1>(lay.units, xbuf, panel, &mut acc),
                 }
                 let nn = NR.min(n - oc0);
-                let ep = Epi::new(o, consts, nn);
+                let ep = Epi::new(o, fuse.as_ref(), consts, nn);
                 for (t, a) in acc.iter().take(mr).enumerate() {
                     let base = (p0 + t) * n + oc0;
                     ep.store(a, base, out);
@@ -310,12 +311,12 @@ pub(super) struct Epi<'o, 'q, 'r> {
     bias: [__m256i; 2],
     req: [LaneQ; 2],
     out_zp: __m256i,
-    fuse: Option<FuseV>,
+    fuse: Option<&'o FuseV>,
 }
 
-/// The fused residual Add's constants, broadcast once per panel.
+/// The fused residual Add's constants, broadcast once per conv.
 #[derive(Clone, Copy)]
-struct FuseV {
+pub(super) struct FuseV {
     zp1: __m256i,
     zp2: __m256i,
     ls: __m128i,
@@ -328,22 +329,17 @@ struct FuseV {
     out_zp: __m256i,
     act_min: i32,
     act_max: i32,
+    /// The two inputs' rescalings by [`SmallQ`], where they qualify.
+    q1: Option<SmallQ>,
+    q2: Option<SmallQ>,
 }
 
-impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
-    /// Loads the constants [`pack_consts`] stored (`consts` holds
-    /// [`PANEL_CONSTS`] bytes; zeros if shorter).
+impl FuseV {
+    /// The constants of `o`'s fused Add, if it has one: built once per
+    /// conv call (they are the op's, not a panel's).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn new(o: &'o Out8<'q, 'r>, consts: &[u8], nn: usize) -> Self {
-        let mut c = [0u8; PANEL_CONSTS];
-        if let Some(src) = consts.get(..PANEL_CONSTS) {
-            c.copy_from_slice(src);
-        }
-        // SAFETY: 32 bytes at (2 * f + h) * 32 of the 256-byte array.
-        let ld = |f: usize, h: usize| {
-            _mm256_loadu_si256(c.as_ptr().add((2 * f + h) * 32) as *const __m256i)
-        };
-        let fuse = o.fuse.map(|f| {
+    pub(super) unsafe fn new(o: &Out8<'_, '_>) -> Option<Self> {
+        o.fuse.map(|f| {
             let a = &f.add;
             let p = &a.params;
             FuseV {
@@ -359,8 +355,90 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
                 out_zp: _mm256_set1_epi32(a.out_zp),
                 act_min: a.act_min,
                 act_max: a.act_max,
+                q1: SmallQ::new(a.zp1, p.left_shift, p.input1_multiplier, p.input1_shift),
+                q2: SmallQ::new(a.zp2, p.left_shift, p.input2_multiplier, p.input2_shift),
             }
-        });
+        })
+    }
+}
+
+/// `multiply_by_quantized_multiplier(d << ls, m, shift)` for `|d| <= 255`
+/// (a byte less a zero point in -128..=127, as both inputs of a fused Add
+/// are) when the total left shift `L = ls + max(shift, 0)` is 15..=22,
+/// with 32-bit multiplies. Then `d · 2^L` needs no wrap (`255 · 2^22 <
+/// 2^30`, nor is it `i32::MIN`, so the doubling high multiply cannot
+/// saturate), and that multiply, `floor((d · 2^L · m + 2^30) / 2^31)`, is
+/// `floor((d · m + 2^(e-1)) / 2^e)` with `e = 31 - L` in 9..=16. With `m =
+/// mh · 2^16 + ml` (`mh = m >> 16` arithmetic, `0 <= ml < 2^16`) and `e <=
+/// 16`, that is `d · mh · 2^(16-e) + floor((d · ml + 2^(e-1)) / 2^e)`:
+/// `|d · mh| < 2^23`, `|d · ml| < 2^24`, so every step fits i32. The
+/// rounding divide by `2^right` follows as in [`mbqm8u`] (tested against
+/// the scalar recipe for every `d`).
+#[derive(Clone, Copy)]
+struct SmallQ {
+    mh: __m256i,
+    ml: __m256i,
+    up: __m128i,
+    down: __m128i,
+    round: __m256i,
+    right: __m128i,
+    mask: __m256i,
+}
+
+impl SmallQ {
+    /// For zero point `zp`, the Add's left shift `ls` and this input's
+    /// multiplier and shift; `None` where the shortcut does not apply.
+    #[target_feature(enable = "avx2")]
+    unsafe fn new(zp: i32, ls: i32, m: i32, shift: i32) -> Option<Self> {
+        let l = ls.clamp(0, 30) + shift.clamp(0, 30);
+        if !(-128..=127).contains(&zp) || !(15..=22).contains(&l) {
+            return None;
+        }
+        let e = 31 - l;
+        let (_, right, mask) = uniform_shift(shift);
+        Some(SmallQ {
+            mh: _mm256_set1_epi32(m >> 16),
+            ml: _mm256_set1_epi32(m & 0xFFFF),
+            up: _mm_cvtsi32_si128(16 - e),
+            down: _mm_cvtsi32_si128(e),
+            round: _mm256_set1_epi32(1 << (e - 1)),
+            right,
+            mask,
+        })
+    }
+
+    /// The rescaled `d` (lanes with `|d| <= 255`).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn apply(&self, d: __m256i) -> __m256i {
+        let hi = _mm256_sll_epi32(_mm256_mullo_epi32(d, self.mh), self.up);
+        let lo = _mm256_sra_epi32(
+            _mm256_add_epi32(_mm256_mullo_epi32(d, self.ml), self.round),
+            self.down,
+        );
+        let hm = _mm256_add_epi32(hi, lo);
+        round_div8(hm, _mm256_sra_epi32(hm, self.right), self.mask)
+    }
+}
+
+impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
+    /// Loads the constants [`pack_consts`] stored (`consts` holds
+    /// [`PANEL_CONSTS`] bytes; zeros if shorter).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn new(
+        o: &'o Out8<'q, 'r>,
+        fuse: Option<&'o FuseV>,
+        consts: &[u8],
+        nn: usize,
+    ) -> Self {
+        let mut c = [0u8; PANEL_CONSTS];
+        if let Some(src) = consts.get(..PANEL_CONSTS) {
+            c.copy_from_slice(src);
+        }
+        // SAFETY: 32 bytes at (2 * f + h) * 32 of the 256-byte array.
+        let ld = |f: usize, h: usize| {
+            _mm256_loadu_si256(c.as_ptr().add((2 * f + h) * 32) as *const __m256i)
+        };
         Epi {
             o,
             nn,
@@ -390,7 +468,7 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
         let Some(dst) = out.get_mut(base..base + self.nn) else {
             return;
         };
-        if let (Some(fv), Some(f)) = (&self.fuse, &self.o.fuse) {
+        if let (Some(fv), Some(f)) = (self.fuse, &self.o.fuse) {
             // The residual's bytes of these channels, sign-extended.
             let src: &[u8] = match f.residual {
                 super::Residual::Separate(s) => s.get(base..base + self.nn).unwrap_or(&[]),
@@ -411,14 +489,24 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
                 _mm256_cvtepi8_epi32(r16),
                 _mm256_cvtepi8_epi32(_mm_srli_si128(r16, 8)),
             ];
-            for (vh, &r) in v.iter_mut().zip(res.iter()) {
-                let x1 = _mm256_sll_epi32(_mm256_sub_epi32(*vh, fv.zp1), fv.ls);
-                let x2 = _mm256_sll_epi32(_mm256_sub_epi32(r, fv.zp2), fv.ls);
-                let (s1, s2, so) = (fv.s1, fv.s2, fv.so);
-                let y1 = mbqm8u(x1, fv.m1, s1.0, s1.1, s1.2);
-                let y2 = mbqm8u(x2, fv.m2, s2.0, s2.1, s2.2);
-                let y = mbqm8u(_mm256_add_epi32(y1, y2), fv.mo, so.0, so.1, so.2);
-                *vh = clamp8(_mm256_add_epi32(y, fv.out_zp), fv.act_min, fv.act_max);
+            if let (Some(q1), Some(q2)) = (&fv.q1, &fv.q2) {
+                for (vh, &r) in v.iter_mut().zip(res.iter()) {
+                    let y1 = q1.apply(_mm256_sub_epi32(*vh, fv.zp1));
+                    let y2 = q2.apply(_mm256_sub_epi32(r, fv.zp2));
+                    let so = fv.so;
+                    let y = mbqm8u(_mm256_add_epi32(y1, y2), fv.mo, so.0, so.1, so.2);
+                    *vh = clamp8(_mm256_add_epi32(y, fv.out_zp), fv.act_min, fv.act_max);
+                }
+            } else {
+                for (vh, &r) in v.iter_mut().zip(res.iter()) {
+                    let x1 = _mm256_sll_epi32(_mm256_sub_epi32(*vh, fv.zp1), fv.ls);
+                    let x2 = _mm256_sll_epi32(_mm256_sub_epi32(r, fv.zp2), fv.ls);
+                    let (s1, s2, so) = (fv.s1, fv.s2, fv.so);
+                    let y1 = mbqm8u(x1, fv.m1, s1.0, s1.1, s1.2);
+                    let y2 = mbqm8u(x2, fv.m2, s2.0, s2.1, s2.2);
+                    let y = mbqm8u(_mm256_add_epi32(y1, y2), fv.mo, so.0, so.1, so.2);
+                    *vh = clamp8(_mm256_add_epi32(y, fv.out_zp), fv.act_min, fv.act_max);
+                }
             }
         }
         // Pack the (already clamped to -128..=127) i32 lanes to bytes.
@@ -592,6 +680,52 @@ unsafe fn round_div8(hm: __m256i, shifted: __m256i, mask: __m256i) -> __m256i {
 mod tests {
     use super::*;
     use crate::kernels::requant::{multiply_by_quantized_multiplier, RequantCases};
+
+    /// [`SmallQ`] (the fused Add's input rescaling for byte differences)
+    /// against the scalar recipe, for every difference, multipliers from
+    /// the extremes and at random, every total left shift it takes and
+    /// right shifts from 0 to 31.
+    #[test]
+    fn small_input_rescaling_matches_scalar() {
+        if !std::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let mut cases = RequantCases::new(0x5a11_0001_2345_6789);
+        let mut ms = vec![i32::MIN, i32::MIN + 1, -1, 0, 1, 0xFFFF, 0x10000, i32::MAX];
+        ms.extend((0..40).map(|_| cases.lanes::<1>().ms[0]));
+        let mut ran = 0;
+        for &m in &ms {
+            for ls in [0, 14, 15, 18, 20, 22, 23, 30] {
+                for shift in [-31, -20, -9, -1, 0, 1, 2, 7] {
+                    // SAFETY: AVX2 detected above.
+                    let Some(q) = (unsafe { SmallQ::new(0, ls, m, shift) }) else {
+                        assert!(!(15..=22).contains(&(ls + shift.max(0))));
+                        continue;
+                    };
+                    ran += 1;
+                    for d0 in (-255..=255).step_by(8) {
+                        let ds: [i32; 8] = core::array::from_fn(|i| (d0 + i as i32).min(255));
+                        let mut got = [0i32; 8];
+                        // SAFETY: AVX2; the arrays are 32 bytes.
+                        unsafe {
+                            let v = q.apply(_mm256_loadu_si256(ds.as_ptr() as *const __m256i));
+                            _mm256_storeu_si256(got.as_mut_ptr() as *mut __m256i, v);
+                        }
+                        for (d, g) in ds.iter().zip(got) {
+                            let want =
+                                multiply_by_quantized_multiplier(d.wrapping_mul(1 << ls), m, shift);
+                            assert_eq!(g, want, "d {d} m {m} ls {ls} shift {shift}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(ran > 100, "only {ran} cases took the small path");
+        // Zero points outside a byte's range keep the general path.
+        // SAFETY: AVX2 detected above.
+        assert!(unsafe { SmallQ::new(128, 20, 1 << 30, -1) }.is_none());
+        assert!(unsafe { SmallQ::new(-129, 20, 1 << 30, -1) }.is_none());
+    }
 
     #[test]
     fn vector_requant_matches_scalar() {

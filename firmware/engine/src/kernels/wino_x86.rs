@@ -23,7 +23,7 @@
 
 use core::arch::x86_64::*;
 
-use super::gemm_x86::{micro, pack_consts, tile_split, transpose8x16, Epi};
+use super::gemm_x86::{micro, pack_consts, tile_split, transpose8x16, Epi, FuseV};
 use super::scratch::{wino_layout, wino_tiles, MR, NR, WINO_POINTS};
 use super::{Geom, I32s, KResult, Out8, ShapeError};
 
@@ -68,6 +68,7 @@ pub(crate) unsafe fn conv_i8(
     let all_tiles = lay.all_tiles(g);
     let tw = g.out_w.div_ceil(2);
     let total_panels = n.div_ceil(NR);
+    let fuse = FuseV::new(o);
     let mut m: Points = [[[0; NR]; MR]; WINO_POINTS];
     for pb in (0..total_panels).step_by(lay.panels) {
         let np = lay.panels.min(total_panels - pb);
@@ -103,7 +104,7 @@ pub(crate) unsafe fn conv_i8(
                         _ => micro::<1>(cpairs, v, u, mp),
                     }
                 }
-                let ep = Epi::new(o, consts, NR.min(n - oc0));
+                let ep = Epi::new(o, fuse.as_ref(), consts, NR.min(n - oc0));
                 for t in 0..mr {
                     let (ty, tx) = ((t0 + t) / tw, (t0 + t) % tw);
                     let ys = transform_output(&m, t);
@@ -377,8 +378,10 @@ mod tests {
                 input2_multiplier: 1_300_000_000,
                 input2_shift: -2,
                 output_multiplier: 1_900_000_000,
-                output_shift: -19,
-                left_shift: 20,
+                // Left shift 20 (TFLite's) takes the fused Add's byte
+                // shortcut (`gemm_x86::SmallQ`), 12 its general rescaling.
+                output_shift: if fuse == 2 { -11 } else { -19 },
+                left_shift: if fuse == 2 { 12 } else { 20 },
             },
             zp1: 0,
             zp2: -7,
