@@ -67,6 +67,7 @@ pub(crate) unsafe fn conv_i8(
     let wlen = lay.units * NR * 4;
     let pixels = g.out_h * g.out_w;
     let total_panels = n.div_ceil(NR);
+    let fuse = Fuse16::new(o);
     let mut acc = [[0i32; NR]; 2 * MRV];
     for pb in (0..total_panels).step_by(lay.panels) {
         let np = lay.panels.min(total_panels - pb);
@@ -78,13 +79,7 @@ pub(crate) unsafe fn conv_i8(
             fold_zero_point(pw, zu, pc);
         }
         // Tiles of nearly equal size, as in the AVX2 kernel.
-        let ntiles = pixels.div_ceil(MRV);
-        let (small, extra) = (pixels / ntiles.max(1), pixels % ntiles.max(1));
-        let mut next = 0;
-        for tile in 0..ntiles {
-            let mr = (small + usize::from(tile < extra)).min(MRV);
-            let p0 = next;
-            next += mr;
+        for (p0, mr) in super::gemm_x86::tile_split(pixels, MRV) {
             for t in 0..mr {
                 pack_pixel(g, x, p0 + t, zu, &mut xbuf[t * row..(t + 1) * row]);
             }
@@ -108,7 +103,7 @@ pub(crate) unsafe fn conv_i8(
                     let oc0 = (pb + j + h) * NR;
                     let consts =
                         &wbuf[(j + h) * lay.panel_bytes + wlen..(j + h + 1) * lay.panel_bytes];
-                    let ep = Epi16::new(o, consts, NR.min(n - oc0));
+                    let ep = Epi16::new(o, fuse.as_ref(), consts, NR.min(n - oc0));
                     for t in 0..mr {
                         ep.store(&acc[2 * t + h], (p0 + t) * n + oc0, out);
                     }
@@ -312,10 +307,10 @@ struct Epi16<'o, 'q, 'r> {
     out_zp: __m512i,
     lo: __m512i,
     hi: __m512i,
-    fuse: Option<Fuse16>,
+    fuse: Option<&'o Fuse16>,
 }
 
-/// The fused residual Add's constants, broadcast once per panel.
+/// The fused residual Add's constants, broadcast once per conv.
 #[derive(Clone, Copy)]
 struct Fuse16 {
     zp1: __m512i,
@@ -329,23 +324,16 @@ struct Fuse16 {
     hi: __m512i,
 }
 
-impl<'o, 'q, 'r> Epi16<'o, 'q, 'r> {
-    /// Loads the constants [`pack_consts`] stored (`consts` holds
-    /// [`PANEL_CONSTS`] bytes; zeros if shorter) for `nn` channels.
+impl Fuse16 {
+    /// The constants of `o`'s fused Add, if it has one: built once per
+    /// conv call (they are the op's, not a panel's).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
-    unsafe fn new(o: &'o Out8<'q, 'r>, consts: &[u8], nn: usize) -> Self {
-        let mut c = [0u8; PANEL_CONSTS];
-        if let Some(src) = consts.get(..PANEL_CONSTS) {
-            c.copy_from_slice(src);
-        }
-        // SAFETY: 64 bytes at f * 64 of the 256-byte array.
-        let ld = |f: usize| _mm512_loadu_si512(c.as_ptr().add(f * 64) as *const _);
+    unsafe fn new(o: &Out8<'_, '_>) -> Option<Self> {
         let bounds = |lo: i32, hi: i32| {
             let (lo, hi) = (lo.clamp(-128, 127), hi.clamp(-128, 127));
             (_mm512_set1_epi32(lo), _mm512_set1_epi32(hi))
         };
-        let (lo, hi) = bounds(o.q.act_min, o.q.act_max);
-        let fuse = o.fuse.map(|f| {
+        o.fuse.map(|f| {
             let a = &f.add;
             let p = &a.params;
             let (lo, hi) = bounds(a.act_min, a.act_max);
@@ -360,7 +348,26 @@ impl<'o, 'q, 'r> Epi16<'o, 'q, 'r> {
                 lo,
                 hi,
             }
-        });
+        })
+    }
+}
+
+impl<'o, 'q, 'r> Epi16<'o, 'q, 'r> {
+    /// Loads the constants [`pack_consts`] stored (`consts` holds
+    /// [`PANEL_CONSTS`] bytes; zeros if shorter) for `nn` channels.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+    unsafe fn new(o: &'o Out8<'q, 'r>, fuse: Option<&'o Fuse16>, consts: &[u8], nn: usize) -> Self {
+        let mut c = [0u8; PANEL_CONSTS];
+        if let Some(src) = consts.get(..PANEL_CONSTS) {
+            c.copy_from_slice(src);
+        }
+        // SAFETY: 64 bytes at f * 64 of the 256-byte array.
+        let ld = |f: usize| _mm512_loadu_si512(c.as_ptr().add(f * 64) as *const _);
+        let bounds = |lo: i32, hi: i32| {
+            let (lo, hi) = (lo.clamp(-128, 127), hi.clamp(-128, 127));
+            (_mm512_set1_epi32(lo), _mm512_set1_epi32(hi))
+        };
+        let (lo, hi) = bounds(o.q.act_min, o.q.act_max);
         Epi16 {
             o,
             keep: if nn >= NR {

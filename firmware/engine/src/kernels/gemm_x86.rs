@@ -73,7 +73,7 @@ pub(crate) unsafe fn conv_i8(
             pack_panel(w, k, n, (pb + j) * NR, pw);
             pack_consts(o, bias, (pb + j) * NR, pc);
         }
-        for (p0, mr) in tile_split(pixels) {
+        for (p0, mr) in tile_split(pixels, MR) {
             for t in 0..mr {
                 let row = &mut xbuf[t * lay.units * 4..(t + 1) * lay.units * 4];
                 pack_pixel(g, x, p0 + t, in_zp, row);
@@ -106,14 +106,14 @@ pub(crate) unsafe fn conv_i8(
 }
 
 /// Splits `rows` GEMM rows (pixels, or Winograd tiles) into tiles of
-/// nearly equal size, at most [`MR`]: `(first row, rows)` each. A 7x7
-/// image (49 pixels) is 4 tiles of 6 and 5 of 5 rather than 8 of 6 and
-/// 1 of 1, so small images waste no thin last tile.
-pub(super) fn tile_split(rows: usize) -> impl Iterator<Item = (usize, usize)> {
-    let ntiles = rows.div_ceil(MR);
+/// nearly equal size, at most `max`: `(first row, rows)` each. A 7x7
+/// image (49 pixels) in tiles of at most 6 is 4 tiles of 6 and 5 of 5
+/// rather than 8 of 6 and 1 of 1, so small images waste no thin last tile.
+pub(super) fn tile_split(rows: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
+    let ntiles = rows.div_ceil(max.max(1));
     let (small, extra) = (rows / ntiles.max(1), rows % ntiles.max(1));
     (0..ntiles).scan(0, move |next, tile| {
-        let mr = (small + usize::from(tile < extra)).min(MR);
+        let mr = (small + usize::from(tile < extra)).min(max);
         let p0 = *next;
         *next += mr;
         Some((p0, mr))

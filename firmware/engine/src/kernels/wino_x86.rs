@@ -78,7 +78,7 @@ pub(crate) unsafe fn conv_i8(
             transform_weights(w, c, n, (pb + j) * NR, pu);
             pack_consts(o, bias, (pb + j) * NR, pc);
         }
-        for (t0, mr) in tile_split(wino_tiles(g)) {
+        for (t0, mr) in tile_split(wino_tiles(g), MR) {
             // Row of the group's first tile in each point's block.
             let r0 = if all_tiles { t0 } else { 0 };
             if pb == 0 || !all_tiles {
