@@ -63,6 +63,12 @@ pub(crate) unsafe fn conv_i8(
     }
     let total_panels = n.div_ceil(NR);
     let fuse = FuseV::new(o);
+    // A 1x1 conv with stride 1 and no padding over an even channel count:
+    // each pixel's im2col row is its input, `units * 2 == C` values.
+    let pointwise = (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (1, 1, 1, 1)
+        && (g.pad_top, g.pad_left) == (0, 0)
+        && (g.out_h, g.out_w) == (g.in_h, g.in_w)
+        && lay.units * 2 == g.in_c;
     let mut acc = [[0i32; NR]; MR];
     for pb in (0..total_panels).step_by(lay.panels) {
         let np = lay.panels.min(total_panels - pb);
@@ -74,9 +80,16 @@ pub(crate) unsafe fn conv_i8(
             pack_consts(o, bias, (pb + j) * NR, pc);
         }
         for (p0, mr) in tile_split(pixels, MR) {
-            for t in 0..mr {
-                let row = &mut xbuf[t * lay.units * 4..(t + 1) * lay.units * 4];
-                pack_pixel(g, x, p0 + t, in_zp, row);
+            if pointwise {
+                // The tile's input pixels are contiguous, and so are its
+                // rows of `c` i16: one widening for the whole tile.
+                let (c, rows) = (g.in_c, &mut xbuf[..mr * lay.units * 4]);
+                widen_sub(&x[p0 * c..(p0 + mr) * c], rows, in_zp);
+            } else {
+                for t in 0..mr {
+                    let row = &mut xbuf[t * lay.units * 4..(t + 1) * lay.units * 4];
+                    pack_pixel(g, x, p0 + t, in_zp, row);
+                }
             }
             for j in 0..np {
                 let oc0 = (pb + j) * NR;
