@@ -994,15 +994,16 @@ pub(super) mod tests {
     use super::*;
     use crate::kernels::{conv, dense, Kx, QuantParams};
 
-    struct XorShift(u64);
+    pub(in crate::kernels) struct XorShift(pub u64);
     impl XorShift {
-        fn next(&mut self) -> u64 {
+        pub(in crate::kernels) fn next(&mut self) -> u64 {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
         }
-        fn range(&mut self, lo: usize, hi: usize) -> usize {
+        /// Uniform in `lo..=hi`.
+        pub(in crate::kernels) fn range(&mut self, lo: usize, hi: usize) -> usize {
             lo + (self.next() % (hi - lo + 1) as u64) as usize
         }
         fn bytes(&mut self, n: usize) -> Vec<u8> {

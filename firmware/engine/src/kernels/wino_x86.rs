@@ -301,33 +301,20 @@ mod tests {
     use crate::format::Precision;
     use crate::kernels::add::AddQuant;
     use crate::kernels::conv::conv2d_i8_ex;
-    use crate::kernels::dsp_arm::tests::{geom, i32_bytes};
+    use crate::kernels::dsp_arm::tests::{geom, i32_bytes, XorShift};
     use crate::kernels::scratch::{conv, winograd_applies, PANEL_CONSTS, WINO_MAX_C};
     use crate::kernels::{FuseI8, Kx, QuantParams, Residual};
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
 
     /// Requantisation that shows the sums' low bits: even channels keep
     /// the low 8 bits (`acc << 24`, multiplier 2^7: `acc as i8`), odd ones
     /// the high bits (`acc · 0.75 / 2^shift`).
-    fn sensitive_requant(rng: &mut Rng, n: usize, shift: i32) -> (Vec<i32>, Vec<i32>) {
+    fn sensitive_requant(rng: &mut XorShift, n: usize, shift: i32) -> (Vec<i32>, Vec<i32>) {
         (0..n)
             .map(|j| {
                 if j % 2 == 0 {
                     (128, 24)
                 } else {
-                    ((3 << 29) + rng.below(1 << 20) as i32, -shift)
+                    ((3 << 29) + rng.range(0, (1 << 20) - 1) as i32, -shift)
                 }
             })
             .unzip()
@@ -421,13 +408,13 @@ mod tests {
         if !std::is_x86_feature_detected!("avx2") {
             return;
         }
-        let mut rng = Rng(0x3A7E_11C0_F00D_0001);
+        let mut rng = XorShift(0x3A7E_11C0_F00D_0001);
         let mut ran = 0;
         for i in 0..80 {
-            let p: [usize; 4] = core::array::from_fn(|_| rng.below(3));
-            let (h, wd) = (9 + rng.below(16), 9 + rng.below(16));
-            let c = 16 * (1 + rng.below(if i % 5 == 0 { 12 } else { 4 }));
-            let oc = 1 + rng.below(60);
+            let p: [usize; 4] = core::array::from_fn(|_| rng.range(0, 2));
+            let (h, wd) = (9 + rng.range(0, 15), 9 + rng.range(0, 15));
+            let c = 16 * (1 + rng.range(0, if i % 5 == 0 { 11 } else { 3 }));
+            let oc = 1 + rng.range(0, 59);
             if h + p[0] + p[2] < 3 || wd + p[1] + p[3] < 3 {
                 continue;
             }
@@ -441,9 +428,9 @@ mod tests {
                 w.iter_mut().step_by(5).for_each(|v| *v = 0x80);
             }
             let bias: Vec<i32> = (0..oc).map(|_| rng.next() as i32 % 50_000).collect();
-            let shift = 12 + rng.below(6) as i32;
+            let shift = 12 + rng.range(0, 5) as i32;
             let (ms, ss) = sensitive_requant(&mut rng, oc, shift);
-            let zp = [-128, 127, rng.below(256) as i32 - 128][i % 3];
+            let zp = [-128, 127, rng.range(0, 255) as i32 - 128][i % 3];
             let scratch = scratch_sizes(&g)[i % 4];
             check(&g, (&x, &w, &bias), (&ms, &ss), zp, (scratch, i / 3 % 3));
             ran += 1;
@@ -459,7 +446,7 @@ mod tests {
         if !std::is_x86_feature_detected!("avx2") {
             return;
         }
-        let mut rng = Rng(0x3A7E_11C0_F00D_0002);
+        let mut rng = XorShift(0x3A7E_11C0_F00D_0002);
         for (p, wv) in [
             ((1, 1, 1, 1), 0x80u8),
             ((0, 0, 0, 0), 0x7f),
