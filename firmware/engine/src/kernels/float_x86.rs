@@ -46,6 +46,10 @@
 //!   group, so the loop has no shuffle ([`conv_packed`], `C` a multiple of
 //!   8; sizes in [`super::scratch::float_pack_layout`]).
 //!
+//! Kernel rows of at most 24 values (RGB and grayscale input layers) go
+//! across output channels instead ([`conv_narrow`]): one register per
+//! `dot_f` lane, 8-32 channels wide, combined with vertical adds.
+//!
 //! The depthwise conv is vectorised across channels (each lane one channel,
 //! taps in the portable order), dense across rows like the conv.
 #![allow(unsafe_code)]
@@ -415,47 +419,6 @@ unsafe fn micro_wide(
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn add_sums<const M: usize, const N: usize>(acc: &[[__m256; N]; M], run: *mut f32) {
-    if N == 8 {
-        // One pixel's eight channels per combination.
-        for (p, a) in acc.iter().enumerate() {
-            let mut v = [_mm256_setzero_ps(); 8];
-            v.copy_from_slice(&a[..]);
-            // SAFETY: the caller's guarantee.
-            unsafe {
-                let rp = run.add(p * CM_MAX);
-                _mm256_storeu_ps(rp, _mm256_add_ps(_mm256_loadu_ps(rp), combine8(&v)));
-            }
-        }
-        return;
-    }
-    if N == 2 {
-        // Four pixels' two channels per combination (lanes 2p, 2p + 1),
-        // each pixel's pair added to its running sums as one 64-bit move.
-        for p0 in (0..M).step_by(4) {
-            let mut v = [_mm256_setzero_ps(); 8];
-            for (i, d) in v.iter_mut().enumerate() {
-                if p0 + i / 2 < M {
-                    *d = acc[p0 + i / 2][i % 2];
-                }
-            }
-            let sum = combine8(&v);
-            let halves = [_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum)];
-            for (h, half) in halves.into_iter().enumerate() {
-                for (q, pair) in [half, _mm_movehl_ps(half, half)].into_iter().enumerate() {
-                    let p = p0 + 2 * h + q;
-                    if p < M {
-                        // SAFETY: the caller's guarantee (2 = N f32).
-                        unsafe {
-                            let rp = run.add(p * CM_MAX) as *mut __m128i;
-                            let r = _mm_castsi128_ps(_mm_loadl_epi64(rp));
-                            _mm_storel_epi64(rp, _mm_castps_si128(_mm_add_ps(r, pair)));
-                        }
-                    }
-                }
-            }
-        }
-        return;
-    }
     // Flattened `p * N + t`, eight at a time.
     let mn = M * N;
     let mut at = 0;
@@ -467,23 +430,7 @@ unsafe fn add_sums<const M: usize, const N: usize>(acc: &[[__m256; N]; M], run: 
                 *d = acc[f / N][f % N];
             }
         }
-        if N == 4 {
-            // Two pixels' four channels.
-            let sum = combine8(&v);
-            for (h, half) in [_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum)]
-                .into_iter()
-                .enumerate()
-            {
-                let p = at / 4 + h;
-                if p < M {
-                    // SAFETY: the caller's guarantee (4 <= N f32).
-                    unsafe {
-                        let rp = run.add(p * CM_MAX);
-                        _mm_storeu_ps(rp, _mm_add_ps(_mm_loadu_ps(rp), half));
-                    }
-                }
-            }
-        } else if mn - at == 1 {
+        if mn - at == 1 {
             let (p, t) = (at / N, at % N);
             // SAFETY: the caller's guarantee.
             unsafe { *run.add(p * CM_MAX + t) += combine1(v[0]) };
@@ -529,7 +476,7 @@ unsafe fn conv_avx2(
         out,
         |nb, nr, xp, wp, span, run, jb| {
             // SAFETY: AVX2 (this function's contract); `float_conv`'s
-            // guarantee on the pointers, and `run` rows of CM_MAX >= jb + 4.
+            // guarantee on the pointers, and `run` rows of CM_MAX >= jb + AVX2_NR.
             unsafe { micro_avx2(nb, nr, xp, wp, span, run.as_mut_ptr().cast::<f32>().add(jb)) };
             Ok(())
         },
