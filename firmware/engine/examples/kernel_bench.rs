@@ -1,6 +1,7 @@
 //! Kernel throughput on the host, through real single-op plans: the
-//! representative ResNet-50 layers in int8 (SIMD and portable kernels), plus
-//! the f32 and f16 float paths of the 3x3, 1x1 and stem layers and the classifier.
+//! representative ResNet-50 layers (56x56 to 7x7) in int8 (SIMD and portable
+//! kernels), plus the f32 and f16 float paths of the 3x3, 1x1 and stem layers
+//! and the classifier.
 //!
 //! `cargo run --release -p edgefit-engine --features std --example kernel_bench [filter]`
 //!
@@ -172,6 +173,10 @@ fn main() {
         conv("conv1x1 56x56x64->256", 56, 64, 256, 1, 1, 0),
         conv("conv3x3/2 56x56x128->128", 56, 128, 128, 3, 2, 1),
         conv("conv7x7/2 stem 224x224x3->64", 224, 3, 64, 7, 2, 3),
+        conv("conv1x1 7x7x2048->512", 7, 2048, 512, 1, 1, 0),
+        conv("conv3x3 7x7x512->512", 7, 512, 512, 3, 1, 1),
+        conv("conv3x3 14x14x256->256", 14, 256, 256, 3, 1, 1),
+        conv("conv3x3 28x28x128->128", 28, 128, 128, 3, 1, 1),
         Layer {
             name: "dense 2048->1000",
             h: 1,
@@ -203,7 +208,7 @@ fn main() {
             }
         }
     }
-    for layer in [&layers[0], &layers[1], &layers[3], &layers[4]] {
+    for layer in [&layers[0], &layers[1], &layers[3], &layers[8]] {
         for precision in [Precision::F32, Precision::F16] {
             let label = format!("{precision:?} {}", layer.name);
             if label.contains(&filter) {

@@ -7,6 +7,9 @@
 //! what this engine's kernels want (`kernels::scratch::for_plan`, what its
 //! `PlanBuilder` writes), for plans written by an older writer.
 //!
+//! It also times encoding an f32 NCHW sample into the input tensor
+//! (`input::encode_nchw`, part of each inference `edgefit speed` times).
+//!
 //! The last line also gives whole runs in the thread's CPU time (Linux;
 //! wall-clock time elsewhere), median and fastest: on a machine shared with
 //! other work the fastest CPU time is the steadiest figure.
@@ -92,6 +95,27 @@ fn main() {
             .map(|o| format!("{:?}", o.kind))
             .unwrap_or_default();
         println!("{i:>3}  {kind:<16} {m:>10.3}");
+    }
+    if let Ok(input) = plan.input() {
+        let count = input.elements().unwrap_or(0) as usize;
+        let nchw: Vec<f32> = (0..count).map(|i| (i % 255) as f32 / 255.0).collect();
+        let mut encode = Vec::with_capacity(runs + 1);
+        for _ in 0..runs + 1 {
+            let s = wall_seconds();
+            let encoded = engine
+                .input_mut(&mut arena)
+                .map_err(|e| e.to_string())
+                .and_then(|slot| {
+                    edgefit_engine::input::encode_nchw(&input, &nchw, slot)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = encoded {
+                eprintln!("input: {e}");
+                std::process::exit(1);
+            }
+            encode.push((wall_seconds() - s) * 1e3);
+        }
+        println!("input encode (f32 NCHW): {:.3} ms", median(&mut encode));
     }
     let median_run = median(&mut totals);
     let cpu_median = median(&mut cpu);

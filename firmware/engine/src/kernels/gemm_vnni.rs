@@ -396,7 +396,7 @@ impl<'o, 'q, 'r> Epi16<'o, 'q, 'r> {
         let a = _mm512_loadu_si512(acc.as_ptr() as *const _);
         let r = self.req.apply(_mm512_add_epi32(a, self.bias));
         // One clamp to the bounds clamped to -128..=127, as in the AVX2
-        // epilogue's `clamp8` (see there why that is the spec's clamp).
+        // epilogue's `Clamp8` (see there why that is the spec's clamp).
         let mut v = _mm512_min_epi32(
             _mm512_max_epi32(_mm512_add_epi32(r, self.out_zp), self.lo),
             self.hi,

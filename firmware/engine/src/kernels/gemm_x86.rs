@@ -79,7 +79,17 @@ pub(crate) unsafe fn conv_i8(
             pack_panel(w, k, n, (pb + j) * NR, pw);
             pack_consts(o, bias, (pb + j) * NR, pc);
         }
-        for (p0, mr) in tile_split(pixels, MR) {
+        // The next block's weight rows (contiguous in OHWI), fetched into
+        // the cache a slice per tile while this block computes, so its
+        // packing does not wait on memory.
+        let next = w
+            .get(((pb + np) * NR * k).min(w.len())..((pb + np + lay.panels) * NR * k).min(w.len()))
+            .unwrap_or(&[]);
+        let slice = next.len().div_ceil(64).div_ceil(pixels.div_ceil(MR)) * 64;
+        for (ti, (p0, mr)) in tile_split(pixels, MR).enumerate() {
+            if let Some(ahead) = next.get(ti * slice..((ti + 1) * slice).min(next.len())) {
+                prefetch(ahead);
+            }
             if pointwise {
                 // The tile's input pixels are contiguous, and so are its
                 // rows of `c` i16: one widening for the whole tile.
@@ -116,6 +126,15 @@ pub(crate) unsafe fn conv_i8(
         }
     }
     Some(Ok(()))
+}
+
+/// Asks for `bytes` to be brought into the cache (a hint: no effect on
+/// results).
+#[target_feature(enable = "avx2")]
+unsafe fn prefetch(bytes: &[u8]) {
+    for line in bytes.chunks(64) {
+        _mm_prefetch::<_MM_HINT_T1>(line.as_ptr() as *const i8);
+    }
 }
 
 /// Splits `rows` GEMM rows (pixels, or Winograd tiles) into tiles of
@@ -245,6 +264,23 @@ pub(super) fn pack_consts(o: &Out8<'_, '_>, bias: Option<I32s<'_>>, oc0: usize, 
 /// Packs output pixel `p`'s im2col row as i16 `x - zp` (0 in padding).
 #[target_feature(enable = "avx2")]
 unsafe fn pack_pixel(g: &Geom, x: &[u8], p: usize, zp: i32, row: &mut [u8]) {
+    let (oy, ox) = (p / g.out_w.max(1), p % g.out_w.max(1));
+    let (rows, cols) = (g.rows(oy), g.cols(ox));
+    let span = g.kernel_w * g.in_c;
+    let k = g.kernel_h * span;
+    if rows.len() == g.kernel_h && cols.len() == g.kernel_w && row.len() >= 2 * k {
+        // A window inside the input: whole kernel rows, no padding taps.
+        let (taps, tail) = row.split_at_mut(2 * k);
+        tail.fill(0);
+        for (ky, dst) in taps.chunks_exact_mut(2 * span).enumerate() {
+            let xs = ((rows.i0 + ky) * g.in_w + cols.i0) * g.in_c;
+            let Some(src) = x.get(xs..xs + span) else {
+                return;
+            };
+            widen_sub(src, dst, zp);
+        }
+        return;
+    }
     // SAFETY: AVX2, as this function's caller guarantees.
     super::im2col_row(g, x, p, 2, 0, row, |src, dst| unsafe {
         widen_sub(src, dst, zp)
@@ -253,23 +289,42 @@ unsafe fn pack_pixel(g: &Geom, x: &[u8], p: usize, zp: i32, row: &mut [u8]) {
 
 /// `dst[i] = src[i] as i8 - zp` as little-endian i16; `dst` is twice
 /// `src`'s length.
+///
+/// Rows that are not a multiple of 16 bytes (an RGB input layer's kernel
+/// rows are 21) end with a vector over the last 16 (or 8) bytes, which
+/// rewrites some values already written with the same ones.
 #[target_feature(enable = "avx2")]
+#[inline]
 unsafe fn widen_sub(src: &[u8], dst: &mut [u8], zp: i32) {
-    let zv = _mm256_set1_epi16(zp as i16);
-    let sc = src.chunks_exact(16);
-    let tail = sc.remainder();
-    let mut dc = dst.chunks_exact_mut(32);
-    for s in sc {
-        let Some(d) = dc.next() else { return };
-        // SAFETY: `s` is 16 bytes and `d` 32 bytes; unaligned load/store.
-        let v = _mm_loadu_si128(s.as_ptr() as *const __m128i);
-        let wv = _mm256_sub_epi16(_mm256_cvtepi8_epi16(v), zv);
-        _mm256_storeu_si256(d.as_mut_ptr() as *mut __m256i, wv);
+    let n = src.len();
+    if dst.len() < 2 * n {
+        return;
     }
-    let done = src.len() - tail.len();
-    for (i, &v) in tail.iter().enumerate() {
-        let at = (done + i) * 2;
-        if let Some(d) = dst.get_mut(at..at + 2) {
+    let zv = _mm256_set1_epi16(zp as i16);
+    let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+    let wide = |at: usize| {
+        // SAFETY: `at + 16 <= n`, and `dst` holds `2 n` bytes.
+        let v = _mm_loadu_si128(sp.add(at) as *const __m128i);
+        let wv = _mm256_sub_epi16(_mm256_cvtepi8_epi16(v), zv);
+        _mm256_storeu_si256(dp.add(2 * at) as *mut __m256i, wv);
+    };
+    if n >= 16 {
+        for at in (0..n - 15).step_by(16) {
+            wide(at);
+        }
+        if !n.is_multiple_of(16) {
+            wide(n - 16);
+        }
+    } else if n >= 8 {
+        let zh = _mm256_castsi256_si128(zv);
+        for at in [0, n - 8] {
+            // SAFETY: `at + 8 <= n`, and `dst` holds `2 n` bytes.
+            let v = _mm_loadl_epi64(sp.add(at) as *const __m128i);
+            let wv = _mm_sub_epi16(_mm_cvtepi8_epi16(v), zh);
+            _mm_storeu_si128(dp.add(2 * at) as *mut __m128i, wv);
+        }
+    } else {
+        for (d, &v) in dst.chunks_exact_mut(2).zip(src) {
             d.copy_from_slice(&((v as i8 as i16).wrapping_sub(zp as i16)).to_le_bytes());
         }
     }
@@ -324,6 +379,7 @@ pub(super) struct Epi<'o, 'q, 'r> {
     bias: [__m256i; 2],
     req: [LaneQ; 2],
     out_zp: __m256i,
+    clamp: Clamp8,
     fuse: Option<&'o FuseV>,
 }
 
@@ -340,8 +396,7 @@ pub(super) struct FuseV {
     mo: i32,
     so: (__m128i, __m128i, __m256i),
     out_zp: __m256i,
-    act_min: i32,
-    act_max: i32,
+    clamp: Clamp8,
     /// The two inputs' rescalings by [`SmallQ`], where they qualify.
     q1: Option<SmallQ>,
     q2: Option<SmallQ>,
@@ -366,8 +421,7 @@ impl FuseV {
                 mo: p.output_multiplier,
                 so: uniform_shift(p.output_shift),
                 out_zp: _mm256_set1_epi32(a.out_zp),
-                act_min: a.act_min,
-                act_max: a.act_max,
+                clamp: Clamp8::new(a.act_min, a.act_max),
                 q1: SmallQ::new(a.zp1, p.left_shift, p.input1_multiplier, p.input1_shift),
                 q2: SmallQ::new(a.zp2, p.left_shift, p.input2_multiplier, p.input2_shift),
             }
@@ -378,17 +432,26 @@ impl FuseV {
 /// `multiply_by_quantized_multiplier(d << ls, m, shift)` for `|d| <= 255`
 /// (a byte less a zero point in -128..=127, as both inputs of a fused Add
 /// are) when the total left shift `L = ls + max(shift, 0)` is 15..=22,
-/// with 32-bit multiplies. Then `d · 2^L` needs no wrap (`255 · 2^22 <
+/// with 16-bit multiplies. Then `d · 2^L` needs no wrap (`255 · 2^22 <
 /// 2^30`, nor is it `i32::MIN`, so the doubling high multiply cannot
 /// saturate), and that multiply, `floor((d · 2^L · m + 2^30) / 2^31)`, is
 /// `floor((d · m + 2^(e-1)) / 2^e)` with `e = 31 - L` in 9..=16. With `m =
-/// mh · 2^16 + ml` (`mh = m >> 16` arithmetic, `0 <= ml < 2^16`) and `e <=
-/// 16`, that is `d · mh · 2^(16-e) + floor((d · ml + 2^(e-1)) / 2^e)`:
-/// `|d · mh| < 2^23`, `|d · ml| < 2^24`, so every step fits i32. The
-/// rounding divide by `2^right` follows as in [`mbqm8u`] (tested against
-/// the scalar recipe for every `d`).
+/// mh · 2^16 + ml` (`mh = (m + 2^15) >> 16`, so `-2^15 <= ml < 2^15`; `mh`
+/// fits i16 for `m < 2^31 - 2^15`) and `e <= 16`, that is `d · mh ·
+/// 2^(16-e) + floor((d · ml + 2^(e-1)) / 2^e)`: `|d · mh|` and `|d · ml|`
+/// are at most `255 · 2^15`, products of two i16 that `vpmaddwd` forms
+/// exactly (the lane's other half multiplies by 0), and `|d · mh| ·
+/// 2^(16-e) < 2^31`. The rounding divide by `2^right` follows as in
+/// [`mbqm8u`] (tested against the scalar recipe for every `d`).
+///
+/// Where the multiplier is a power of two `2^j` and `k = L + j - 31 -
+/// right >= 0` (the usual int8 Add rescales the input with the larger
+/// scale by exactly one half), both roundings are exact and the result
+/// is `d << k`.
 #[derive(Clone, Copy)]
 struct SmallQ {
+    /// `Some(k)`: the result is `d << k`.
+    exact_shift: Option<__m128i>,
     mh: __m256i,
     ml: __m256i,
     up: __m128i,
@@ -404,14 +467,20 @@ impl SmallQ {
     #[target_feature(enable = "avx2")]
     unsafe fn new(zp: i32, ls: i32, m: i32, shift: i32) -> Option<Self> {
         let l = ls.clamp(0, 30) + shift.clamp(0, 30);
-        if !(-128..=127).contains(&zp) || !(15..=22).contains(&l) {
+        let mh = (i64::from(m) + (1 << 15)) >> 16;
+        if !(-128..=127).contains(&zp) || !(15..=22).contains(&l) || mh >= 1 << 15 {
             return None;
         }
+        let ml = i64::from(m) - (mh << 16);
         let e = 31 - l;
         let (_, right, mask) = uniform_shift(shift);
+        let k = l + m.trailing_zeros() as i32 - 31 - (-shift).clamp(0, 31);
+        let exact_shift = (m > 0 && m.count_ones() == 1 && k >= 0).then(|| _mm_cvtsi32_si128(k));
         Some(SmallQ {
-            mh: _mm256_set1_epi32(m >> 16),
-            ml: _mm256_set1_epi32(m & 0xFFFF),
+            exact_shift,
+            // Each i32 lane holds (c, 0) as i16: `vpmaddwd` gives d · c.
+            mh: _mm256_set1_epi32((mh as i32) & 0xFFFF),
+            ml: _mm256_set1_epi32((ml as i32) & 0xFFFF),
             up: _mm_cvtsi32_si128(16 - e),
             down: _mm_cvtsi32_si128(e),
             round: _mm256_set1_epi32(1 << (e - 1)),
@@ -424,9 +493,12 @@ impl SmallQ {
     #[target_feature(enable = "avx2")]
     #[inline]
     unsafe fn apply(&self, d: __m256i) -> __m256i {
-        let hi = _mm256_sll_epi32(_mm256_mullo_epi32(d, self.mh), self.up);
+        if let Some(k) = self.exact_shift {
+            return _mm256_sll_epi32(d, k);
+        }
+        let hi = _mm256_sll_epi32(_mm256_madd_epi16(d, self.mh), self.up);
         let lo = _mm256_sra_epi32(
-            _mm256_add_epi32(_mm256_mullo_epi32(d, self.ml), self.round),
+            _mm256_add_epi32(_mm256_madd_epi16(d, self.ml), self.round),
             self.down,
         );
         let hm = _mm256_add_epi32(hi, lo);
@@ -461,6 +533,7 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
                 LaneQ::new(ld(1, 1), ld(2, 1), ld(3, 1)),
             ],
             out_zp: _mm256_set1_epi32(o.q.out_zp),
+            clamp: Clamp8::new(o.q.act_min, o.q.act_max),
             fuse,
         }
     }
@@ -469,14 +542,13 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
     /// and stores them at `out[base..base + nn]`.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn store(&self, acc: &[i32; NR], base: usize, out: &mut [u8]) {
-        let q = self.o.q;
         let mut v = [_mm256_setzero_si256(); 2];
         for (h, vh) in v.iter_mut().enumerate() {
             // SAFETY: 8 i32 at h * 8 of a 16-element array.
             let a = _mm256_loadu_si256(acc.as_ptr().add(h * 8) as *const __m256i);
             let a = _mm256_add_epi32(a, self.bias[h]);
             let r = self.req[h].apply(a);
-            *vh = clamp8(_mm256_add_epi32(r, self.out_zp), q.act_min, q.act_max);
+            *vh = self.clamp.apply(_mm256_add_epi32(r, self.out_zp));
         }
         let Some(dst) = out.get_mut(base..base + self.nn) else {
             return;
@@ -508,7 +580,7 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
                     let y2 = q2.apply(_mm256_sub_epi32(r, fv.zp2));
                     let so = fv.so;
                     let y = mbqm8u(_mm256_add_epi32(y1, y2), fv.mo, so.0, so.1, so.2);
-                    *vh = clamp8(_mm256_add_epi32(y, fv.out_zp), fv.act_min, fv.act_max);
+                    *vh = fv.clamp.apply(_mm256_add_epi32(y, fv.out_zp));
                 }
             } else {
                 for (vh, &r) in v.iter_mut().zip(res.iter()) {
@@ -518,7 +590,7 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
                     let y1 = mbqm8u(x1, fv.m1, s1.0, s1.1, s1.2);
                     let y2 = mbqm8u(x2, fv.m2, s2.0, s2.1, s2.2);
                     let y = mbqm8u(_mm256_add_epi32(y1, y2), fv.mo, so.0, so.1, so.2);
-                    *vh = clamp8(_mm256_add_epi32(y, fv.out_zp), fv.act_min, fv.act_max);
+                    *vh = fv.clamp.apply(_mm256_add_epi32(y, fv.out_zp));
                 }
             }
         }
@@ -542,19 +614,33 @@ impl<'o, 'q, 'r> Epi<'o, 'q, 'r> {
     }
 }
 
-/// `v.max(lo).min(hi).clamp(-128, 127)`, lane-wise (as `requantize`).
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn clamp8(v: __m256i, lo: i32, hi: i32) -> __m256i {
-    // One clamp to the bounds clamped to -128..=127 is the same: for
-    // lo <= hi both clamp to the intersection of the two ranges (or to
-    // its nearer end when it is empty), and for lo > hi both give
-    // hi.clamp(-128, 127), as lo.clamp(..) >= hi.clamp(..).
-    let (lo, hi) = (lo.clamp(-128, 127), hi.clamp(-128, 127));
-    _mm256_min_epi32(
-        _mm256_max_epi32(v, _mm256_set1_epi32(lo)),
-        _mm256_set1_epi32(hi),
-    )
+/// `v.max(lo).min(hi).clamp(-128, 127)`, lane-wise (as `requantize`),
+/// with the bounds broadcast once.
+#[derive(Clone, Copy)]
+pub(super) struct Clamp8 {
+    lo: __m256i,
+    hi: __m256i,
+}
+
+impl Clamp8 {
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) unsafe fn new(lo: i32, hi: i32) -> Self {
+        // One clamp to the bounds clamped to -128..=127 is the same: for
+        // lo <= hi both clamp to the intersection of the two ranges (or to
+        // its nearer end when it is empty), and for lo > hi both give
+        // hi.clamp(-128, 127), as lo.clamp(..) >= hi.clamp(..).
+        Clamp8 {
+            lo: _mm256_set1_epi32(lo.clamp(-128, 127)),
+            hi: _mm256_set1_epi32(hi.clamp(-128, 127)),
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) unsafe fn apply(&self, v: __m256i) -> __m256i {
+        _mm256_min_epi32(_mm256_max_epi32(v, self.lo), self.hi)
+    }
 }
 
 /// Lane-wise [`super::requant::multiply_by_quantized_multiplier`] with the
@@ -697,25 +783,41 @@ mod tests {
     /// [`SmallQ`] (the fused Add's input rescaling for byte differences)
     /// against the scalar recipe, for every difference, multipliers from
     /// the extremes and at random, every total left shift it takes and
-    /// right shifts from 0 to 31.
+    /// right shifts from 0 to 31; powers of two among the multipliers take
+    /// the exact-shift path where it applies.
     #[test]
     fn small_input_rescaling_matches_scalar() {
         if !std::is_x86_feature_detected!("avx2") {
             return;
         }
         let mut cases = RequantCases::new(0x5a11_0001_2345_6789);
-        let mut ms = vec![i32::MIN, i32::MIN + 1, -1, 0, 1, 0xFFFF, 0x10000, i32::MAX];
+        let mut ms = vec![
+            i32::MIN,
+            i32::MIN + 1,
+            -1,
+            0,
+            1,
+            0x7FFF,
+            0x8000,
+            0xFFFF,
+            0x10000,
+        ];
+        // Both sides of the largest multiplier whose high half fits i16.
+        ms.extend([i32::MAX - 0x8000, i32::MAX - 0x7FFF, i32::MAX]);
+        ms.extend([1 << 16, 1 << 29, 1 << 30, (1 << 30) + 1, 3 << 28]);
         ms.extend((0..40).map(|_| cases.lanes::<1>().ms[0]));
-        let mut ran = 0;
+        let (mut ran, mut shifted) = (0, 0);
         for &m in &ms {
             for ls in [0, 14, 15, 18, 20, 22, 23, 30] {
-                for shift in [-31, -20, -9, -1, 0, 1, 2, 7] {
+                for shift in [-31, -20, -9, -2, -1, 0, 1, 2, 7] {
                     // SAFETY: AVX2 detected above.
                     let Some(q) = (unsafe { SmallQ::new(0, ls, m, shift) }) else {
-                        assert!(!(15..=22).contains(&(ls + shift.max(0))));
+                        let l = ls + shift.max(0);
+                        assert!(!(15..=22).contains(&l) || m >= i32::MAX - 0x7FFF);
                         continue;
                     };
                     ran += 1;
+                    shifted += usize::from(q.exact_shift.is_some());
                     for d0 in (-255..=255).step_by(8) {
                         let ds: [i32; 8] = core::array::from_fn(|i| (d0 + i as i32).min(255));
                         let mut got = [0i32; 8];
@@ -734,6 +836,7 @@ mod tests {
             }
         }
         assert!(ran > 100, "only {ran} cases took the small path");
+        assert!(shifted > 10, "only {shifted} cases took the exact shift");
         // Zero points outside a byte's range keep the general path.
         // SAFETY: AVX2 detected above.
         assert!(unsafe { SmallQ::new(128, 20, 1 << 30, -1) }.is_none());
