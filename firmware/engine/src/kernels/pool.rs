@@ -61,19 +61,26 @@ pub fn global_geom(h: usize, w: usize, c: usize) -> Geom {
 
 /// int8 max pool.
 pub fn max_pool_i8(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]) -> KResult {
-    pool_i8::<true>(g, x, clamp, out)
+    max_pool_i8_bytes(g, x, clamp, out)
 }
 
 /// int8 average pool (also global average pool with [`global_geom`]).
 /// Input and output share scale and zero point, so no requantisation.
 pub fn avg_pool_i8(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]) -> KResult {
-    pool_i8::<false>(g, x, clamp, out)
+    // A window of up to 2^23 cells sums to at most 2^30 in magnitude: i32
+    // sums are exact there, and vectorise (i64 ones barely do).
+    if g.kernel_h.saturating_mul(g.kernel_w) <= 1 << 23 {
+        avg_pool_sums::<i32>(g, x, clamp, out)
+    } else {
+        // Sums in i64: a window can hold up to 65535^2 cells.
+        avg_pool_sums::<i64>(g, x, clamp, out)
+    }
 }
 
-fn pool_i8<const MAX: bool>(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]) -> KResult {
-    if MAX {
-        return max_pool_i8_bytes(g, x, clamp, out);
-    }
+fn avg_pool_sums<A>(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]) -> KResult
+where
+    A: Copy + Default + core::ops::Add<Output = A> + From<i8> + Into<i64>,
+{
     check(g, x, out, 1)?;
     let c = g.in_c;
     let mut pixels = out.chunks_exact_mut(c);
@@ -86,29 +93,18 @@ fn pool_i8<const MAX: bool>(g: &Geom, x: &[u8], clamp: PoolClamp, out: &mut [u8]
             for (blk, opx) in px.chunks_mut(BLOCK).enumerate() {
                 let c0 = blk * BLOCK;
                 let nb = opx.len();
-                // Sums in i64: a window can hold up to 65535^2 cells.
-                let mut acc = [if MAX { i64::MIN } else { 0 }; BLOCK];
+                let mut acc = [A::default(); BLOCK];
                 for r in 0..rows.len() {
                     for s in 0..cols.len() {
                         let xs = ((rows.i0 + r) * g.in_w + cols.i0 + s) * c + c0;
                         let xr = x.get(xs..xs + nb).ok_or(ShapeError)?;
                         for (a, &v) in acc.iter_mut().zip(xr) {
-                            let v = v as i8 as i64;
-                            *a = if MAX { (*a).max(v) } else { *a + v };
+                            *a = *a + A::from(v as i8);
                         }
                     }
                 }
                 for (o, &a) in opx.iter_mut().zip(acc.iter()) {
-                    let v = if MAX {
-                        if count == 0 {
-                            0
-                        } else {
-                            a
-                        }
-                    } else {
-                        rounding_average(a, count)
-                    };
-                    *o = clamp.apply(v);
+                    *o = clamp.apply(rounding_average(a.into(), count));
                 }
             }
         }
