@@ -88,7 +88,7 @@ pub(crate) unsafe fn conv_i8(
         let slice = next.len().div_ceil(64).div_ceil(pixels.div_ceil(MR)) * 64;
         for (ti, (p0, mr)) in tile_split(pixels, MR).enumerate() {
             if let Some(ahead) = next.get(ti * slice..((ti + 1) * slice).min(next.len())) {
-                prefetch(ahead);
+                super::prefetch(ahead);
             }
             if pointwise {
                 // The tile's input pixels are contiguous, and so are its
@@ -126,15 +126,6 @@ pub(crate) unsafe fn conv_i8(
         }
     }
     Some(Ok(()))
-}
-
-/// Asks for `bytes` to be brought into the cache (a hint: no effect on
-/// results).
-#[target_feature(enable = "avx2")]
-unsafe fn prefetch(bytes: &[u8]) {
-    for line in bytes.chunks(64) {
-        _mm_prefetch::<_MM_HINT_T1>(line.as_ptr() as *const i8);
-    }
 }
 
 /// Splits `rows` GEMM rows (pixels, or Winograd tiles) into tiles of
