@@ -81,9 +81,20 @@ pub fn normalize(pixel: f32, divisor: Option<f32>, scale: f32, mean: f32, std: f
 /// with branches, most of it mispredictions), and loops over it vectorise.
 #[inline]
 pub fn round_half_away(x: f32) -> f32 {
-    // Truncates towards zero, exactly below 2^23 (larger values are kept).
-    let t = x as i32 as f32;
-    let frac = x - t; // exact: t and x share the exponent range
+    // Truncates towards zero, exactly below 2^23 (larger values, and NaN,
+    // are kept below: they truncate a stand-in in range, which `as` would
+    // saturate in a way that does not vectorise).
+    let within = if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-8_388_608.0, 8_388_608.0)
+    };
+    // SAFETY: `within` is finite and at most 2^23 in magnitude: it fits i32.
+    #[allow(unsafe_code)]
+    let t = unsafe { within.to_int_unchecked::<i32>() } as f32;
+    // Exact below 2^23, where t and x share the exponent range (the rest is
+    // not used).
+    let frac = x - t;
     let step = f32::from(u8::from(frac >= 0.5)) - f32::from(u8::from(frac <= -0.5));
     // Keep x's sign on a zero result (-0.3 rounds to -0.0).
     let r = f32::from_bits((t + step).to_bits() | (x.to_bits() & 0x8000_0000));
@@ -104,6 +115,22 @@ fn select(keep: bool, a: u32, b: u32) -> u32 {
 #[inline]
 pub fn quantize_input(v: f32, q: Quant) -> i8 {
     (round_half_away(v / q.scale) + q.zero_point as f32).clamp(-128.0, 127.0) as i8
+}
+
+/// [`quantize_input`] of each of `values` into `out`, in a loop the
+/// compiler vectorises: the same arithmetic, with the final conversion of a
+/// value already clamped to an integer in -128..=127 (NaN, which `as` turns
+/// into 0, replaced by 0 first) made without Rust's saturating cast, which
+/// does not vectorise.
+fn quantize_block(values: &[f32], out: &mut [i8], q: Quant) {
+    for (d, &v) in out.iter_mut().zip(values) {
+        let c = (round_half_away(v / q.scale) + q.zero_point as f32).clamp(-128.0, 127.0);
+        let c = if c.is_nan() { 0.0 } else { c };
+        // SAFETY: `c` is finite and within -128..=127, so it fits i32.
+        #[allow(unsafe_code)]
+        let i = unsafe { c.to_int_unchecked::<i32>() };
+        *d = i as i8;
+    }
 }
 
 /// The per-channel arithmetic of a plan's recipe: what a device needs to turn
@@ -292,9 +319,7 @@ pub fn encode_nchw(input: &TensorDesc, nchw: &[f32], out: &mut [u8]) -> Result<(
         for (src, dst) in nchw.chunks_exact(item).zip(out.chunks_exact_mut(item)) {
             for (ch, plane) in src.chunks_exact(hw.max(1)).enumerate() {
                 for (b, block) in plane.chunks(BLOCK).enumerate() {
-                    for (d, &v) in q.iter_mut().zip(block) {
-                        *d = quantize_input(v, input.quant);
-                    }
+                    quantize_block(block, &mut q, input.quant);
                     let places = dst.iter_mut().skip(b * BLOCK * c + ch).step_by(c.max(1));
                     for (d, &v) in places.zip(&q[..block.len()]) {
                         *d = v as u8;
@@ -488,9 +513,25 @@ mod tests {
         // Two items of 3 channels of 600 pixels: planes longer than the
         // encoder's blocks, and halves that round away from zero.
         let (n, c, hw) = (2, 3, 600);
-        let nchw_big: Vec<f32> = (0..n * c * hw)
+        let mut nchw_big: Vec<f32> = (0..n * c * hw)
             .map(|i| (i % 517) as f32 * 0.75 - 190.0)
             .collect();
+        // And what saturates or is not a number.
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e10,
+            -1e10,
+            8_388_608.0,
+            -8_388_607.5,
+            -0.0,
+            254.999,
+            -257.0,
+        ];
+        for (i, v) in specials.iter().enumerate() {
+            nchw_big[i * 331] = *v;
+        }
         let big = desc(DType::I8, &[n as u32, 20, 30, c as u32], q);
         let mut out_big = vec![0u8; n * c * hw];
         encode_nchw(&big, &nchw_big, &mut out_big).unwrap();
