@@ -688,6 +688,7 @@ pub(crate) fn float_conv<const MR: usize, const NR: usize>(
     }
     let cm = ((chunk_bytes / (k * 4).max(1)) / NR * NR).clamp(NR, FLOAT_CM_MAX / NR * NR);
     let mut bias = [0.0f32; FLOAT_CM_MAX];
+    let mut run: FloatRun<MR> = [[0.0; FLOAT_CM_MAX]; MR];
     for cb in (0..m).step_by(cm) {
         let cn = cm.min(m - cb);
         for (j, b) in bias.iter_mut().enumerate().take(cn) {
@@ -716,7 +717,11 @@ pub(crate) fn float_conv<const MR: usize, const NR: usize>(
             if rows.k1 > kh || cols.k1 > kw || cn == 0 {
                 return Err(ShapeError);
             }
-            let mut run = [bias; MR];
+            // Each pixel's sums start at the bias (only the block's pixels
+            // and the chunk's channels are read).
+            for r in run.iter_mut().take(nb) {
+                r[..cn].copy_from_slice(&bias[..cn]);
+            }
             for (r, ky) in (rows.k0..rows.k1).enumerate() {
                 let mut xp = [core::ptr::null::<f32>(); MR];
                 for (p, &(oy, ox)) in blk.iter().enumerate().take(nb) {
