@@ -114,23 +114,14 @@ fn select(keep: bool, a: u32, b: u32) -> u32 {
 /// half away from zero, add the zero point, saturate.
 #[inline]
 pub fn quantize_input(v: f32, q: Quant) -> i8 {
-    (round_half_away(v / q.scale) + q.zero_point as f32).clamp(-128.0, 127.0) as i8
-}
-
-/// [`quantize_input`] of each of `values` into `out`, in a loop the
-/// compiler vectorises: the same arithmetic, with the final conversion of a
-/// value already clamped to an integer in -128..=127 (NaN, which `as` turns
-/// into 0, replaced by 0 first) made without Rust's saturating cast, which
-/// does not vectorise.
-fn quantize_block(values: &[f32], out: &mut [i8], q: Quant) {
-    for (d, &v) in out.iter_mut().zip(values) {
-        let c = (round_half_away(v / q.scale) + q.zero_point as f32).clamp(-128.0, 127.0);
-        let c = if c.is_nan() { 0.0 } else { c };
-        // SAFETY: `c` is finite and within -128..=127, so it fits i32.
-        #[allow(unsafe_code)]
-        let i = unsafe { c.to_int_unchecked::<i32>() };
-        *d = i as i8;
-    }
+    let c = (round_half_away(v / q.scale) + q.zero_point as f32).clamp(-128.0, 127.0);
+    // What `c as i8` gives (NaN becomes 0), without Rust's saturating cast,
+    // which does not vectorise: `c` is an integer in -128..=127 or NaN.
+    let c = if c.is_nan() { 0.0 } else { c };
+    // SAFETY: `c` is finite and within -128..=127, so it fits i32.
+    #[allow(unsafe_code)]
+    let i = unsafe { c.to_int_unchecked::<i32>() };
+    i as i8
 }
 
 /// The per-channel arithmetic of a plan's recipe: what a device needs to turn
@@ -319,7 +310,9 @@ pub fn encode_nchw(input: &TensorDesc, nchw: &[f32], out: &mut [u8]) -> Result<(
         for (src, dst) in nchw.chunks_exact(item).zip(out.chunks_exact_mut(item)) {
             for (ch, plane) in src.chunks_exact(hw.max(1)).enumerate() {
                 for (b, block) in plane.chunks(BLOCK).enumerate() {
-                    quantize_block(block, &mut q, input.quant);
+                    for (d, &v) in q.iter_mut().zip(block) {
+                        *d = quantize_input(v, input.quant);
+                    }
                     let places = dst.iter_mut().skip(b * BLOCK * c + ch).step_by(c.max(1));
                     for (d, &v) in places.zip(&q[..block.len()]) {
                         *d = v as u8;
@@ -535,10 +528,14 @@ mod tests {
         let big = desc(DType::I8, &[n as u32, 20, 30, c as u32], q);
         let mut out_big = vec![0u8; n * c * hw];
         encode_nchw(&big, &nchw_big, &mut out_big).unwrap();
+        // The recipe with Rust's saturating cast.
+        let reference = |v: f32| {
+            (round_half_away(v / q.scale) + q.zero_point as f32).clamp(-128.0, 127.0) as i8
+        };
         for item in 0..n {
             for ch in 0..c {
                 for p in 0..hw {
-                    let want = quantize_input(nchw_big[(item * c + ch) * hw + p], q);
+                    let want = reference(nchw_big[(item * c + ch) * hw + p]);
                     let got = out_big[(item * hw + p) * c + ch] as i8;
                     assert_eq!(got, want, "item {item} pixel {p} channel {ch}");
                 }
