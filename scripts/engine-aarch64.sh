@@ -16,6 +16,15 @@
 #                                          portable / neon / neon-dotprod, and
 #                                          of the same conv in f32, portable /
 #                                          neon, counted under QEMU (emulated)
+#   scripts/engine-aarch64.sh speed [MODEL]
+#                                          the host CLI `edgefit` cross-built for
+#                                          aarch64 (with tract: about 30 minutes
+#                                          cold here, its own cache), then
+#                                          `edgefit speed MODEL --precision int8,f32`
+#                                          (default models/resnet-fmnist.onnx) on
+#                                          both CPUs: what a board owner runs, and
+#                                          the kernels it names (neon / neon-dotprod);
+#                                          times under QEMU are not Arm times
 #
 # Build cache outside the clone: $EDGEFIT_AARCH64_ENGINE_TARGET_DIR, default
 # ~/.cache/edgefit/aarch64-engine. `test` also runs the bundled models
@@ -36,8 +45,11 @@ CPUS=(cortex-a72 max)
 die() { echo "engine-aarch64.sh: $*" >&2; exit 2; }
 
 # cargo_aarch64 ARGS...: Debian's cargo for the aarch64 target, none of the
-# host build's wrappers or flags.
+# host build's wrappers or flags; the engine with std unless CROSS_PACKAGE
+# names other cargo package arguments (and CROSS_DIR another cache).
 cargo_aarch64() {
+    local pkg=(-p edgefit-engine --features std)
+    [ -n "${CROSS_PACKAGE:-}" ] && read -r -a pkg <<<"$CROSS_PACKAGE"
     env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u RUSTC_WRAPPER -u RUSTC_WORKSPACE_WRAPPER \
         -u CARGO_TARGET_DIR \
         RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
@@ -45,7 +57,7 @@ cargo_aarch64() {
         CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
         AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
         /usr/bin/cargo "$@" --locked -Zbuild-std=std,panic_abort \
-        --target "$TARGET" --target-dir "$TARGET_DIR" -p edgefit-engine --features std
+        --target "$TARGET" --target-dir "${CROSS_DIR:-$TARGET_DIR}" "${pkg[@]}"
 }
 
 # build: cross-builds the engine's test binaries and examples (release:
@@ -163,6 +175,19 @@ print(f'  {name:<13} (-cpu {cpu:<10}) {n:>10} instructions, emulated  {n / macs:
     done
 }
 
+# speed [MODEL]: the host CLI for aarch64 (release, with tract), then
+# `edgefit speed` on each QEMU CPU.
+speed() {
+    local model="${1:-models/resnet-fmnist.onnx}" dir="$TARGET_DIR-host" cpu
+    ensure_packages "${PACKAGES[@]}"
+    CROSS_DIR="$dir" CROSS_PACKAGE="-p edgefit --bin edgefit" cargo_aarch64 build --release -q
+    for cpu in "${CPUS[@]}"; do
+        echo "== edgefit speed $model under qemu-aarch64 -cpu $cpu (emulated: not Arm times)"
+        qemu-aarch64 -L "$SYSROOT" -cpu "$cpu" "$dir/$TARGET/release/edgefit" \
+            speed "$model" --precision int8,f32 --runs 3
+    done
+}
+
 cmd="${1:-}"
 case "$cmd" in
     build) build ;;
@@ -174,5 +199,6 @@ case "$cmd" in
         for cpu in "${CPUS[@]}"; do run_tests "$cpu"; done
         ;;
     insns) build && insns ;;
-    *) die "usage: $0 build | test | insns" ;;
+    speed) shift; speed "$@" ;;
+    *) die "usage: $0 build | test | insns | speed [MODEL]" ;;
 esac
