@@ -607,7 +607,11 @@ pub(crate) fn for_each_block<const B: usize>(
 
 /// Asks for `bytes` to be brought into the (L2) cache, a line at a time,
 /// ahead of their use: a hint with no effect on results (a no-op off
-/// x86-64).
+/// x86-64). For the vector kernels' loops.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
 #[inline]
 pub(crate) fn prefetch(bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
