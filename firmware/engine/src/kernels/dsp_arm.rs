@@ -1011,6 +1011,27 @@ pub(super) mod tests {
         }
     }
 
+    /// A test case's fused residual Add: none (`mode` 0), reading a
+    /// separate `residual` (1), or in place over the output (any other).
+    pub(in crate::kernels) fn fuse_case(
+        mode: usize,
+        residual: &[u8],
+        add: crate::kernels::add::AddQuant,
+    ) -> Option<crate::kernels::FuseI8<'_>> {
+        use crate::kernels::{FuseI8, Residual};
+        match mode {
+            0 => None,
+            1 => Some(FuseI8 {
+                residual: Residual::Separate(residual),
+                add,
+            }),
+            _ => Some(FuseI8 {
+                residual: Residual::InPlace,
+                add,
+            }),
+        }
+    }
+
     pub(in crate::kernels) fn i32_bytes(v: &[i32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }

@@ -805,7 +805,7 @@ mod tests {
     fn neon_gemms_are_bit_identical_to_portable() {
         use crate::format::AddParams;
         use crate::kernels::add::AddQuant;
-        use crate::kernels::{scratch, FuseI8, QuantParams, Residual};
+        use crate::kernels::{scratch, QuantParams};
         let dotprod = dotprod_available();
         let mut rng = XorShift(0x0123_4567_89ab_cdef);
         let bytes = |rng: &mut XorShift, n: usize| -> std::vec::Vec<u8> {
@@ -868,17 +868,7 @@ mod tests {
                 act_min: if round % 2 == 0 { -128 } else { 0 },
                 act_max: 127,
             };
-            let fuse = match round % 3 {
-                0 => None,
-                1 => Some(FuseI8 {
-                    residual: Residual::Separate(&residual),
-                    add,
-                }),
-                _ => Some(FuseI8 {
-                    residual: Residual::InPlace,
-                    add,
-                }),
-            };
+            let fuse = crate::kernels::dsp_arm::tests::fuse_case(round % 3, &residual, add);
             let o = Out8 { q: &q, fuse };
             let b = (round % 4 != 1).then_some(I32s(&bias));
             let mut want = residual.clone();

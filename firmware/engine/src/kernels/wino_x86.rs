@@ -301,9 +301,9 @@ mod tests {
     use crate::format::Precision;
     use crate::kernels::add::AddQuant;
     use crate::kernels::conv::conv2d_i8_ex;
-    use crate::kernels::dsp_arm::tests::{geom, i32_bytes, XorShift};
+    use crate::kernels::dsp_arm::tests::{fuse_case, geom, i32_bytes, XorShift};
     use crate::kernels::scratch::{conv, winograd_applies, PANEL_CONSTS, WINO_MAX_C};
-    use crate::kernels::{FuseI8, Kx, QuantParams, Residual};
+    use crate::kernels::{Kx, QuantParams};
 
     /// Requantisation that shows the sums' low bits: even channels keep
     /// the low 8 bits (`acc << 24`, multiplier 2^7: `acc as i8`), odd ones
@@ -378,17 +378,7 @@ mod tests {
         };
         let o = Out8 {
             q: &q,
-            fuse: match fuse {
-                0 => None,
-                1 => Some(FuseI8 {
-                    residual: Residual::Separate(&residual),
-                    add,
-                }),
-                _ => Some(FuseI8 {
-                    residual: Residual::InPlace,
-                    add,
-                }),
-            },
+            fuse: fuse_case(fuse, &residual, add),
         };
         let mut want = residual.clone();
         conv2d_i8_ex(g, false, x, w, b, &o, &mut want, &mut Kx::portable()).unwrap();
