@@ -1,4 +1,4 @@
-/* Hides AVX-512 (and AVX-VNNI) from a process, so that the software in it
+/* Hides AVX-512, AVX-VNNI and AMX from a process, so that the software in it
  * takes its AVX2 paths: how scripts/avx2-only.sh measures "a CPU with AVX2
  * but no VNNI" (the Zen 3 class issue 18 names) on a CPU that has AVX-512.
  *
@@ -49,11 +49,17 @@ static void on_segv(int sig, siginfo_t *info, void *uc) {
                (1u << 30) | (1u << 31));
         /* ECX: AVX512_VBMI, VBMI2, VNNI, BITALG, VPOPCNTDQ. */
         c &= ~((1u << 1) | (1u << 6) | (1u << 11) | (1u << 12) | (1u << 14));
-        /* EDX: AVX512_4VNNIW, 4FMAPS, VP2INTERSECT, FP16. */
-        d &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 23));
+        /* EDX: AVX512_4VNNIW, 4FMAPS, VP2INTERSECT, AMX-BF16, FP16, AMX-TILE,
+         * AMX-INT8 (onnxruntime's int8 GEMM takes AMX where the CPU has it,
+         * as Intel's Xeons since Sapphire Rapids do; a Zen 3 has none). */
+        d &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 22) | (1u << 23) | (1u << 24) |
+               (1u << 25));
     } else if (leaf == 7 && sub == 1) {
-        /* EAX: AVX-VNNI, AVX512_BF16. */
-        a &= ~((1u << 4) | (1u << 5));
+        /* EAX: AVX-VNNI, AVX512_BF16, AMX-FP16, AVX-IFMA. */
+        a &= ~((1u << 4) | (1u << 5) | (1u << 21) | (1u << 23));
+        /* EDX: AVX-VNNI-INT8, AVX-NE-CONVERT, AMX-COMPLEX, AVX-VNNI-INT16,
+         * AVX10. */
+        d &= ~((1u << 4) | (1u << 5) | (1u << 8) | (1u << 10) | (1u << 19));
     }
     r[REG_RAX] = a;
     r[REG_RBX] = b;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a command with AVX-512 and VNNI hidden from it (scripts/avx2-only.c),
+# Runs a command with AVX-512, VNNI and AMX hidden from it (scripts/avx2-only.c),
 # so onnxruntime, numpy and the edgefit engine all take their AVX2 paths:
 # the "AVX2, no VNNI" machine of issue 18, measured on this one.
 #
