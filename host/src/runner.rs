@@ -1,7 +1,7 @@
 //! Running one sample through a compiled plan (the edgefit engine, in process) or
 //! through tract (the f32 reference): the same f32 NCHW input either way.
 
-use edgefit_engine::{DType, Engine, KernelPath, Plan, Precision, TensorDesc};
+use edgefit_engine::{AlignedBytes, DType, Engine, KernelPath, Plan, Precision, TensorDesc};
 
 use crate::data::Recipe;
 use crate::reference::TractReference;
@@ -22,7 +22,7 @@ pub enum RunError {
 /// which are validated (CRC included) once, here.
 pub struct PlanRunner<'a> {
     engine: Engine<'a>,
-    arena: Vec<u8>,
+    arena: AlignedBytes,
     input: TensorDesc,
     output: TensorDesc,
 }
@@ -37,7 +37,7 @@ impl<'a> PlanRunner<'a> {
         let plan = Plan::parse(bytes).map_err(|e| RunError::Plan(e.to_string()))?;
         let input = plan.input().map_err(|e| RunError::Plan(e.to_string()))?;
         let output = plan.output().map_err(|e| RunError::Plan(e.to_string()))?;
-        let arena = vec![0u8; plan.arena_size()];
+        let arena = AlignedBytes::zeroed(plan.arena_size());
         Ok(PlanRunner {
             engine: Engine::with_kernels(&plan, kernels),
             arena,

@@ -315,7 +315,7 @@ impl<'s> edgefit_proto::Device for AgentDevice<'s> {
             ArtifactKind::Plan => {
                 let max_arena = self.shared.config.max_arena_bytes as usize;
                 match NativeRunner::new(&active.bytes, max_arena) {
-                    Ok(r) => Held::Native(r),
+                    Ok(r) => Held::Native(Box::new(r)),
                     Err(e) => {
                         eprintln!("edgefit-agent: cannot run the active plan: {e}");
                         return Err(bad_plan(e));
@@ -341,21 +341,21 @@ impl<'s> edgefit_proto::Device for AgentDevice<'s> {
 /// The engine running a benchmark: a plan on the native engine (loaded per
 /// benchmark), or the tract artifact loaded already.
 enum Held<'d> {
-    Native(NativeRunner<'d>),
+    Native(Box<NativeRunner<'d>>),
     Tract(&'d mut (dyn Runner + Send)),
 }
 
 impl Held<'_> {
     fn get(&self) -> &dyn Runner {
         match self {
-            Held::Native(r) => r,
+            Held::Native(r) => &**r,
             Held::Tract(r) => &**r,
         }
     }
 
     fn get_mut(&mut self) -> &mut dyn Runner {
         match self {
-            Held::Native(r) => r,
+            Held::Native(r) => &mut **r,
             Held::Tract(r) => &mut **r,
         }
     }

@@ -18,6 +18,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use edgefit_engine::AlignedBytes;
 use edgefit_proto::{crc32, ErrorCode, PlanInfo, Reject, Transfer};
 
 use crate::artifact::{identify, ArtifactError, ArtifactKind};
@@ -56,7 +57,8 @@ pub struct Stored {
     pub kind: ArtifactKind,
     pub info: PlanInfo,
     /// Shared: a benchmark holds it while the store may replace the file.
-    pub bytes: Arc<[u8]>,
+    /// On a cache line: the engine's f32 kernels read the weights in place.
+    pub bytes: Arc<AlignedBytes>,
 }
 
 impl Stored {
@@ -70,7 +72,7 @@ impl Stored {
                 crc32: crc32(&bytes),
                 slot,
             },
-            bytes: bytes.into(),
+            bytes: Arc::new(AlignedBytes::copy_of(&bytes)),
         })
     }
 }

@@ -124,9 +124,10 @@ impl Layer {
 }
 
 fn bench(label: &str, layer: &Layer, bytes: &[u8], kernels: KernelPath, rng: &mut Rng) {
-    let plan = Plan::parse(bytes).expect("parses");
+    let bytes = edgefit_engine::AlignedBytes::copy_of(bytes);
+    let plan = Plan::parse(&bytes).expect("parses");
     let engine = Engine::with_kernels(&plan, kernels);
-    let mut arena = vec![0u8; engine.arena_size()];
+    let mut arena = edgefit_engine::AlignedBytes::zeroed(engine.arena_size());
     let float = plan.precision() != Precision::Int8;
     for (i, v) in engine.input_mut(&mut arena).unwrap().iter_mut().enumerate() {
         *v = if float {

@@ -92,7 +92,7 @@ fn main() {
     let bytes = plan(f32_plan);
     let plan = Plan::parse(&bytes).expect("parses");
     let engine = Engine::with_kernels(&plan, kernels);
-    let mut arena = vec![0u8; engine.arena_size()];
+    let mut arena = edgefit_engine::AlignedBytes::zeroed(engine.arena_size());
     let input = engine.input_mut(&mut arena).unwrap();
     if f32_plan {
         for (i, v) in input.chunks_exact_mut(4).enumerate() {

@@ -63,8 +63,10 @@ fn main() {
         let act = plan.activation_arena_size();
         let mut rng = Rng(0x5EED_0F32 ^ bytes.len() as u64);
         for run in 0..runs {
-            let mut arenas: Vec<Vec<u8>> =
-                engines.iter().map(|e| vec![0u8; e.arena_size()]).collect();
+            let mut arenas: Vec<edgefit_engine::AlignedBytes> = engines
+                .iter()
+                .map(|e| edgefit_engine::AlignedBytes::zeroed(e.arena_size()))
+                .collect();
             let input = {
                 let n = engines[0].input_mut(&mut arenas[0]).unwrap().len();
                 let mut v = vec![0u8; n];

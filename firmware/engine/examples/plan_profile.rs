@@ -52,6 +52,7 @@ fn main() {
             bytes[..edgefit_engine::format::HEADER_SIZE].copy_from_slice(&h.encode());
         }
     }
+    let bytes = edgefit_engine::AlignedBytes::copy_of(&bytes);
     let plan = match Plan::parse(&bytes) {
         Ok(p) => p,
         Err(e) => {
@@ -60,7 +61,7 @@ fn main() {
         }
     };
     let engine = Engine::with_kernels(&plan, kernels);
-    let mut arena = vec![0u8; engine.arena_size()];
+    let mut arena = edgefit_engine::AlignedBytes::zeroed(engine.arena_size());
     let n = engine.op_count();
     let mut times = vec![Vec::with_capacity(runs); n];
     let mut totals = Vec::with_capacity(runs);

@@ -230,7 +230,7 @@ impl Layer {
 fn time(bytes: &[u8], kernels: KernelPath, rng: &mut Rng) -> (f64, f64) {
     let plan = Plan::parse(bytes).expect("parses");
     let engine = Engine::with_kernels(&plan, kernels);
-    let mut arena = vec![0u8; engine.arena_size()];
+    let mut arena = edgefit_engine::AlignedBytes::zeroed(engine.arena_size());
     let n = plan.activation_arena_size();
     if plan.precision() == Precision::Int8 {
         arena[..n].iter_mut().for_each(|v| *v = rng.next());

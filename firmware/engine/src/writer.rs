@@ -22,7 +22,7 @@
 use crate::format::{
     DType, Encoding, Header, Location, OpDesc, OpKind, Precision, Quant, TensorDesc, HEADER_SIZE,
     MAX_RANK, MAX_SCRATCH_BYTES, METADATA_MAGIC, METADATA_TRAILER, MIN_FORMAT_VERSION,
-    OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE, TILED_FORMAT_VERSION,
+    OP_RECORD_SIZE, SECTION_ALIGN, TENSOR_RECORD_SIZE, TILED_FORMAT_VERSION, WEIGHT_ALIGN,
 };
 use crate::kernels::{scratch, Geom};
 use crate::plan::{crc32, Plan};
@@ -234,7 +234,7 @@ impl PlanBuilder {
     }
 
     /// Adds a tensor whose little-endian `bytes` go into the weight blob
-    /// (16-byte aligned). Returns its index.
+    /// (on a [`WEIGHT_ALIGN`] boundary). Returns its index.
     pub fn add_weights(&mut self, dtype: DType, dims: &[u32], bytes: &[u8], quant: Quant) -> u32 {
         let (rank, d) = dims4(dims);
         let offset = self.push_blob(bytes);
@@ -340,7 +340,8 @@ impl PlanBuilder {
     fn push_blob(&mut self, bytes: &[u8]) -> u32 {
         let offset = self.blob.len();
         self.blob.extend_from_slice(bytes);
-        self.blob.resize(align(self.blob.len()), 0);
+        self.blob
+            .resize(self.blob.len().next_multiple_of(WEIGHT_ALIGN), 0);
         u32_sat(offset)
     }
 
@@ -349,7 +350,7 @@ impl PlanBuilder {
     pub fn finish(&self) -> Vec<u8> {
         let tensor_off = HEADER_SIZE;
         let op_off = align(tensor_off + self.tensors.len() * TENSOR_RECORD_SIZE);
-        let weights_off = align(op_off + self.ops.len() * OP_RECORD_SIZE);
+        let weights_off = (op_off + self.ops.len() * OP_RECORD_SIZE).next_multiple_of(WEIGHT_ALIGN);
         let weights_end = weights_off + self.blob.len();
         let meta_off = align(weights_end);
         let total = match &self.metadata {

@@ -8,7 +8,7 @@ use edgefit::evaluate::{agreement, evaluate_data, render_text, EvalData};
 use edgefit::import::{declared_input_shape, import_onnx, ImportOptions};
 use edgefit::reference::TractReference;
 use edgefit::runner::{plan_recipe, PlanRunner, Runner};
-use edgefit_engine::MAGIC;
+use edgefit_engine::{AlignedBytes, MAGIC};
 
 use super::data_args::DataArgs;
 use super::progress;
@@ -54,8 +54,10 @@ impl EvaluateCmd {
         let bytes = std::fs::read(&self.target)
             .with_context(|| format!("read {}", self.target.display()))?;
         let is_plan = bytes.starts_with(&MAGIC);
+        // A plan on a cache line: the f32 kernels read the weights in place.
+        let image = AlignedBytes::copy_of(if is_plan { &bytes } else { &[] });
         let (mut runner, shape, recorded) = if is_plan {
-            let plan = PlanRunner::new(&bytes)
+            let plan = PlanRunner::new(&image)
                 .with_context(|| format!("load {}", self.target.display()))?;
             let shape = plan.input_shape();
             let recorded =

@@ -1,7 +1,7 @@
 //! The `native` engine: edgefit-engine running a plan, as on the
 //! microcontroller (same kernels, same bytes out).
 
-use edgefit_engine::{argmax, DType, Engine, Plan};
+use edgefit_engine::{argmax, AlignedBytes, DType, Engine, Plan};
 use edgefit_proto::EngineKind;
 
 use super::{EngineError, Runner};
@@ -9,7 +9,7 @@ use super::{EngineError, Runner};
 /// A plan with its arena. Borrows the plan bytes (checked once, here).
 pub struct NativeRunner<'a> {
     engine: Engine<'a>,
-    arena: Vec<u8>,
+    arena: AlignedBytes,
     input: std::ops::Range<usize>,
     output: std::ops::Range<usize>,
     out_dtype: DType,
@@ -82,12 +82,9 @@ impl Runner for NativeRunner<'_> {
 
 /// `len` zero bytes, or [`EngineError::OutOfMemory`] where `vec![0; len]`
 /// would abort the process.
-fn alloc_zeroed(len: usize) -> Result<Vec<u8>, EngineError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| EngineError::OutOfMemory { bytes: len })?;
-    v.resize(len, 0);
-    Ok(v)
+/// `len` zero bytes on a cache line, or the system's refusal as an error.
+fn alloc_zeroed(len: usize) -> Result<AlignedBytes, EngineError> {
+    AlignedBytes::try_zeroed(len).map_err(|_| EngineError::OutOfMemory { bytes: len })
 }
 
 #[cfg(test)]
