@@ -35,8 +35,8 @@ pub const SECTION_ALIGN: usize = 16;
 /// accepts it). The vector kernels load weights 32 or 64 bytes at a time,
 /// in place for f32; from a plan image on a cache line
 /// ([`AlignedBytes`](crate::AlignedBytes)) those loads never straddle two
-/// lines (on an Intel Xeon, AVX2, f32 ResNet-50 ran 4% slower with its
-/// weights 16 bytes off).
+/// lines (on an Intel Xeon, AVX2, f32 ResNet-50 ran 2-4% slower with its
+/// weights 16 bytes off, in two experiments).
 pub const WEIGHT_ALIGN: usize = 64;
 /// Granularity of the header's scratch size.
 pub const SCRATCH_UNIT: usize = 16;

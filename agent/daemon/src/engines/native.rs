@@ -80,9 +80,8 @@ impl Runner for NativeRunner<'_> {
     }
 }
 
-/// `len` zero bytes, or [`EngineError::OutOfMemory`] where `vec![0; len]`
-/// would abort the process.
-/// `len` zero bytes on a cache line, or the system's refusal as an error.
+/// `len` zero bytes on a cache line, or [`EngineError::OutOfMemory`] where
+/// `vec![0; len]` would abort the process.
 fn alloc_zeroed(len: usize) -> Result<AlignedBytes, EngineError> {
     AlignedBytes::try_zeroed(len).map_err(|_| EngineError::OutOfMemory { bytes: len })
 }
