@@ -43,10 +43,11 @@ What it measures, and on what (every figure is measured on the machine it runs o
    one run on one machine. BIN defaults to the `edgefit` that `cargo build` puts in
    $CARGO_TARGET_DIR (or ~/.cache/edgefit/target)/debug.
 
-   A CPU with AVX2 but no AVX-512 / VNNI, for every engine at once (ORT's MLAS too):
-   `bash scripts/avx2-only.sh python3 scripts/peer_ort.py ...` hides those features from
-   the process and its children (CPUID faulting; see scripts/avx2-only.c); the machine
-   label then says `avx512_hidden`.
+   A CPU with AVX2 but no AVX-512 / VNNI / AMX, for every engine at once (ORT's MLAS
+   too): `bash scripts/avx2-only.sh python3 scripts/peer_ort.py ...` hides those features
+   from the process and its children (CPUID faulting; see scripts/avx2-only.c); the
+   machine label then says `avx512_hidden` (numpy, which reports what the process sees,
+   does not report AMX: the wrapper clears its CPUID bits with AVX-512's).
 
 3. Output: Markdown tables on stdout and, with `--json`, every figure, each labelled
    with its source ("measured"), the machine (`platform.processor()` and the
@@ -143,7 +144,7 @@ def cpu_model():
 
 def cpu_flags():
     """What the CPU has (/proc/cpuinfo) and what this process is shown (CPUID, as numpy
-    reads it): they differ under scripts/avx2-only.sh, which hides AVX-512 and VNNI."""
+    reads it): they differ under scripts/avx2-only.sh, which hides AVX-512, VNNI and AMX."""
     flags = {}
     try:
         with open("/proc/cpuinfo") as f:
