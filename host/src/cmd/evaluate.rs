@@ -56,12 +56,13 @@ impl EvaluateCmd {
         let is_plan = bytes.starts_with(&MAGIC);
         // A plan on a cache line: the f32 kernels read the weights in place.
         let image = AlignedBytes::copy_of(if is_plan { &bytes } else { &[] });
+        drop(bytes);
         let (mut runner, shape, recorded) = if is_plan {
             let plan = PlanRunner::new(&image)
                 .with_context(|| format!("load {}", self.target.display()))?;
             let shape = plan.input_shape();
             let recorded =
-                plan_recipe(&bytes).with_context(|| format!("load {}", self.target.display()))?;
+                plan_recipe(&image).with_context(|| format!("load {}", self.target.display()))?;
             (Runner::Plan(Box::new(plan)), shape, recorded)
         } else {
             let shape = onnx_input_shape(&self.target)?;
