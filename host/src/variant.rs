@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use edgefit_engine::Precision;
+use edgefit_engine::{AlignedBytes, Precision};
 
 use crate::compile::{compile_with, CompileError, CompileOptions, CompiledPlan};
 use crate::evaluate::{evaluate_data, EvalData, EvalError, EvalReport};
@@ -189,8 +189,11 @@ pub fn evaluate_plan(
             source,
         }
     };
+    // On a cache line, as a device keeps it: the f32 kernels read the
+    // weights in place, and compare reports this run's latency.
+    let image = AlignedBytes::copy_of(plan);
     let mut runner = Runner::Plan(Box::new(
-        PlanRunner::new(plan).map_err(|e| run_err("load the plan")(e.into()))?,
+        PlanRunner::new(&image).map_err(|e| run_err("load the plan")(e.into()))?,
     ));
     evaluate_data(&mut runner, "edgefit-engine".into(), name, data, progress)
         .map_err(run_err("the plan"))

@@ -473,3 +473,44 @@ pub fn append_metadata(plan: &[u8], metadata: &[u8]) -> Result<Vec<u8>, PlanErro
     Plan::parse(&out)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AlignedBytes;
+
+    /// Every weight array starts on a cache line of the plan image, whatever
+    /// the sizes before it and the table sizes; and the plan is valid.
+    #[test]
+    fn weight_arrays_start_on_cache_lines() {
+        for (ops, widths) in [(1usize, [8usize, 5]), (2, [7, 3]), (3, [9, 13])] {
+            let mut b = PlanBuilder::new(Precision::F32);
+            let (k, n) = (widths[0], widths[1]);
+            let x = b.add_activation(DType::F32, &[1, k as u32], 0, Quant::NONE);
+            let mut prev = x;
+            let mut at = 64;
+            let mut weights = Vec::new();
+            for _ in 0..ops {
+                let y = b.add_activation(DType::F32, &[1, n as u32], at, Quant::NONE);
+                let mut op = OpDesc::new(OpKind::Dense, prev, y);
+                let w = vec![0.5f32; n * if prev == x { k } else { n }];
+                let dims = [n as u32, (w.len() / n) as u32];
+                op.weights = b.add_weights_f32(&dims, &w);
+                op.bias = b.add_weights_f32(&[n as u32], &vec![0.25; n]);
+                weights.extend([op.weights, op.bias]);
+                b.add_op(op);
+                prev = y;
+                at += 64;
+            }
+            b.set_input(x).set_output(prev).set_arena_size(at);
+            let image = AlignedBytes::copy_of(&b.finish_checked().expect("a valid plan"));
+            let plan = Plan::parse(&image).expect("parses");
+            assert_eq!(plan.header().weights_offset as usize % WEIGHT_ALIGN, 0);
+            for t in weights {
+                let desc = plan.tensor(t).expect("a tensor");
+                let bytes = plan.weight_bytes(&desc).expect("in the blob");
+                assert_eq!(bytes.as_ptr() as usize % WEIGHT_ALIGN, 0, "tensor {t}");
+            }
+        }
+    }
+}
