@@ -18,8 +18,9 @@
 #                                          neon, counted under QEMU (emulated)
 #   scripts/engine-aarch64.sh speed [MODEL]
 #                                          the host CLI `edgefit` cross-built for
-#                                          aarch64 (with tract: about 30 minutes
-#                                          cold here, its own cache), then
+#                                          aarch64 (with tract, its own cache; the
+#                                          cold build and both runs took 12.5
+#                                          minutes on the Zen 4), then
 #                                          `edgefit speed MODEL --precision int8,f32`
 #                                          (default models/resnet-fmnist.onnx) on
 #                                          both CPUs: what a board owner runs, and
